@@ -1,0 +1,54 @@
+"""Blocks named like the PyTorch classes they mirror, keyed by their state_dict prefix."""
+from __future__ import annotations
+
+from wts.weight_map import WeightMap
+
+from . import core
+
+
+def conv_bn_act(net, weights: WeightMap, prefix: str, x, out_channels: int, kernel: int = 1, stride: int = 1,
+                padding: int | None = None, groups: int = 1, act: str = "silu", eps: float = 1e-3):
+    """Conv2d(bias=False) -> BatchNorm2d -> activation, as `<prefix>.conv`, `<prefix>.bn`, `<prefix>.act`.
+
+    padding None means 'same' for odd kernels (k // 2), the convention of YOLO's Conv block.
+    """
+    pad = kernel // 2 if padding is None else padding
+    y = core.conv2d(net, weights, f"{prefix}.conv", x, out_channels, kernel, stride, pad, groups, bias=False)
+    y = core.batch_norm(net, weights, f"{prefix}.bn", y, eps)
+    return core.rename(core.activation(net, y, act, f"{prefix}.act"), prefix)
+
+
+def bottleneck(net, weights: WeightMap, prefix: str, x, out_channels: int, shortcut: bool = True,
+               expansion: float = 0.5):
+    """cv1 1x1 -> cv2 3x3, plus the input when `shortcut` and the channel counts agree."""
+    hidden = int(out_channels * expansion)
+    y = conv_bn_act(net, weights, f"{prefix}.cv1", x, hidden, 1)
+    y = conv_bn_act(net, weights, f"{prefix}.cv2", y, out_channels, 3)
+    if shortcut and x.shape[1] == out_channels:
+        return core.add(net, x, y, prefix)
+    return core.rename(y, prefix)
+
+
+def c3(net, weights: WeightMap, prefix: str, x, out_channels: int, repeats: int, shortcut: bool = True):
+    """CSP bottleneck with 3 convs: cv3(cat(m(cv1(x)), cv2(x))), the bottleneck branch first."""
+    hidden = out_channels // 2
+    y = conv_bn_act(net, weights, f"{prefix}.cv1", x, hidden, 1)
+    for i in range(repeats):
+        y = bottleneck(net, weights, f"{prefix}.m.{i}", y, hidden, shortcut, expansion=1.0)
+    if repeats:
+        core.rename(y, f"{prefix}.m")
+    side = conv_bn_act(net, weights, f"{prefix}.cv2", x, hidden, 1)
+    cat = core.concat(net, [y, side], f"{prefix}/concat")
+    return core.rename(conv_bn_act(net, weights, f"{prefix}.cv3", cat, out_channels, 1), prefix)
+
+
+def sppf(net, weights: WeightMap, prefix: str, x, out_channels: int, kernel: int = 5):
+    """Spatial pyramid pooling, fast: three chained max pools (stride 1, 'same' padding) concatenated with x."""
+    hidden = x.shape[1] // 2
+    y = conv_bn_act(net, weights, f"{prefix}.cv1", x, hidden, 1)
+    pooled = [y]
+    for call in range(3):  # the same nn.MaxPool2d module, called three times: m, m#2, m#3
+        name = f"{prefix}.m" if call == 0 else f"{prefix}.m#{call + 1}"
+        pooled.append(core.max_pool(net, pooled[-1], name, kernel, stride=1, padding=kernel // 2))
+    cat = core.concat(net, pooled, f"{prefix}/concat")
+    return core.rename(conv_bn_act(net, weights, f"{prefix}.cv2", cat, out_channels, 1), prefix)

@@ -1,0 +1,82 @@
+"""Runs a reference network on the CPU: layers in topological order, each output stored in its declared type.
+
+FP16 tensors are stored in half precision (so FP16 error is real), while each layer computes in FP32, as TensorRT's
+FP16 kernels accumulate in FP32. Intermediate values are freed after their last use unless the caller asks to
+capture them (validation compares every named tensor with PyTorch).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .network import INetworkDefinition, ITensor, NetworkError, torch_dtype
+
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+class ReferenceExecutor:
+    def __init__(self, network: INetworkDefinition):
+        if not network.num_outputs:
+            raise NetworkError("the network has no outputs: mark at least one tensor with mark_output")
+        self.network = network
+        self.layers = self._needed_layers()
+        for layer in self.layers:  # infers every shape and type; raises NetworkError naming the layer
+            for out in layer._outputs:
+                network._meta(out)
+        for layer in self.layers:
+            layer._prepare()
+        self._last_use = self._last_uses()
+
+    def _needed_layers(self):
+        needed: set[int] = set()
+        stack = [t._layer for t in self.network._outputs if t._layer is not None]
+        while stack:
+            layer = stack.pop()
+            if id(layer) not in needed:
+                needed.add(id(layer))
+                stack.extend(t._layer for t in layer._inputs if t is not None and t._layer is not None)
+        return [layer for layer in self.network._layers if id(layer) in needed]
+
+    def _last_uses(self) -> dict[int, int]:
+        last: dict[int, int] = {}
+        for position, layer in enumerate(self.layers):
+            for t in layer._inputs:
+                if t is not None:
+                    last[id(t)] = position
+        for t in self.network._outputs:
+            last[id(t)] = len(self.layers)
+        return last
+
+    def _feed(self, tensor: ITensor, value) -> torch.Tensor:
+        value = torch.from_numpy(np.ascontiguousarray(value)) if isinstance(value, np.ndarray) else value
+        want = torch_dtype(tensor.dtype)
+        if value.dtype != want:
+            raise NetworkError(f"input {tensor.name!r} must be {want}, got {value.dtype}")
+        declared = tensor.shape
+        if value.dim() != len(declared) or any(d >= 0 and d != v for d, v in zip(declared, value.shape)):
+            raise NetworkError(f"input {tensor.name!r} has shape {tuple(value.shape)}, the network declares "
+                               f"{tuple(declared)}")
+        return value.cpu()
+
+    @torch.inference_mode()
+    def run(self, feeds: dict, capture: bool = False) -> dict[str, torch.Tensor]:
+        """Outputs by name; with `capture`, every tensor computed (by tensor name) as well."""
+        values: dict[int, torch.Tensor] = {}
+        for tensor in self.network._inputs:
+            if tensor.name not in feeds:
+                raise NetworkError(f"missing input {tensor.name!r} (inputs: {[t.name for t in self.network._inputs]})")
+            values[id(tensor)] = self._feed(tensor, feeds[tensor.name])
+        captured: dict[str, torch.Tensor] = {}
+        for position, layer in enumerate(self.layers):
+            xs = [None if t is None else values[id(t)] for t in layer._inputs]
+            xs = [x.float() if x is not None and x.dtype in _LOW_PRECISION else x for x in xs]
+            for out, y in zip(layer._outputs, layer._run(xs)):
+                want = torch_dtype(out.dtype)
+                values[id(out)] = y if y.dtype == want else y.to(want)
+                if capture:
+                    captured[out.name] = values[id(out)]
+            for t in layer._inputs:
+                if t is not None and not capture and self._last_use.get(id(t)) == position and not t.is_network_input:
+                    values.pop(id(t), None)
+        outputs = {t.name: values[id(t)] for t in self.network._outputs}
+        return {**captured, **outputs} if capture else outputs
