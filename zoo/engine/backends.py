@@ -1,0 +1,99 @@
+"""The two executors of one network definition, behind one small interface.
+
+    backend = choose_backend("auto")            # TensorRT where a GPU and TensorRT exist, else the reference
+    net = backend.create_network()              # builders write into this, whatever it is
+    payload = backend.build(net, BuildOptions(...))
+    runner = backend.load(payload)              # runner.run({"input": batch}) -> {"output": tensor}
+
+The reference backend is a development and validation executor (CPU, PyTorch), not a production path; the CLI says
+which backend it uses.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from .gpu import gpu_status
+
+
+@dataclass
+class BuildOptions:
+    input_name: str
+    batch: tuple[int, int, int] = (1, 1, 1)     # optimization profile: min, opt, max
+    workspace_bytes: int = 2 << 30
+    timing_cache: str | None = None
+
+
+class Runner(Protocol):
+    device: str
+
+    def run(self, feeds: dict) -> dict[str, torch.Tensor]: ...
+
+
+class Backend(Protocol):
+    name: str
+
+    def create_network(self): ...
+
+    def build(self, network, options: BuildOptions) -> bytes: ...
+
+    def load(self, payload: bytes) -> Runner: ...
+
+    def describe(self) -> dict: ...
+
+
+class ReferenceRunner:
+    device = "cpu"
+
+    def __init__(self, network):
+        from .reference.executor import ReferenceExecutor
+        self.network = network
+        self.executor = ReferenceExecutor(network)
+
+    def run(self, feeds: dict) -> dict[str, torch.Tensor]:
+        return self.executor.run(feeds)
+
+
+class ReferenceBackend:
+    name = "reference"
+
+    def create_network(self):
+        from .reference.network import INetworkDefinition
+        return INetworkDefinition()
+
+    def build(self, network, options: BuildOptions) -> bytes:
+        from .reference.executor import ReferenceExecutor
+        from .reference.serialize import dumps
+        ReferenceExecutor(network)  # infers every shape and type now, so a bad network fails at build time
+        return dumps(network)
+
+    def load(self, payload: bytes) -> ReferenceRunner:
+        from .reference.serialize import loads
+        return ReferenceRunner(loads(payload))
+
+    def runner_for(self, network) -> ReferenceRunner:
+        """Run a network just defined, without a serialisation round trip."""
+        return ReferenceRunner(network)
+
+    def describe(self) -> dict:
+        return {"tensorrt_version": None, "gpu": None}
+
+
+def choose_backend(name: str = "auto") -> Backend:
+    """'auto' takes TensorRT when it can run here, otherwise the reference backend."""
+    if name == "reference":
+        return ReferenceBackend()
+    available, reason = gpu_status()
+    if name == "tensorrt":
+        if not available:
+            raise RuntimeError(f"the TensorRT backend cannot run here: {reason}")
+        from .tensorrt_backend import TensorRTBackend
+        return TensorRTBackend()
+    if name != "auto":
+        raise ValueError(f"unknown backend {name!r} (auto, reference, tensorrt)")
+    if available:
+        from .tensorrt_backend import TensorRTBackend
+        return TensorRTBackend()
+    return ReferenceBackend()
