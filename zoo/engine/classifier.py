@@ -1,0 +1,49 @@
+"""What classification models share: image batches through the model's own pre-processing, top-5 records."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from .model import ZooModel
+
+
+class ClassifierModel(ZooModel):
+    top_k = 5
+
+    def preprocess(self, image_bgr: np.ndarray, config: dict) -> np.ndarray:
+        """One image (HWC, BGR, uint8) to the network's input (C, H, W) float32."""
+        raise NotImplementedError
+
+    def load_batch(self, paths: list[Path], config: dict) -> tuple[np.ndarray, list[Any]]:
+        items, contexts = [], []
+        for path in paths:
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if image is None:
+                contexts.append({"file": str(path), "error": "unreadable or empty image, skipped"})
+                continue
+            items.append(self.preprocess(image, config))
+            contexts.append({"file": str(path)})
+        good = [c for c in contexts if "error" not in c]
+        batch = np.stack(items) if items else np.zeros((0, *self.input_shape(config)), np.float32)
+        return batch, good if len(good) == len(contexts) else contexts
+
+    def probabilities(self, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Class probabilities from the network outputs (softmax of logits unless the network ends in softmax)."""
+        logits = next(iter(outputs.values())).float().cpu()
+        return torch.softmax(logits.reshape(len(logits), -1), dim=1)
+
+    def records(self, outputs, contexts, config, args) -> list[dict]:
+        probs = self.probabilities(outputs)
+        names = config.get("class_names")
+        records = [c for c in contexts if isinstance(c, dict) and "error" in c]
+        good = [c for c in contexts if not (isinstance(c, dict) and "error" in c)]
+        for i, context in enumerate(good):
+            scores, ids = probs[i].topk(min(self.top_k, probs.shape[1]))
+            top = [{"class_id": int(c), "score": round(float(s), 6),
+                    **({"class_name": names[int(c)]} if names else {})} for s, c in zip(scores, ids)]
+            records.append({**(context or {"index": i}), "top": top})
+        return records

@@ -1,0 +1,315 @@
+"""The command line every model shares: `python -m zoo.<model> build|infer|validate|bench`.
+
+A model's `__main__` is one line, `raise SystemExit(main(MyModel()))`. Exit codes: 0 done, 1 validation over
+tolerance, 2 a user error (one line on stderr; the traceback only with --verbose).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from wts.weight_map import WeightMap
+
+from . import validate as validation
+from .backends import BuildOptions, ReferenceBackend, choose_backend
+from .engine_file import EngineHeader, read_engine, write_engine
+from .model import ZooModel, load_state_into, state_dict_arrays
+
+REFERENCE_NOTE = ("reference backend (CPU, PyTorch): a development and validation executor, not a production path; "
+                  "use a machine with an NVIDIA GPU and TensorRT for deployment")
+
+
+class UserError(Exception):
+    """A mistake in the command line or its files: reported in one line, exit code 2."""
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# arguments
+
+
+def parse_batch(text: str) -> tuple[int, int, int]:
+    """'8' -> (8, 8, 8); '1:8:16' -> min, opt, max."""
+    try:
+        parts = [int(p) for p in text.split(":")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"batch {text!r} is not N or MIN:OPT:MAX") from None
+    if len(parts) == 1:
+        parts *= 3
+    if len(parts) != 3 or not 1 <= parts[0] <= parts[1] <= parts[2]:
+        raise argparse.ArgumentTypeError(f"batch {text!r} must be N or MIN:OPT:MAX with 1 <= MIN <= OPT <= MAX")
+    return tuple(parts)
+
+
+def _common(parser: argparse.ArgumentParser, model: ZooModel, weights: bool = True) -> None:
+    if weights:
+        parser.add_argument("--weights", "-w", type=Path,
+                            help="a .wts file or a PyTorch checkpoint (.pt/.pth: state_dict, pickled model, "
+                                 "TorchScript); without it, seeded random weights are used")
+        parser.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
+        model.add_arguments(parser)
+    parser.add_argument("--backend", choices=("auto", "reference", "tensorrt"), default="auto",
+                        help="auto: TensorRT where a GPU and TensorRT exist, else the CPU reference backend")
+    parser.add_argument("--verbose", "-v", action="store_true", help="show tracebacks on errors")
+
+
+def make_parser(model: ZooModel) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"python -m zoo.{model.name}", description=model.summary)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    build = commands.add_parser("build", help="build and serialize an engine from weights")
+    _common(build, model)
+    build.add_argument("--output", "-o", type=Path, required=True, help="engine file to write")
+    build.add_argument("--batch", type=parse_batch, default=(1, 1, 8),
+                       help="batch range of the optimization profile, N or MIN:OPT:MAX (default 1:1:8)")
+    build.add_argument("--workspace", type=float, default=2.0, help="TensorRT workspace limit in GiB (default 2)")
+    build.add_argument("--timing-cache", type=Path, help="TensorRT timing cache file, read and updated")
+
+    infer = commands.add_parser("infer", help="run an engine (or weights) on images, a folder or a .npy tensor")
+    _common(infer, model)
+    infer.add_argument("--engine", "-e", type=Path, help="engine built by `build` (otherwise built in memory)")
+    infer.add_argument("--source", "-s", type=Path, required=True, help="image file, folder of images, or .npy")
+    infer.add_argument("--out", type=Path, help="folder for predictions.jsonl (and annotated images)")
+    infer.add_argument("--batch", type=int, default=0, help="images per batch (default: the engine's max batch)")
+    model.add_infer_arguments(infer) if hasattr(model, "add_infer_arguments") else None
+
+    check = commands.add_parser("validate", help="compare every layer with the PyTorch reference")
+    _common(check, model)
+    check.add_argument("--tolerance", type=float, default=1e-4,
+                       help="max |net - ref| allowed, relative to max(1, max|ref|) per layer (default 1e-4)")
+    check.add_argument("--batch", type=int, default=1, help="batch size of the random input (default 1)")
+    check.add_argument("--input", type=Path, help="a .npy input instead of the seeded random one")
+
+    bench = commands.add_parser("bench", help="time the network (and, with --compare-torch, PyTorch eager)")
+    _common(bench, model)
+    bench.add_argument("--engine", "-e", type=Path, help="engine to time (otherwise built in memory)")
+    bench.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    bench.add_argument("--iterations", type=int, default=20, help="timed runs (default 20)")
+    bench.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
+    bench.add_argument("--compare-torch", action="store_true",
+                       help="also time the PyTorch reference eagerly on the same input, same run (CPU)")
+    return parser
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# weights, networks, engines
+
+
+def load_weights(model: ZooModel, args) -> tuple[WeightMap, dict, torch.nn.Module | None]:
+    """(weights, config, random module or None). Without --weights, a seeded random reference module."""
+    if args.weights is None:
+        module = model.random_module(args, args.seed)
+        weights = WeightMap(state_dict_arrays(module), f"random {model.name} weights (seed {args.seed})")
+        return weights, model.config_from_weights(weights, args), module
+    from .checkpoint import load_state_dict
+    say(f"loading weights {args.weights} ...")
+    checkpoint = load_state_dict(args.weights)
+    weights = WeightMap(checkpoint.tensors, str(args.weights))
+    config = model.config_from_weights(weights, args)
+    if checkpoint.names is not None:
+        names = checkpoint.names
+        config["class_names"] = [names[i] for i in sorted(names)] if isinstance(names, dict) else list(names)
+    return weights, config, None
+
+
+def define_network(model: ZooModel, backend, weights: WeightMap, config: dict):
+    net = backend.create_network()
+    x = net.add_input(model.input_name, _float32(), (-1, *model.input_shape(config)))
+    outputs = model.define(net, weights, config, x)
+    for tensor in outputs:
+        net.mark_output(tensor)
+    unused = weights.unused()
+    if unused:
+        raise UserError(f"{weights.source}: {len(unused)} weights are not used by {model.name} "
+                        f"({model.variant(config)}): {unused[:5]}; are these weights of another architecture?")
+    return net, [t.name for t in outputs]
+
+
+def _float32():
+    from .api import trt
+    return trt.float32
+
+
+def build_engine(model: ZooModel, args, backend=None) -> tuple[EngineHeader, bytes, object]:
+    weights, config, _ = load_weights(model, args)
+    backend = backend or choose_backend(args.backend)
+    say(f"building {model.name} ({model.variant(config)}) on the {_backend_label(backend)}")
+    started = time.perf_counter()
+    net, outputs = define_network(model, backend, weights, config)
+    batch = getattr(args, "batch", (1, 1, 8))
+    batch = batch if isinstance(batch, tuple) else (1, max(1, batch), max(1, batch))
+    options = BuildOptions(model.input_name, batch, int(getattr(args, "workspace", 2.0) * (1 << 30)),
+                           str(args.timing_cache) if getattr(args, "timing_cache", None) else None)
+    payload = backend.build(net, options)
+    say(f"built in {time.perf_counter() - started:.1f} s")
+    header = EngineHeader(model=model.name, variant=model.variant(config), backend=backend.name,
+                          input_name=model.input_name, input_shape=[-1, *model.input_shape(config)],
+                          batch=list(batch), precision="fp32", outputs=outputs, config=config,
+                          **backend.describe())
+    return header, payload, backend
+
+
+def _backend_label(backend) -> str:
+    return REFERENCE_NOTE if isinstance(backend, ReferenceBackend) else "TensorRT backend"
+
+
+def open_engine(model: ZooModel, path: Path):
+    header, payload = read_engine(path, expect_model=model.name)
+    if header.backend == "tensorrt":
+        backend = choose_backend("tensorrt")  # raises with the reason when no GPU/TensorRT is here
+        here = backend.describe()
+        if header.tensorrt_version != here["tensorrt_version"] or header.gpu != here["gpu"]:
+            raise UserError(f"{path}: built with TensorRT {header.tensorrt_version} for {header.gpu}; this machine "
+                            f"has TensorRT {here['tensorrt_version']} on {here['gpu']}: rebuild the engine here")
+    else:
+        backend = ReferenceBackend()
+    return header, backend.load(payload), backend
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# commands
+
+
+def cmd_build(model: ZooModel, args) -> int:
+    header, payload, _ = build_engine(model, args)
+    write_engine(args.output, header, payload)
+    say(f"wrote {args.output} ({len(payload) / 1e6:.1f} MB, {header.backend} backend, batch "
+        f"{':'.join(map(str, header.batch))}, outputs {header.outputs})")
+    return 0
+
+
+def _runner(model: ZooModel, args):
+    if getattr(args, "engine", None):
+        header, runner, backend = open_engine(model, args.engine)
+        say(f"engine {args.engine}: {header.variant} on the {_backend_label(backend)}")
+        return header, runner
+    header, payload, backend = build_engine(model, args)
+    return header, backend.load(payload)
+
+
+def cmd_infer(model: ZooModel, args) -> int:
+    from zoo.vision.images import list_images
+    header, runner = _runner(model, args)
+    config = header.config
+    out_dir = args.out
+    if out_dir:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    records: list[dict] = []
+    if args.source.suffix == ".npy":
+        batch = np.load(args.source, allow_pickle=False).astype(np.float32)
+        outputs = runner.run({header.input_name: batch})
+        records = model.records(outputs, [None] * len(batch), config, args)
+    else:
+        try:
+            paths = list_images(args.source)
+        except (FileNotFoundError, ValueError) as e:
+            raise UserError(str(e)) from None
+        size = args.batch or header.batch[2]
+        for start in range(0, len(paths), size):
+            chunk = paths[start:start + size]
+            say(f"[{min(start + size, len(paths))}/{len(paths)}] {chunk[0].name} ...")
+            batch, contexts = model.load_batch(chunk, config)
+            if not len(batch):
+                records += [c for c in contexts if isinstance(c, dict) and "error" in c]
+                continue
+            outputs = runner.run({header.input_name: batch})
+            records += model.records(outputs, contexts, config, args)
+    for record in records:
+        print(json.dumps(record))
+    if out_dir:
+        _write_jsonl(out_dir / "predictions.jsonl", records)
+        say(f"wrote {out_dir / 'predictions.jsonl'}")
+    return 0
+
+
+def _write_jsonl(path: Path, records: list[dict]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records)
+    os.replace(tmp, path)
+
+
+def cmd_validate(model: ZooModel, args) -> int:
+    weights, config, _ = load_weights(model, args)
+    reference = load_state_into(model.reference_module(config), WeightMap(dict(_all(weights)), weights.source))
+    x = np.load(args.input, allow_pickle=False).astype(np.float32) if args.input else \
+        model.sample_input(config, args.batch, args.seed)
+    expected = validation.reference_outputs(reference, torch.from_numpy(x))
+    backend = choose_backend(args.backend)
+    say(f"validating {model.name} ({model.variant(config)}) on the {_backend_label(backend)}")
+    net, outputs = define_network(model, backend, weights, config)
+    compared = validation.mark_comparable(net, set(expected))
+    if isinstance(backend, ReferenceBackend):
+        runner = backend.runner_for(net)
+    else:
+        runner = backend.load(backend.build(net, BuildOptions(model.input_name, (len(x),) * 3)))
+    got = runner.run({model.input_name: x})
+    rows = [validation.compare(name, got[name], expected[name], args.tolerance) for name in compared]
+    rows += [validation.compare(f"output:{name}", got[name], expected["__output__"], args.tolerance)
+             for name in outputs[:1]]
+    print(validation.format_table(rows, args.tolerance))
+    return 0 if all(r.ok for r in rows) else 1
+
+
+def _all(weights: WeightMap):
+    return ((k, weights.raw(k)) for k in list(weights.keys()))
+
+
+def cmd_bench(model: ZooModel, args) -> int:
+    header, runner = _runner(model, args)
+    x = model.sample_input(header.config, args.batch, args.seed)
+    feed = {header.input_name: x}
+    network_ms = _time(lambda: runner.run(feed), args.warmup, args.iterations)
+    label = "reference backend" if header.backend == "reference" else "TensorRT"
+    print(f"{model.name} {header.variant} batch {args.batch}: {label} {network_ms:.2f} ms/iter, "
+          f"{1000 * args.batch / network_ms:.1f} items/s")
+    if args.compare_torch:
+        weights, config, module = load_weights(model, args)
+        reference = module.eval() if module is not None else load_state_into(model.reference_module(config),
+                                                                              weights)
+        tensor = torch.from_numpy(x)
+        with torch.inference_mode():
+            torch_ms = _time(lambda: reference(tensor), args.warmup, args.iterations)
+        print(f"{model.name} {header.variant} batch {args.batch}: PyTorch eager (CPU) {torch_ms:.2f} ms/iter; "
+              f"ratio {label} / PyTorch = {network_ms / torch_ms:.2f}")
+    return 0
+
+
+def _time(fn, warmup: int, iterations: int) -> float:
+    """Median milliseconds per call."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iterations):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))
+
+
+COMMANDS = {"build": cmd_build, "infer": cmd_infer, "validate": cmd_validate, "bench": cmd_bench}
+
+
+def main(model: ZooModel, argv: list[str] | None = None) -> int:
+    args = make_parser(model).parse_args(argv)
+    try:
+        return COMMANDS[args.command](model, args)
+    except KeyboardInterrupt:
+        say("interrupted")
+        return 130
+    except Exception as e:  # one clear line; the traceback only on request
+        if args.verbose:
+            raise
+        say(f"zoo.{model.name} {args.command}: error: {e}")
+        return 2

@@ -1,0 +1,1 @@
+"""lenet model of the zoo."""

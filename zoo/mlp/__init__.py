@@ -1,0 +1,1 @@
+"""mlp model of the zoo."""

@@ -1,0 +1,1 @@
+"""ResNet model of the zoo."""

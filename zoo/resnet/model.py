@@ -1,0 +1,190 @@
+"""ResNet-18/34/50/101/152 with torchvision's state_dict keys and shapes, written without torchvision.
+
+Depth is read from the weights (block type from `layer1.0.conv3`, block counts from the `layerN.M` keys); a
+`--depth` that disagrees with the weights is an error naming both. Pre-processing is ImageNet's: shorter side to
+256, centre crop 224, RGB, /255, mean/std normalisation.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+import layers
+from zoo.engine.classifier import ClassifierModel
+from zoo.engine.model import randomize_batchnorm
+
+BN_EPS = 1e-5  # torchvision's BatchNorm2d default
+DEPTHS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)), 50: ("bottleneck", (3, 4, 6, 3)),
+          101: ("bottleneck", (3, 4, 23, 3)), 152: ("bottleneck", (3, 8, 36, 3))}
+EXPANSION = {"basic": 1, "bottleneck": 4}
+MEAN, STD = np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32)
+
+
+def _conv(cin, cout, k, stride=1):
+    return nn.Conv2d(cin, cout, k, stride, k // 2, bias=False)
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin, planes, stride, downsample):
+        super().__init__()
+        self.conv1, self.bn1 = _conv(cin, planes, 3, stride), nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU()
+        self.conv2, self.bn2 = _conv(planes, planes, 3), nn.BatchNorm2d(planes)
+        self.downsample = downsample
+
+    def forward(self, x):
+        y = self.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return self.relu(y + (self.downsample(x) if self.downsample is not None else x))
+
+
+class Bottleneck(nn.Module):
+    def __init__(self, cin, planes, stride, downsample):
+        super().__init__()
+        self.conv1, self.bn1 = _conv(cin, planes, 1), nn.BatchNorm2d(planes)
+        self.conv2, self.bn2 = _conv(planes, planes, 3, stride), nn.BatchNorm2d(planes)  # stride on the 3x3
+        self.conv3, self.bn3 = _conv(planes, planes * 4, 1), nn.BatchNorm2d(planes * 4)
+        self.relu = nn.ReLU()
+        self.downsample = downsample
+
+    def forward(self, x):
+        y = self.relu(self.bn1(self.conv1(x)))
+        y = self.relu(self.bn2(self.conv2(y)))
+        y = self.bn3(self.conv3(y))
+        return self.relu(y + (self.downsample(x) if self.downsample is not None else x))
+
+
+class ResNet(nn.Module):
+    def __init__(self, depth: int = 18, num_classes: int = 1000):
+        super().__init__()
+        kind, counts = DEPTHS[depth]
+        block, expansion = (BasicBlock if kind == "basic" else Bottleneck), EXPANSION[kind]
+        self.conv1, self.bn1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64)
+        self.relu = nn.ReLU()
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        cin = 64
+        for stage, (planes, count) in enumerate(zip((64, 128, 256, 512), counts)):
+            blocks = []
+            for i in range(count):
+                stride = 2 if stage > 0 and i == 0 else 1
+                down = None
+                if i == 0 and (stride != 1 or cin != planes * expansion):
+                    down = nn.Sequential(_conv(cin, planes * expansion, 1, stride), nn.BatchNorm2d(planes * expansion))
+                blocks.append(block(cin, planes, stride, down))
+                cin = planes * expansion
+            setattr(self, f"layer{stage + 1}", nn.Sequential(*blocks))
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(512 * expansion, num_classes)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def infer_depth(weights, source: str) -> tuple[int, int]:
+    """(depth, num_classes) from the keys and value counts alone (so flat .wts work too)."""
+    if "conv1.weight" not in weights or "layer1.0.conv1.weight" not in weights:
+        raise ValueError(f"{source}: not ResNet weights (no 'conv1.weight' / 'layer1.0.conv1.weight' keys)")
+    kind = "bottleneck" if "layer1.0.conv3.weight" in weights else "basic"
+    counts = []
+    for stage in range(1, 5):
+        n = 0
+        while f"layer{stage}.{n}.conv1.weight" in weights:
+            n += 1
+        counts.append(n)
+    for depth, (k, c) in DEPTHS.items():
+        if k == kind and tuple(counts) == c:
+            num_classes = weights.count("fc.bias")
+            return depth, num_classes
+    raise ValueError(f"{source}: {kind} blocks {counts} per stage match no ResNet depth "
+                     f"({', '.join(f'{d}: {DEPTHS[d]}' for d in DEPTHS)})")
+
+
+class ResNetModel(ClassifierModel):
+    name = "resnet"
+    summary = "ResNet-18/34/50/101/152 (torchvision keys), ImageNet pre-processing, top-5 classification."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--depth", type=int, choices=sorted(DEPTHS),
+                            help="ResNet depth; random weights use it (default 18); with --weights it must agree")
+        parser.add_argument("--num-classes", type=int, default=1000, help="classes of random weights (default 1000)")
+        parser.add_argument("--input-size", type=int, default=224, help="input height and width (default 224)")
+
+    def random_module(self, args, seed):
+        generator = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed)
+        module = ResNet(args.depth or 18, args.num_classes)
+        randomize_batchnorm(module, generator)
+        return module.eval()
+
+    def config_from_weights(self, weights, args):
+        depth, num_classes = infer_depth(weights, weights.source)
+        if args.depth and args.depth != depth:
+            raise ValueError(f"--depth {args.depth} disagrees with {weights.source}, which holds a ResNet-{depth}")
+        if args.input_size % 32:
+            raise ValueError(f"--input-size {args.input_size} is not a multiple of 32 (ResNet's total stride)")
+        return {"variant": f"resnet{depth}", "depth": depth, "num_classes": num_classes,
+                "input_size": args.input_size}
+
+    def reference_module(self, config):
+        return ResNet(config["depth"], config["num_classes"])
+
+    def input_shape(self, config):
+        return (3, config["input_size"], config["input_size"])
+
+    def define(self, net, weights, config, x):
+        kind, counts = DEPTHS[config["depth"]]
+        y = layers.conv2d(net, weights, "conv1", x, 64, 7, 2, 3, bias=False)
+        y = layers.activation(net, layers.batch_norm(net, weights, "bn1", y, BN_EPS), "relu", "relu")
+        y = layers.max_pool(net, y, "maxpool", 3, 2, 1)
+        block = basic_block if kind == "basic" else bottleneck_block
+        for stage, (planes, count) in enumerate(zip((64, 128, 256, 512), counts)):
+            for i in range(count):
+                y = block(net, weights, f"layer{stage + 1}.{i}", y, planes, 2 if stage > 0 and i == 0 else 1)
+            layers.rename(y, f"layer{stage + 1}")
+        y = layers.flatten(net, layers.global_avg_pool(net, y, "avgpool"), "flatten")
+        return [layers.linear(net, weights, "fc", y, config["num_classes"])]
+
+    def preprocess(self, image_bgr, config):
+        size = config["input_size"]
+        h, w = image_bgr.shape[:2]
+        short = round(size * 256 / 224)
+        scale = short / min(h, w)
+        resized = cv2.resize(image_bgr, (max(size, round(w * scale)), max(size, round(h * scale))),
+                             interpolation=cv2.INTER_LINEAR)
+        top, left = (resized.shape[0] - size) // 2, (resized.shape[1] - size) // 2
+        rgb = resized[top:top + size, left:left + size, ::-1].astype(np.float32) / 255.0
+        return ((rgb - MEAN) / STD).transpose(2, 0, 1).copy()
+
+
+def _conv_bn(net, weights, prefix, x, cout, k, stride, conv="conv", bn="bn", index=1):
+    y = layers.conv2d(net, weights, f"{prefix}.{conv}{index}", x, cout, k, stride, k // 2, bias=False)
+    return layers.batch_norm(net, weights, f"{prefix}.{bn}{index}", y, BN_EPS)
+
+
+def _shortcut(net, weights, prefix, x, cout, stride):
+    if f"{prefix}.downsample.0.weight" not in weights:
+        return x
+    y = layers.conv2d(net, weights, f"{prefix}.downsample.0", x, cout, 1, stride, 0, bias=False)
+    return layers.rename(layers.batch_norm(net, weights, f"{prefix}.downsample.1", y, BN_EPS), f"{prefix}.downsample")
+
+
+def basic_block(net, weights, prefix, x, planes, stride):
+    """conv3x3-bn-relu, conv3x3-bn, + shortcut, relu. The one nn.ReLU module is called twice: relu, relu#2."""
+    y = layers.activation(net, _conv_bn(net, weights, prefix, x, planes, 3, stride), "relu", f"{prefix}.relu")
+    y = _conv_bn(net, weights, prefix, y, planes, 3, 1, index=2)
+    y = layers.add(net, y, _shortcut(net, weights, prefix, x, planes, stride), f"{prefix}/add")
+    return layers.activation(net, y, "relu", prefix)
+
+
+def bottleneck_block(net, weights, prefix, x, planes, stride):
+    """1x1, 3x3 (with the stride), 1x1 x4, + shortcut; relu after each: relu, relu#2, relu#3."""
+    y = layers.activation(net, _conv_bn(net, weights, prefix, x, planes, 1, 1), "relu", f"{prefix}.relu")
+    y = layers.activation(net, _conv_bn(net, weights, prefix, y, planes, 3, stride, index=2), "relu",
+                          f"{prefix}.relu#2")
+    y = _conv_bn(net, weights, prefix, y, planes * 4, 1, 1, index=3)
+    y = layers.add(net, y, _shortcut(net, weights, prefix, x, planes * 4, stride), f"{prefix}/add")
+    return layers.activation(net, y, "relu", prefix)
