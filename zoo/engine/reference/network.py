@@ -519,7 +519,7 @@ _ACTIVATIONS: dict[str, Callable] = {
     "SELU": lambda x, a, b: b * torch.where(x > 0, x, a * (torch.exp(x) - 1)),
     "SOFTSIGN": lambda x, a, b: x / (1 + x.abs()),
     "SOFTPLUS": lambda x, a, b: a * torch.log1p(torch.exp(b * x)),
-    "CLIP": lambda x, a, b: x.clamp(a, b),
+    "CLIP": lambda x, a, b: x.clamp(max=b).clamp(min=a),  # max(alpha, min(beta, x)), also when alpha > beta
     "HARD_SIGMOID": lambda x, a, b: (a * x + b).clamp(0, 1),
     "SCALED_TANH": lambda x, a, b: a * torch.tanh(b * x),
     "THRESHOLDED_RELU": lambda x, a, b: torch.where(x > a, x, torch.zeros_like(x)),
