@@ -347,6 +347,24 @@ class _WindowLayer(ILayer):
             out.append(size)
         return out
 
+    def _check_round_up(self, spatial: Sequence[int], window: Sequence[int], dilation: Sequence[int],
+                        pooling: bool) -> None:
+        """EXPLICIT_ROUND_UP gives ceil((M - DK) / S) + 1 outputs. Torch's pooling ceil_mode drops a last window that
+        starts in the post-padding, and convolution has no ceil mode: refuse those cases rather than return a tensor
+        of another shape than the one inferred."""
+        a = self._attrs
+        if a["padding_mode"] != trt.PaddingMode.EXPLICIT_ROUND_UP:
+            return
+        for i, size in enumerate(spatial):
+            s, pre, post = a["stride_nd"][i], a["pre_padding"][i], a["post_padding"][i]
+            up = _spatial_out(size, window[i], s, pre, post, dilation[i], trt.PaddingMode.EXPLICIT_ROUND_UP)
+            down = _spatial_out(size, window[i], s, pre, post, dilation[i], trt.PaddingMode.EXPLICIT_ROUND_DOWN)
+            if (up - 1) * s >= size + pre if pooling else up != down:
+                raise NotImplementedError(
+                    f"layer {self._name!r} ({self._TYPE}): EXPLICIT_ROUND_UP on spatial axis {i} (size {size}, window "
+                    f"{window[i]}, stride {s}, padding {pre}/{post}) needs a last window beyond the "
+                    f"{'padding' if pooling else 'padded input'}, which the reference backend does not implement")
+
     def _torch_padding(self) -> tuple[tuple[int, ...] | None, tuple[int, ...]]:
         """(explicit F.pad argument or None, symmetric padding for the op)."""
         pre, post = self._attrs["pre_padding"], self._attrs["post_padding"]
@@ -414,10 +432,11 @@ class IConvolutionLayer(_WindowLayer):
         self._conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[len(a["kernel_size_nd"])]
 
     def _run(self, xs):
+        a = self._attrs
+        self._check_round_up(xs[0].shape[2:], a["kernel_size_nd"], a["dilation_nd"], pooling=False)
         x = xs[0] if self._pad is None else F.pad(xs[0], self._pad)
         kernel = self._kernel_t if self._kernel_t is not None else xs[1]
         bias = self._bias_t if len(xs) < 3 or xs[2] is None else xs[2]
-        a = self._attrs
         return [self._conv(x, kernel, bias, tuple(a["stride_nd"]), self._sym_pad, tuple(a["dilation_nd"]),
                            a["num_groups"])]
 
@@ -456,6 +475,7 @@ class IPoolingLayer(_WindowLayer):
     def _run(self, xs):
         a = self._attrs
         x = xs[0]
+        self._check_round_up(x.shape[2:], a["window_size_nd"], (1,) * x.dim(), pooling=True)
         if self._pad is not None:
             x = F.pad(x, self._pad, value=-math.inf)  # only MAX gets here with padding
         kwargs = dict(kernel_size=tuple(a["window_size_nd"]), stride=tuple(a["stride_nd"]), padding=self._sym_pad,
