@@ -27,6 +27,10 @@ class WeightMap:
     def keys(self) -> Iterable[str]:
         return self._tensors.keys()
 
+    def arrays(self) -> Mapping[str, np.ndarray]:
+        """All arrays, without marking them used (for reading a configuration off the shapes)."""
+        return dict(self._tensors)
+
     def count(self, key: str) -> int:
         return int(self._require(key).size)
 

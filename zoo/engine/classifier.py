@@ -18,7 +18,7 @@ class ClassifierModel(ZooModel):
         """One image (HWC, BGR, uint8) to the network's input (C, H, W) float32."""
         raise NotImplementedError
 
-    def load_batch(self, paths: list[Path], config: dict) -> tuple[np.ndarray, list[Any]]:
+    def load_batch(self, paths: list[Path], config: dict, device: str = "cpu") -> tuple[np.ndarray, list[Any]]:
         items, contexts = [], []
         for path in paths:
             image = cv2.imread(str(path), cv2.IMREAD_COLOR)

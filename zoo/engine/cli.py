@@ -82,7 +82,7 @@ def make_parser(model: ZooModel) -> argparse.ArgumentParser:
     infer.add_argument("--source", "-s", type=Path, required=True, help="image file, folder of images, or .npy")
     infer.add_argument("--out", type=Path, help="folder for predictions.jsonl (and annotated images)")
     infer.add_argument("--batch", type=int, default=0, help="images per batch (default: the engine's max batch)")
-    model.add_infer_arguments(infer) if hasattr(model, "add_infer_arguments") else None
+    model.add_infer_arguments(infer)
 
     check = commands.add_parser("validate", help="compare every layer with the PyTorch reference")
     _common(check, model)
@@ -219,7 +219,7 @@ def cmd_infer(model: ZooModel, args) -> int:
         for start in range(0, len(paths), size):
             chunk = paths[start:start + size]
             say(f"[{min(start + size, len(paths))}/{len(paths)}] {chunk[0].name} ...")
-            batch, contexts = model.load_batch(chunk, config)
+            batch, contexts = model.load_batch(chunk, config, runner.device)
             if not len(batch):
                 records += [c for c in contexts if isinstance(c, dict) and "error" in c]
                 continue

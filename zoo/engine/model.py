@@ -48,8 +48,11 @@ class ZooModel:
         raise NotImplementedError
 
     # --- inference I/O
-    def load_batch(self, paths: list[Path], config: dict) -> tuple[np.ndarray, list[Any]]:
-        """Inputs for `infer` from files: (float32 batch, per-item context for `records`)."""
+    def add_infer_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Flags of `infer` that only this model has (thresholds, ...)."""
+
+    def load_batch(self, paths: list[Path], config: dict, device: str = "cpu") -> tuple[Any, list[Any]]:
+        """Inputs for `infer` from files: (float32 batch on `device`, per-item context for `records`)."""
         raise NotImplementedError
 
     def records(self, outputs: dict[str, torch.Tensor], contexts: list[Any], config: dict,

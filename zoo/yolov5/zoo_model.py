@@ -1,0 +1,152 @@
+"""YOLOv5 as a model of the zoo: configuration from weights, letterbox in, NMS and boxes in original pixels out."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from zoo.engine.model import ZooModel
+from zoo.vision.coco import COCO_NAMES
+from zoo.vision.draw import draw_detections
+from zoo.vision.images import try_read_image
+from zoo.vision.letterbox import preprocess, scale_boxes
+from zoo.vision.nms import batched_nms
+
+from .builder import DECODES, define_yolov5
+from .config import YoloV5Config, infer_config
+from .model import VARIANTS, random_yolov5
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'640' -> (640, 640); '480x640' -> (height, width)."""
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"input size {text!r} is not N or HxW") from None
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or min(parts) <= 0:
+        raise argparse.ArgumentTypeError(f"input size {text!r} is not N or HxW with positive numbers")
+    return parts[0], parts[1]
+
+
+def to_config(config: dict) -> YoloV5Config:
+    fields = {f.name for f in dataclasses.fields(YoloV5Config)}
+    return YoloV5Config(**{k: v for k, v in config.items() if k in fields})
+
+
+class YoloV5Model(ZooModel):
+    name = "yolov5"
+    input_name = "images"
+    summary = ("YOLOv5 v7.0 detection (n/s/m/l/x and P6 n6..x6, or any custom width/depth/classes read from the "
+               "weights): build, infer, validate, bench.")
+
+    def add_arguments(self, parser):
+        variants = sorted(VARIANTS) + [v + "6" for v in sorted(VARIANTS)]
+        parser.add_argument("--variant", default="n", choices=variants,
+                            help="random-weight variant when no --weights are given (default n)")
+        parser.add_argument("--num-classes", type=int, default=80, help="classes of random weights (default 80)")
+        parser.add_argument("--input-size", type=parse_size, default=(640, 640),
+                            help="network input, N or HxW, multiples of the largest stride (default 640)")
+        parser.add_argument("--decode", choices=DECODES, default="plugin",
+                            help="plugin: the zoo::yolo_decode plugin (kernel embedded in the engine); layers: plain "
+                                 "TensorRT layers, an engine without custom plugins (default plugin)")
+
+    def add_infer_arguments(self, parser):
+        parser.add_argument("--conf", type=float, default=0.25, help="confidence threshold (default 0.25)")
+        parser.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold (default 0.45)")
+        parser.add_argument("--max-det", type=int, default=1000, help="detections kept per image (default 1000)")
+        parser.add_argument("--agnostic", action="store_true", help="class-agnostic NMS")
+        parser.add_argument("--classes", type=int, nargs="+", help="keep only these class ids")
+        parser.add_argument("--no-draw", action="store_true", help="do not write annotated images to --out")
+
+    # --- configuration
+    def random_module(self, args, seed):
+        p6 = args.variant.endswith("6")
+        return random_yolov5(args.variant.rstrip("6"), args.num_classes, seed, p6=p6).eval()
+
+    def config_from_weights(self, weights, args):
+        config = infer_config(weights.arrays(), source_name=weights.source)
+        height, width = args.input_size
+        config.check_input_size(height, width)
+        values = dataclasses.asdict(config)
+        values.update(variant=config.variant or "custom", input_size=[height, width], decode=args.decode)
+        return values
+
+    def variant(self, config):
+        return f"yolov5{config['variant']}" if config["variant"] != "custom" else "yolov5-custom"
+
+    def reference_module(self, config):
+        return to_config(config).build_module()
+
+    def input_shape(self, config):
+        return (3, *config["input_size"])
+
+    def define(self, net, weights, config, x):
+        return [define_yolov5(net, weights, to_config(config), x, config.get("decode", "plugin"))]
+
+    def sample_input(self, config, batch, seed=0):
+        return np.random.default_rng(seed).random((batch, *self.input_shape(config)), dtype=np.float32)
+
+    # --- inference
+    def load_batch(self, paths, config, device="cpu"):
+        images, contexts = [], []
+        for path in paths:
+            image, reason = try_read_image(path)
+            if image is None:
+                contexts.append({"file": str(path), "error": f"{reason}, skipped"})
+                continue
+            images.append(image)
+            contexts.append({"file": str(path), "image": image})
+        good = [c for c in contexts if "image" in c]
+        if not images:
+            return np.zeros((0, *self.input_shape(config)), np.float32), contexts
+        if device == "cuda":
+            from plugins.letterbox import preprocess_batch
+            batch, params = preprocess_batch(images, config["input_size"], device)
+        else:
+            batch, params = preprocess(images, config["input_size"])
+        for context, p in zip(good, params):
+            context["letterbox"] = p
+        return batch, contexts
+
+    def detections(self, outputs: dict, config: dict, args) -> list[torch.Tensor]:
+        """NMS (upstream semantics) on the decoded output, on whichever device it lives on."""
+        prediction = outputs[f"model.{33 if config['p6'] else 24}"]
+        return batched_nms(prediction, args.conf, args.iou, args.classes, args.agnostic, args.max_det)
+
+    def records(self, outputs, contexts, config, args):
+        names = config.get("class_names") or (COCO_NAMES if config["num_classes"] == 80 else None)
+        kept = iter(self.detections(outputs, config, args))
+        records = []
+        for context in contexts:
+            if "error" in context:
+                records.append({"file": context["file"], "error": context["error"]})
+                continue
+            dets = next(kept).float().cpu().numpy()
+            image = context["image"]
+            dets[:, :4] = scale_boxes(dets[:, :4], config["input_size"], image.shape[:2], context["letterbox"])
+            records.append({"file": context["file"], "detections": [
+                {"box": [round(float(v), 2) for v in d[:4]], "score": round(float(d[4]), 5), "class_id": int(d[5]),
+                 "class_name": names[int(d[5])] if names else str(int(d[5]))} for d in dets]})
+            if getattr(args, "out", None) and not args.no_draw:
+                _write_image(Path(args.out) / Path(context["file"]).name, draw_detections(image, dets, names))
+        return records
+
+
+def _write_image(path: Path, image: np.ndarray) -> None:
+    """Write through a temporary file of the same extension, then rename: no half-written images."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix or ".jpg", dir=path.parent)
+    os.close(fd)
+    try:
+        if not cv2.imwrite(tmp, image):
+            raise OSError(f"cannot write image {path}")
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
