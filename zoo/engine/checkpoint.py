@@ -1,0 +1,317 @@
+"""Load the weights of a PyTorch checkpoint without running any code from it.
+
+``load_state_dict(path)`` accepts:
+
+- a ``.wts`` file (tensorrtx text format, flat arrays);
+- a checkpoint dict with ``model`` / ``ema`` entries (ultralytics style; ``ema`` is preferred when it is not None),
+  or with a ``state_dict`` entry;
+- a pickled ``nn.Module`` (of any class: the class does not need to be importable);
+- a plain state_dict (a dict of tensors);
+- a TorchScript archive.
+
+Unpickling is safe: ``torch.load(weights_only=True)`` is tried first. When the file holds classes that it refuses
+(e.g. a pickled ``models.yolo.DetectionModel``), the file is unpickled again by a restricted unpickler. It returns
+real objects only for torch's own allow-list of tensor-rebuilding globals (the one ``weights_only=True`` uses) and
+a few harmless builtins. Every other class path becomes an inert stand-in that only records its state, and the
+state_dict is rebuilt by walking the stand-ins' ``_parameters`` / ``_buffers`` / ``_modules`` as
+``nn.Module.state_dict()`` does. Globals that could run code (``os.system``, ``builtins.eval``, ``subprocess.*``
+and the like) are refused with an error that names them.
+"""
+from __future__ import annotations
+
+import _compat_pickle
+import os
+import pickle
+import types
+import warnings
+import zipfile
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+import wts
+
+__all__ = ["Checkpoint", "CheckpointError", "load_state_dict"]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read, holds no tensors, or asks for code to run."""
+
+
+@dataclass
+class Checkpoint:
+    tensors: dict[str, np.ndarray]                      # float32, original shapes, state_dict order
+    names: list[str] | dict[int, str] | None = None     # class names, when the checkpoint carries them
+    source: str = ""                                    # what kind of file it was
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The restricted unpickler
+
+
+def _allowed_globals() -> dict[str, Any]:
+    allowed: dict[str, Any] = {}
+    try:  # torch's own allow-list for weights_only=True (private, hence the fallback below)
+        from torch._weights_only_unpickler import _get_allowed_globals
+        allowed.update(_get_allowed_globals())
+    except Exception:  # pragma: no cover - depends on the torch version
+        from collections import OrderedDict
+        from torch import _utils
+        allowed.update({f"torch._utils.{n}": getattr(_utils, n) for n in (
+            "_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_tensor_v3", "_rebuild_parameter",
+            "_rebuild_parameter_with_state") if hasattr(_utils, n)})
+        allowed.update({"collections.OrderedDict": OrderedDict, "torch.Size": torch.Size,
+                        "torch.device": torch.device, "torch.Tensor": torch.Tensor,
+                        "torch.nn.parameter.Parameter": torch.nn.Parameter})
+    # plain data constructors, which run no code of the pickle's choosing
+    for t in (object, bool, int, float, complex, str, bytes, bytearray, tuple, list, dict, set, frozenset, slice,
+              range):
+        allowed[f"builtins.{t.__name__}"] = t
+    return allowed
+
+
+_ALLOWED = _allowed_globals()
+
+# Globals from these modules are refused with an error instead of getting a stand-in. A stand-in never runs
+# anything, so this is not what makes loading safe; it makes a pickle that asks for a shell, an interpreter or a
+# file system a loud error, since no weights file needs them. Harmless data classes that do turn up in real
+# checkpoints (pathlib paths, types.SimpleNamespace, functools.partial, argparse.Namespace) get stand-ins.
+_REFUSED_MODULES = frozenset("""
+    builtins __builtin__ os posix nt posixpath ntpath subprocess sys shutil importlib runpy pickle _pickle cPickle
+    marshal ctypes _ctypes socket code codeop pty operator _operator io _io webbrowser multiprocessing threading
+    _thread signal inspect pdb bdb timeit tempfile glob platform asyncio urllib http ftplib smtplib telnetlib
+    zipimport pkgutil site sysconfig gc dill joblib cloudpickle shelve unittest doctest trace cProfile profile
+    ensurepip pip setuptools distutils""".split())
+
+
+class RefusedGlobalError(pickle.UnpicklingError):
+    """The pickle asked for a global that could run code."""
+
+    def __init__(self, path: str):
+        self.global_path = path
+        super().__init__(f"refusing to load the global {path!r}: it could run code, and this loader never "
+                         f"runs code from a checkpoint")
+
+
+class _StandIn:
+    """An inert stand-in for a class that is not on the allow-list: it records whatever the pickle gives it."""
+
+    _stand_in_path = "?"
+
+    def __new__(cls, *args, **kwargs):
+        return object.__new__(cls)
+
+    def __init__(self, *args, **kwargs):
+        if args or kwargs:
+            self.__dict__["_stand_in_args"] = (args, kwargs)
+
+    def __setstate__(self, state):
+        slots = None
+        if isinstance(state, tuple) and len(state) == 2 and (state[0] is None or isinstance(state[0], dict)):
+            state, slots = state
+        for part in (state, slots):
+            if isinstance(part, dict):
+                self.__dict__.update({k: v for k, v in part.items() if isinstance(k, str)})
+            elif part is not None:
+                self.__dict__["_stand_in_state"] = part
+
+    # pickled subclasses of list / dict get their items through these
+    def append(self, item):
+        self.__dict__.setdefault("_stand_in_items", []).append(item)
+
+    def extend(self, items):
+        self.__dict__.setdefault("_stand_in_items", []).extend(items)
+
+    def __setitem__(self, key, value):
+        self.__dict__.setdefault("_stand_in_mapping", {})[key] = value
+
+    def __repr__(self):
+        return f"<stand-in for {self._stand_in_path}>"
+
+
+_STAND_INS: dict[str, type] = {}
+
+
+def _stand_in(module: str, name: str) -> type:
+    path = f"{module}.{name}"
+    if path not in _STAND_INS:
+        _STAND_INS[path] = type(name.rpartition(".")[2] or "StandIn", (_StandIn,),
+                                {"__module__": module, "__qualname__": name, "_stand_in_path": path})
+    return _STAND_INS[path]
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        # protocol 2 pickles (torch.save's default) name Python 2 paths such as __builtin__.set
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+        path = f"{module}.{name}"
+        if path in _ALLOWED:
+            return _ALLOWED[path]
+        if module.partition(".")[0] in _REFUSED_MODULES:
+            raise RefusedGlobalError(path)
+        return _stand_in(module, name)
+
+
+def _restricted_load(file, **kwargs):
+    return _RestrictedUnpickler(file, **kwargs).load()
+
+
+# what torch.load(pickle_module=...) uses of a pickle module
+_restricted_pickle = types.SimpleNamespace(__name__="restricted_pickle", Unpickler=_RestrictedUnpickler,
+                                           load=_restricted_load, UnpicklingError=pickle.UnpicklingError)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_state_dict(path: str | os.PathLike) -> Checkpoint:
+    """Read the tensors of a checkpoint (see the module docstring for the accepted kinds)."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise CheckpointError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read: {e.strerror or e}") from None
+    if not head:
+        raise CheckpointError(f"{path}: empty file")
+
+    if path.lower().endswith(".wts") or head.split(b"\n", 1)[0].strip().isdigit():
+        return Checkpoint(wts.load(path), None, "wts")
+    if _is_torchscript(path):
+        return _from_torchscript(path)
+    return _from_object(path, *_unpickle(path))
+
+
+def _is_torchscript(path: str) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        return any(n == "constants.pkl" or n.endswith("/constants.pkl") for n in z.namelist())
+
+
+def _from_torchscript(path: str) -> Checkpoint:
+    try:
+        with warnings.catch_warnings():  # torch.jit.load is deprecated, but TorchScript files still exist
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(path, map_location="cpu")
+    except Exception as e:
+        raise CheckpointError(f"{path}: cannot load the TorchScript archive: {e}") from None
+    tensors = _to_numpy(path, module.state_dict())
+    names = _class_names(getattr(module, "names", None))
+    return Checkpoint(tensors, names, f"TorchScript archive ({module.original_name})")
+
+
+def _unpickle(path: str) -> tuple[Any, str]:
+    """(the unpickled object, how it was unpickled)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True), "weights_only=True"
+    except pickle.UnpicklingError as e:
+        first = e  # classes outside weights_only's allow-list, or not a pickle at all
+    except Exception as e:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint: {_one_line(e)}") from None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False,
+                          pickle_module=_restricted_pickle), "restricted unpickler"
+    except RefusedGlobalError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    except Exception as e:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint: {_one_line(e)} "
+                              f"(weights_only=True said: {_one_line(first)})") from None
+
+
+def _from_object(path: str, obj: Any, how: str) -> Checkpoint:
+    kind = "checkpoint"
+    names = None
+    if isinstance(obj, dict) and not _is_state_dict(obj):
+        if obj.get("ema") is not None:
+            key = "ema"
+        elif obj.get("model") is not None:
+            key = "model"
+        elif obj.get("state_dict") is not None:
+            key = "state_dict"
+        else:
+            raise CheckpointError(f"{path}: a checkpoint dict without tensors (keys: {_keys(obj)}); "
+                                  f"expected a state_dict or a 'model', 'ema' or 'state_dict' entry")
+        names = _class_names(obj.get("names"))
+        kind = f"checkpoint dict, {key!r} entry"
+        obj = obj[key]
+
+    if _is_module(obj):
+        tensors = _module_state_dict(obj)
+        names = _class_names(obj.__dict__.get("names")) or names
+        what = getattr(type(obj), "_stand_in_path", f"{type(obj).__module__}.{type(obj).__qualname__}")
+        source = f"{kind}: pickled module {what}"
+    elif isinstance(obj, dict) and _is_state_dict(obj):
+        tensors = obj
+        source = f"{kind}: state_dict" if kind != "checkpoint" else "state_dict"
+    else:
+        raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a module or a state_dict")
+    if not tensors:
+        raise CheckpointError(f"{path}: holds no tensors")
+    return Checkpoint(_to_numpy(path, tensors), names, f"{source} [{how}]")
+
+
+def _is_state_dict(obj: dict) -> bool:
+    return bool(obj) and all(isinstance(k, str) for k in obj) and all(
+        isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def _is_module(obj: Any) -> bool:
+    d = getattr(obj, "__dict__", {})
+    return isinstance(d.get("_parameters"), dict) and isinstance(d.get("_modules"), dict)
+
+
+def _module_state_dict(module: Any, prefix: str = "", out: dict | None = None) -> dict[str, Any]:
+    """``nn.Module.state_dict()`` order for a real module or a stand-in: own parameters, own persistent
+    buffers, then the children, recursively."""
+    out = {} if out is None else out
+    d = module.__dict__
+    for name, p in d["_parameters"].items():
+        if p is not None:
+            out[prefix + name] = p
+    non_persistent = d.get("_non_persistent_buffers_set") or set()
+    for name, b in (d.get("_buffers") or {}).items():
+        if b is not None and name not in non_persistent:
+            out[prefix + name] = b
+    for name, child in d["_modules"].items():
+        if child is not None and _is_module(child):
+            _module_state_dict(child, f"{prefix}{name}.", out)
+    return out
+
+
+def _to_numpy(path: str, tensors: dict[str, Any]) -> dict[str, np.ndarray]:
+    out = {}
+    for name, t in tensors.items():
+        if not isinstance(t, torch.Tensor):
+            raise CheckpointError(f"{path}: key {name!r} holds a {type(t).__name__}, not a tensor")
+        if t.is_complex() or t.is_quantized or t.layout != torch.strided:
+            raise CheckpointError(f"{path}: key {name!r}: unsupported tensor ({t.dtype}, {t.layout})")
+        out[name] = t.detach().to("cpu", torch.float32).numpy()
+    return out
+
+
+def _class_names(names: Any) -> list[str] | dict[int, str] | None:
+    if isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names):
+        return list(names)
+    if isinstance(names, dict) and all(isinstance(k, int) and isinstance(v, str) for k, v in names.items()):
+        return dict(names)
+    return None
+
+
+def _keys(d: dict) -> str:
+    keys = [repr(k) for k in list(d)[:12]]
+    return ", ".join(keys) + (", ..." if len(d) > 12 else "")
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}"
