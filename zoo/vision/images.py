@@ -1,0 +1,72 @@
+"""Finding and reading images: clear errors for a bad path, never an exception for one bad image."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+class ImageSourceError(ValueError):
+    """A path that does not name an image or a folder with images."""
+
+
+def is_image_path(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def list_images(path: str | Path, recursive: bool = False) -> list[Path]:
+    """The image files named by ``path``: the file itself, or the images in the folder (sorted by name).
+
+    Raises ImageSourceError for a missing path, a file that is not an image, or a folder without images.
+    """
+    p = Path(path)
+    exts = "/".join(e.lstrip(".") for e in IMAGE_EXTENSIONS)
+    if not p.exists():
+        raise ImageSourceError(f"{p}: no such file or folder")
+    if p.is_file():
+        if not is_image_path(p):
+            raise ImageSourceError(f"{p}: not an image file (extensions: {exts})")
+        return [p]
+    if not p.is_dir():
+        raise ImageSourceError(f"{p}: neither a file nor a folder")
+    files = sorted(f for f in (p.rglob("*") if recursive else p.iterdir()) if f.is_file() and is_image_path(f))
+    if not files:
+        raise ImageSourceError(f"{p}: folder has no images ({exts})")
+    return files
+
+
+def try_read_image(path: str | Path) -> tuple[np.ndarray | None, str | None]:
+    """(BGR uint8 (H, W, 3) image, None), or (None, reason) when the file cannot be read or decoded."""
+    p = Path(path)
+    try:
+        data = np.fromfile(str(p), dtype=np.uint8)  # imdecode also copes with non-ASCII paths
+    except FileNotFoundError:
+        return None, "no such file"
+    except IsADirectoryError:
+        return None, "is a folder"
+    except OSError as e:
+        return None, f"cannot read: {e.strerror or e}"
+    if data.size == 0:
+        return None, "empty file"
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    except cv2.error as e:
+        return None, f"cannot decode: {str(e).strip().splitlines()[-1]}"
+    if image is None or image.size == 0:
+        return None, "not a decodable image (corrupt or unsupported format)"
+    return image, None
+
+
+def read_image(path: str | Path) -> np.ndarray | None:
+    """The BGR uint8 image, or None for an unreadable one (the reason is logged as a warning); never raises."""
+    image, reason = try_read_image(path)
+    if image is None:
+        log.warning("skipping %s: %s", path, reason)
+    return image

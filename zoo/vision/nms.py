@@ -1,0 +1,213 @@
+"""YOLOv5 v7.0 ``non_max_suppression`` semantics, twice: a plain numpy reference and a vectorised torch fast path.
+
+Per image (pred rows: [cx, cy, w, h, obj, cls_0 .. cls_{nc-1}]):
+
+1. candidates: ``obj > conf_thres``; class scores become ``cls * obj``;
+2. boxes xywh -> xyxy;
+3. best class (first index on ties) with ``score > conf_thres``; with ``multi_label`` every (row, class) pair with
+   ``score > conf_thres``, in row-major order;
+4. optional ``classes`` filter;
+5. sort by score, descending, **stable** (equal scores keep candidate order: lower prediction index first), keep the
+   first ``max_nms``;
+6. greedy suppression on boxes offset by ``cls * max_wh`` (0 when agnostic): a box is dropped when its IoU with an
+   already kept box is ``> iou_thres``;
+7. keep the first ``max_det``. Rows out: [x1, y1, x2, y2, score, cls] float32.
+
+Both implementations compute in float32 with the same operations in the same order (torchvision's IoU formula:
+``inter / ((area_i + area_j) - inter)`` on the offset boxes; thresholds compared as float32), so their results are
+exactly equal, ties and IoU-at-threshold cases included. Upstream's sort (and torchvision's) is not stable; that is
+the only intended difference from upstream (it decides which of two equal-score boxes wins). Upstream's time limit is
+not reproduced.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+MAX_WH = 7680  # class offset (pixels) that separates classes in one batched NMS
+MAX_NMS = 30000  # candidates kept after the sort
+
+
+def _classes_array(classes: Sequence[int] | None) -> np.ndarray | None:
+    return None if classes is None else np.asarray([int(c) for c in classes], dtype=np.float32).reshape(-1)
+
+
+def xywh2xyxy_np(x: np.ndarray) -> np.ndarray:
+    y = np.empty_like(x)
+    half_w, half_h = x[..., 2] / 2, x[..., 3] / 2
+    y[..., 0] = x[..., 0] - half_w
+    y[..., 1] = x[..., 1] - half_h
+    y[..., 2] = x[..., 0] + half_w
+    y[..., 3] = x[..., 1] + half_h
+    return y
+
+
+def _check_pred(shape: Sequence[int], batched: bool) -> None:
+    want = 3 if batched else 2
+    if len(shape) != want or shape[-1] < 6:
+        form = "(B, N, 5+nc)" if batched else "(N, 5+nc)"
+        raise ValueError(f"predictions must be {form} with nc >= 1, got shape {tuple(shape)}")
+
+
+def nms_reference(pred: np.ndarray, conf_thres: float = 0.25, iou_thres: float = 0.45,
+                  classes: Sequence[int] | None = None, agnostic: bool = False, max_det: int = 300,
+                  multi_label: bool = False, max_nms: int = MAX_NMS, max_wh: int = MAX_WH) -> np.ndarray:
+    """One image: pred (N, 5+nc) -> detections (K, 6) [x1, y1, x2, y2, score, cls], float32. A plain loop."""
+    _check_pred(np.shape(pred), batched=False)
+    x = np.asarray(pred, dtype=np.float32)
+    conf_t, iou_t = np.float32(conf_thres), np.float32(iou_thres)
+    empty = np.zeros((0, 6), dtype=np.float32)
+
+    x = x[x[:, 4] > conf_t]
+    if not len(x) or max_det <= 0:
+        return empty
+    scores = x[:, 5:] * x[:, 4:5]
+    box = xywh2xyxy_np(x[:, :4])
+    if multi_label:
+        i, j = np.nonzero(scores > conf_t)  # row-major order
+        det = np.concatenate([box[i], scores[i, j][:, None], j[:, None].astype(np.float32)], 1)
+    else:
+        j = scores.argmax(1)  # first maximum on ties
+        conf = scores[np.arange(len(scores)), j]
+        det = np.concatenate([box, conf[:, None], j[:, None].astype(np.float32)], 1)[conf > conf_t]
+    cls_filter = _classes_array(classes)
+    if cls_filter is not None:
+        det = det[(det[:, 5:6] == cls_filter).any(1)]
+    if not len(det):
+        return empty
+    det = det[np.argsort(-det[:, 4], kind="stable")][:max_nms]
+
+    offset = det[:, 5:6] * np.float32(0 if agnostic else max_wh)
+    b = det[:, :4] + offset
+    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    n = len(det)
+    suppressed = np.zeros(n, dtype=bool)
+    keep: list[int] = []
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for i in range(n):
+            if suppressed[i]:
+                continue
+            keep.append(i)
+            if len(keep) == max_det:
+                break
+            r = slice(i + 1, n)
+            w = np.maximum(np.float32(0), np.minimum(b[i, 2], b[r, 2]) - np.maximum(b[i, 0], b[r, 0]))
+            h = np.maximum(np.float32(0), np.minimum(b[i, 3], b[r, 3]) - np.maximum(b[i, 1], b[r, 1]))
+            inter = w * h
+            iou = inter / ((area[i] + area[r]) - inter)
+            suppressed[r] |= iou > iou_t
+    return det[keep]
+
+
+def _iou_matrix(a, b):
+    """float32 IoU of every box in a (..., M, 4) with every box in b (..., N, 4): (..., M, N)."""
+    import torch
+
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    zero = torch.zeros((), dtype=a.dtype, device=a.device)
+    w = torch.maximum(zero, torch.minimum(a[..., :, None, 2], b[..., None, :, 2])
+                      - torch.maximum(a[..., :, None, 0], b[..., None, :, 0]))
+    h = torch.maximum(zero, torch.minimum(a[..., :, None, 3], b[..., None, :, 3])
+                      - torch.maximum(a[..., :, None, 1], b[..., None, :, 1]))
+    inter = w * h
+    return inter / ((area_a[..., :, None] + area_b[..., None, :]) - inter)
+
+
+def batched_nms(pred, conf_thres: float = 0.25, iou_thres: float = 0.45, classes: Sequence[int] | None = None,
+                agnostic: bool = False, max_det: int = 300, multi_label: bool = False, max_nms: int = MAX_NMS,
+                max_wh: int = MAX_WH, chunk: int = 1024) -> list:
+    """pred (B, N, 5+nc) torch tensor -> list of B (K_i, 6) float32 tensors, on pred's device. Torch ops only.
+
+    All images are processed together: the candidates of each image are sorted (stable) into a padded (B, K) table;
+    the greedy pass walks it in blocks of ``chunk`` candidates. In a block, suppression by boxes kept in earlier
+    blocks is one IoU matrix, and the greedy order inside the block is the fixed point of
+    ``keep[j] = not any(keep[i] and iou[i, j] > t for i < j)`` iterated from all-true (it is reached after at most
+    the length of the longest suppression chain, and is unique, so it equals the sequential greedy result).
+    Memory is O(B * chunk * (chunk + max_det)); it stops as soon as every image has ``max_det`` boxes.
+    """
+    import torch
+
+    _check_pred(tuple(pred.shape), batched=True)
+    x = pred.float()
+    dev = x.device
+    bs, n, _ = x.shape
+    nc = x.shape[2] - 5
+    conf_t = torch.tensor(conf_thres, dtype=torch.float32, device=dev)
+    iou_t = torch.tensor(iou_thres, dtype=torch.float32, device=dev)
+    empty = [torch.zeros((0, 6), dtype=torch.float32, device=dev) for _ in range(bs)]
+    if n == 0 or bs == 0:
+        return empty
+
+    obj_ok = x[..., 4] > conf_t  # (B, N)
+    scores = x[..., 5:] * x[..., 4:5]  # (B, N, nc)
+    box = torch.empty_like(x[..., :4])
+    half_w, half_h = x[..., 2] / 2, x[..., 3] / 2
+    box[..., 0] = x[..., 0] - half_w
+    box[..., 1] = x[..., 1] - half_h
+    box[..., 2] = x[..., 0] + half_w
+    box[..., 3] = x[..., 1] + half_h
+
+    if multi_label:  # candidates are (row, class) pairs in row-major order
+        valid = obj_ok[..., None] & (scores > conf_t)  # (B, N, nc)
+        cand_score = scores.reshape(bs, n * nc)
+        cand_cls = torch.arange(nc, device=dev).repeat(n).expand(bs, n * nc)
+        cand_row = torch.arange(n, device=dev).repeat_interleave(nc).expand(bs, n * nc)
+        valid = valid.reshape(bs, n * nc)
+    else:
+        cand_cls = scores.argmax(2)  # first maximum on ties
+        cand_score = scores.gather(2, cand_cls[..., None])[..., 0]
+        cand_row = torch.arange(n, device=dev).expand(bs, n)
+        valid = obj_ok & (cand_score > conf_t)
+    if classes is not None:
+        wanted = torch.tensor(sorted({int(c) for c in classes}), device=dev)
+        valid &= torch.isin(cand_cls, wanted)
+
+    counts = valid.sum(1).clamp(max=max_nms)
+    k = int(counts.max())
+    if k == 0 or max_det <= 0:
+        return empty
+    # stable descending sort of the valid candidates; invalid ones are pushed behind with -inf
+    key = torch.where(valid, cand_score, torch.full_like(cand_score, float("-inf")))
+    order = torch.sort(key, dim=1, descending=True, stable=True).indices[:, :k]  # (B, K)
+    ok = torch.arange(k, device=dev)[None, :] < counts[:, None]  # (B, K) real candidates
+    s_score = cand_score.gather(1, order)
+    s_cls = cand_cls.gather(1, order)
+    s_box = box.gather(1, cand_row.gather(1, order)[..., None].expand(bs, k, 4))
+    det = torch.cat((s_box, s_score[..., None], s_cls[..., None].float()), 2)  # (B, K, 6)
+    offset_box = s_box + det[..., 5:6] * torch.tensor(0 if agnostic else max_wh, dtype=torch.float32, device=dev)
+
+    keep = torch.zeros((bs, k), dtype=torch.bool, device=dev)
+    kept_boxes = torch.zeros((bs, max_det + 1, 4), dtype=torch.float32, device=dev)  # last row: scatter dump
+    kept_n = torch.zeros(bs, dtype=torch.long, device=dev)
+    slots = torch.arange(max_det, device=dev)
+    for s in range(0, k, chunk):
+        e = min(s + chunk, k)
+        cb = offset_box[:, s:e]  # (B, T, 4)
+        alive = ok[:, s:e] & (kept_n < max_det)[:, None]
+        # suppressed by boxes kept in earlier blocks
+        m = int(kept_n.max())
+        if m:
+            prior = (_iou_matrix(kept_boxes[:, :m], cb) > iou_t) & (slots[None, :m] < kept_n[:, None])[..., None]
+            alive &= ~prior.any(1)
+        # greedy inside the block: fixed point over the strictly upper triangle
+        t = e - s
+        sup = (_iou_matrix(cb, cb) > iou_t) & torch.ones(t, t, dtype=torch.bool, device=dev).triu(1)
+        cur = alive
+        while True:
+            nxt = alive & ~(sup & cur[..., :, None]).any(1)
+            if torch.equal(nxt, cur):
+                break
+            cur = nxt
+        # max_det: earlier decisions never depend on later ones, so truncating here is exact
+        rank = kept_n[:, None] + cur.long().cumsum(1)  # 1-based slot of each kept box
+        cur &= rank <= max_det
+        keep[:, s:e] = cur
+        dest = torch.where(cur, rank - 1, torch.full_like(rank, max_det))
+        kept_boxes.scatter_(1, dest[..., None].expand(bs, t, 4), cb)
+        kept_n += cur.sum(1)
+        if bool((kept_n >= max_det).all()):
+            break
+    return [det[b][keep[b]] for b in range(bs)]
