@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
+import zlib
 from typing import Any
 
 import numpy as np
@@ -71,11 +73,19 @@ def dumps(network: INetworkDefinition) -> bytes:
 
 
 def loads(data: bytes) -> INetworkDefinition:
+    """The network `dumps` wrote; a damaged or foreign payload is a NetworkError, whatever part of it is broken."""
     try:
-        archive = np.load(io.BytesIO(data), allow_pickle=False)
-        graph = json.loads(archive["__graph__"].tobytes().decode())
-    except (ValueError, KeyError, OSError) as e:
-        raise NetworkError(f"not a reference engine payload ({e})") from None
+        return _loads(data)
+    except NetworkError:
+        raise
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError, OSError, EOFError, zipfile.BadZipFile,
+            zlib.error) as e:
+        raise NetworkError(f"not a valid reference engine payload ({type(e).__name__}: {e})") from None
+
+
+def _loads(data: bytes) -> INetworkDefinition:
+    archive = np.load(io.BytesIO(data), allow_pickle=False)
+    graph = json.loads(archive["__graph__"].tobytes().decode())
     network = INetworkDefinition()
     tensors: dict[tuple, ITensor] = {}
     for i, spec in enumerate(graph["inputs"]):
