@@ -8,17 +8,15 @@ CHW write. The geometry (new size, padding) is the CPU letterbox's own, passed i
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 import triton
 import triton.language as tl
 
-if TYPE_CHECKING:
-    from zoo.vision.letterbox import LetterboxParams
+from zoo.vision.letterbox import PAD_VALUE, LetterboxParams, _check_image, letterbox_params
 
-PAD_VALUE = 114  # upstream's, as zoo.vision.letterbox.PAD_VALUE
 BLOCK = 1024
 NUM_WARPS = 4
 
@@ -62,7 +60,7 @@ def letterbox_kernel(src_ptr, dst_ptr, index, src_h, src_w, new_h, new_w, pad_to
         tl.store(dst + c * hw, tl.div_rn(v, 255.0), mask=valid)  # correctly rounded, as numpy's divide
 
 
-def letterbox_triton(image_u8: torch.Tensor, out: torch.Tensor, index: int, params: "LetterboxParams") -> None:
+def letterbox_triton(image_u8: torch.Tensor, out: torch.Tensor, index: int, params: LetterboxParams) -> None:
     """Letterbox one (h, w, 3) uint8 BGR image into out[index] ((B, 3, H, W) float32, contiguous), on the current
     stream of out's device (or on the CPU under TRITON_INTERPRET=1). Nothing is shared between calls."""
     if image_u8.dtype != torch.uint8 or image_u8.dim() != 3 or image_u8.shape[2] != 3:
@@ -91,7 +89,7 @@ def letterbox_triton(image_u8: torch.Tensor, out: torch.Tensor, index: int, para
                                src_h / new_h, src_w / new_w, h, w, PAD=PAD_VALUE, BLOCK=BLOCK, num_warps=NUM_WARPS)
 
 
-def preprocess_batch(images: Sequence[np.ndarray], size, device) -> tuple[torch.Tensor, list["LetterboxParams"]]:
+def preprocess_batch(images: Sequence[np.ndarray], size, device) -> tuple[torch.Tensor, list[LetterboxParams]]:
     """Letterbox a list of uint8 BGR images (any sizes) into one (B, 3, H, W) float32 tensor on `device`: the GPU
     twin of `zoo.vision.letterbox.preprocess` (pad 114, no auto), `size` an int or (h, w) as there.
 
@@ -101,8 +99,6 @@ def preprocess_batch(images: Sequence[np.ndarray], size, device) -> tuple[torch.
     preprocess.cu (one static pinned buffer reused per image) cannot happen. Pinned uploads go through PyTorch's
     caching host allocator, which does not hand a block out again before the copy that reads it has finished.
     """
-    from zoo.vision.letterbox import _check_image, letterbox_params
-
     device = torch.device(device)
     params = []
     batch = None
