@@ -225,12 +225,27 @@ def cmd_infer(model: ZooModel, args) -> int:
                 continue
             outputs = runner.run({header.input_name: batch})
             records += model.records(outputs, contexts, config, args)
-    for record in records:
-        print(json.dumps(record))
-    if out_dir:
+    if out_dir:  # the file is for programs; the terminal gets one line per item
         _write_jsonl(out_dir / "predictions.jsonl", records)
+        for record in records:
+            say(_summary(record))
         say(f"wrote {out_dir / 'predictions.jsonl'}")
+    else:
+        for record in records:
+            print(json.dumps(record))
     return 0
+
+
+def _summary(record: dict) -> str:
+    name = record.get("file", f"item {record.get('index', '')}")
+    if "error" in record:
+        return f"{name}: {record['error']}"
+    if "detections" in record:
+        return f"{name}: {len(record['detections'])} detections"
+    if "top" in record:
+        best = record["top"][0]
+        return f"{name}: class {best.get('class_name', best['class_id'])} ({best['score']:.3f})"
+    return f"{name}: {record}"
 
 
 def _write_jsonl(path: Path, records: list[dict]) -> None:
