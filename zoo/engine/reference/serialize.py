@@ -56,13 +56,14 @@ def dumps(network: INetworkDefinition) -> bytes:
         for key, array in layer._weights.items():
             arrays[f"{i}/{key}"] = array
         layers.append({
-            "class": type(layer).__name__, "name": layer.name,
+            "class": type(layer).__name__, "name": layer.name, "metadata": layer.metadata,
             "inputs": [None if t is None else refs[id(t)] for t in layer._inputs],
             "outputs": [t.name for t in layer._outputs],
             "attrs": {k: _encode(v) for k, v in layer._attrs.items()},
             "weights": sorted(layer._weights),
         })
     graph = {
+        "name": network.name, "flags": network.flags,
         "inputs": [{"name": t.name, "dtype": _encode(t.dtype), "shape": list(t.shape)} for t in network._inputs],
         "layers": layers,
         "outputs": [refs[id(t)] for t in network._outputs],
@@ -86,7 +87,8 @@ def loads(data: bytes) -> INetworkDefinition:
 def _loads(data: bytes) -> INetworkDefinition:
     archive = np.load(io.BytesIO(data), allow_pickle=False)
     graph = json.loads(archive["__graph__"].tobytes().decode())
-    network = INetworkDefinition()
+    network = INetworkDefinition(int(graph.get("flags", 0)))
+    network.name = graph.get("name", network.name)
     tensors: dict[tuple, ITensor] = {}
     for i, spec in enumerate(graph["inputs"]):
         tensors[("input", i)] = network.add_input(spec["name"], _decode(spec["dtype"]), spec["shape"])
@@ -100,6 +102,7 @@ def _loads(data: bytes) -> INetworkDefinition:
         layer = cls(network, inputs, len(spec["outputs"]), attrs, weights)
         network._layers.append(layer)
         layer.name = spec["name"]
+        layer.metadata = spec.get("metadata", "")
         for j, name in enumerate(spec["outputs"]):
             layer._outputs[j].name = name
             tensors[(i, j)] = layer._outputs[j]
