@@ -961,6 +961,9 @@ class ITopKLayer(ILayer):
         axes = _axes_from_mask(self._attrs["axes"], len(shapes[0]))
         if len(axes) != 1:
             raise self._fail(f"topk needs exactly one axis, got bitmask {bin(self._attrs['axes'])}")
+        if not 0 < self._attrs["k"] <= shapes[0][axes[0]] and shapes[0][axes[0]] >= 0:
+            raise self._fail(f"k={self._attrs['k']} must be in 1..{shapes[0][axes[0]]}, the size of axis {axes[0]} "
+                             f"of {tuple(shapes[0])}")
         out = Dims(self._attrs["k"] if i == axes[0] else d for i, d in enumerate(shapes[0]))
         return [(out, dtypes[0]), (out, self._attrs["indices_type"])]
 
