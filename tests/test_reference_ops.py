@@ -768,6 +768,14 @@ def test_topk(op, shape, mask, k):
     assert torch.equal(values, torch.gather(x, axis, order))
 
 
+def test_topk_k_larger_than_the_axis_is_an_error():
+    net, t = network(("x", trt.float32, (2, 5)))
+    layer = net.add_topk(t, trt.TopKOperation.MAX, 7, 0b10)
+    layer.name = "best"
+    with pytest.raises(NetworkError, match=r"best.*k=7 must be in 1\.\.5"):
+        layer.get_output(0).shape
+
+
 def test_topk_int64_indices():
     x = rand(2, 6, seed=36)
     net, t = network(("x", trt.float32, (2, 6)))
