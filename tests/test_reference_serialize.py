@@ -109,10 +109,12 @@ def describe(net: INetworkDefinition) -> list:
            ("outputs", [t.name for t in net._outputs])]
     for i in range(net.num_layers):
         layer = net.get_layer(i)
+        outputs = [layer.get_output(j) for j in range(layer.num_outputs)]
+        inputs = [layer.get_input(j) for j in range(layer.num_inputs)]
         out.append((type(layer).__name__, layer.name, layer.type, layer.metadata, repr(sorted(layer._attrs.items())),
                     {k: (v.dtype, v.tobytes()) for k, v in layer._weights.items()},
-                    [(t.name, t.dtype, tuple(t.shape)) for t in (layer.get_output(j) for j in range(layer.num_outputs))],
-                    [None if t is None else t.name for t in (layer.get_input(j) for j in range(layer.num_inputs))]))
+                    [(t.name, t.dtype, tuple(t.shape)) for t in outputs],
+                    [None if t is None else t.name for t in inputs]))
     return out
 
 
