@@ -1,8 +1,9 @@
 """The reference backend's API against the real TensorRT Python API (listings in tests/data/trt-api).
 
 Every method, property and enum the reference backend offers must exist in TensorRT 10.16 and 11.4 under the same
-name, with the same parameter names in the same order (one of the pybind overloads), so that a builder line written
-against the reference backend runs unchanged on TensorRT. What TensorRT 11 removed must not be offered.
+name, with the same parameter names in the same order (one of the pybind overloads) and the same optional parameters,
+so that a builder line written against the reference backend runs unchanged on TensorRT. What TensorRT 11 removed
+must not be offered.
 A failing check names the class, the member and what differs.
 """
 from __future__ import annotations
@@ -294,6 +295,47 @@ def test_every_backend_method_and_property_exists_in_tensorrt(listing):
     assert not problems, f"TensorRT {listing.version}:\n  " + "\n  ".join(problems)
 
 
+def _arities(func) -> tuple[list[str], int]:
+    """(parameter names after self, how many are required)."""
+    params = [p for p in inspect.signature(func).parameters.values()
+              if p.name not in ("self", "cls") and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    return [p.name for p in params], sum(p.default is inspect.Parameter.empty for p in params)
+
+
+def default_problems(lst: Listing, both_ways: bool) -> list[str]:
+    """Every argument count the backend accepts is one TensorRT accepts with the same names; with `both_ways`, every
+    count TensorRT accepts for an overload named like the backend's is accepted by the backend too."""
+    problems = []
+    for name, cls in sorted(BACKEND_CLASSES.items()):
+        for member, (kind, func) in sorted(backend_members(name, cls).items()):
+            found = lst.lookup(name, member)
+            if kind != "method" or found is None or found[0] != "method" or found[1].unknown:
+                continue
+            ours, required = _arities(func)
+            accepted = set()
+            for overload in found[1].overloads:
+                names = [n for n, _ in overload]
+                trt_required = sum(not has_default for _, has_default in overload)
+                for n in range(trt_required, len(names) + 1):
+                    if names[:n] == ours[:n]:
+                        accepted.add(n)
+            for n in range(required, len(ours) + 1):
+                if n not in accepted:
+                    problems.append(f"{name}.{member}: the reference backend accepts {n} arguments "
+                                    f"({', '.join(ours[:n])}), TensorRT {lst.version} does not")
+            if both_ways:
+                for n in sorted(accepted):
+                    if not required <= n <= len(ours):
+                        problems.append(f"{name}.{member}: TensorRT {lst.version} accepts {n} arguments "
+                                        f"({', '.join(ours[:n])}), the reference backend needs {required}..{len(ours)}")
+    return problems
+
+
+def test_backend_defaults_match_tensorrt(listing):
+    problems = default_problems(listing, both_ways=listing.version == CURRENT)
+    assert not problems, f"TensorRT {listing.version}:\n  " + "\n  ".join(problems)
+
+
 def test_backend_introspection_sees_the_api():
     """Guards the check above: it must actually see the methods, properties and instance attributes."""
     net = backend_members("INetworkDefinition", ref_net.INetworkDefinition)
@@ -324,6 +366,22 @@ def test_a_wrong_parameter_name_is_reported_precisely(monkeypatch):
     assert "ITensor.color: the reference backend offers this property, TensorRT 11.4.0.106 has no ITensor.color" \
         in problems
     assert "IActivationLayer.num_inputs: settable on the reference backend, read-only" in problems
+
+
+def test_a_wrong_default_is_reported(monkeypatch):
+    def add_convolution_nd(self, input, num_output_maps, kernel_shape, kernel, bias):  # bias required: stricter
+        raise AssertionError
+
+    def add_shuffle(self, input=None):  # callable without input: TensorRT is not
+        raise AssertionError
+
+    monkeypatch.setattr(ref_net.INetworkDefinition, "add_convolution_nd", add_convolution_nd)
+    monkeypatch.setattr(ref_net.INetworkDefinition, "add_shuffle", add_shuffle)
+    problems = "\n".join(default_problems(LISTINGS[CURRENT], both_ways=True))
+    assert "INetworkDefinition.add_convolution_nd: TensorRT 11.4.0.106 accepts 4 arguments (input, num_output_maps, " \
+           "kernel_shape, kernel), the reference backend needs 5..5" in problems
+    assert "INetworkDefinition.add_shuffle: the reference backend accepts 0 arguments (), TensorRT 11.4.0.106 does " \
+           "not" in problems
 
 
 def test_type_shadows_ilayer_type_as_in_tensorrt():
