@@ -17,6 +17,7 @@ from zoo.vision.draw import draw_detections
 from zoo.vision.images import try_read_image
 from zoo.vision.letterbox import preprocess, scale_boxes
 from zoo.vision.nms import batched_nms
+from zoo.vision.synthetic import draw_scene, scene_sizes
 
 from .builder import DECODES, define_yolov5
 from .config import YoloV5Config, infer_config
@@ -92,7 +93,9 @@ class YoloV5Model(ZooModel):
         return [define_yolov5(net, weights, to_config(config), x, config.get("decode", "plugin"))]
 
     def sample_input(self, config, batch, seed=0):
-        return np.random.default_rng(seed).random((batch, *self.input_shape(config)), dtype=np.float32)
+        """Letterboxed synthetic scenes of varied sizes, through the one pre-processing used everywhere."""
+        scenes = [draw_scene(h, w, seed + i) for i, (h, w) in enumerate(scene_sizes(batch, seed))]
+        return preprocess(scenes, config["input_size"])[0]
 
     # --- inference
     def load_batch(self, paths, config, device="cpu"):
