@@ -98,7 +98,9 @@ def make_parser(model: ZooModel) -> argparse.ArgumentParser:
     bench.add_argument("--iterations", type=int, default=20, help="timed runs (default 20)")
     bench.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
     bench.add_argument("--compare-torch", action="store_true",
-                       help="also time the PyTorch reference eagerly on the same input, same run (CPU)")
+                       help="also time the PyTorch reference eagerly on the same input, same run")
+    bench.add_argument("--source", type=Path,
+                       help="detectors: time each stage (pre-process, network, NMS) over this image folder")
     return parser
 
 
@@ -281,8 +283,16 @@ def _all(weights: WeightMap):
     return ((k, weights.raw(k)) for k in list(weights.keys()))
 
 
+def _reference_for(model: ZooModel, args, device: str) -> torch.nn.Module:
+    weights, config, module = load_weights(model, args)
+    module = module if module is not None else load_state_into(model.reference_module(config), weights)
+    return module.eval().to(device)
+
+
 def cmd_bench(model: ZooModel, args) -> int:
     header, runner = _runner(model, args)
+    if args.source:
+        return bench_pipeline(model, header, runner, args)
     x = model.sample_input(header.config, args.batch, args.seed)
     feed = {header.input_name: x}
     network_ms = _time(lambda: runner.run(feed), args.warmup, args.iterations)
@@ -290,14 +300,42 @@ def cmd_bench(model: ZooModel, args) -> int:
     print(f"{model.name} {header.variant} batch {args.batch}: {label} {network_ms:.2f} ms/iter, "
           f"{1000 * args.batch / network_ms:.1f} items/s")
     if args.compare_torch:
-        weights, config, module = load_weights(model, args)
-        reference = module.eval() if module is not None else load_state_into(model.reference_module(config),
-                                                                              weights)
+        reference = _reference_for(model, args, "cpu")
         tensor = torch.from_numpy(x)
         with torch.inference_mode():
             torch_ms = _time(lambda: reference(tensor), args.warmup, args.iterations)
         print(f"{model.name} {header.variant} batch {args.batch}: PyTorch eager (CPU) {torch_ms:.2f} ms/iter; "
               f"ratio {label} / PyTorch = {network_ms / torch_ms:.2f}")
+    return 0
+
+
+def bench_pipeline(model: ZooModel, header: EngineHeader, runner, args) -> int:
+    """Per-stage times over a folder, for the engine and (with --compare-torch) the PyTorch reference."""
+    from zoo.vision.images import list_images, read_image
+    if not hasattr(model, "bench_stages"):
+        raise UserError(f"{model.name} has no per-stage benchmark; run bench without --source")
+    images = [im for im in (read_image(p) for p in list_images(args.source)) if im is not None]
+    device = runner.device
+    label = "reference backend" if header.backend == "reference" else "TensorRT"
+    rows = {label: model.bench_stages(lambda b: runner.run({header.input_name: b}), images, header.config, args,
+                                      device)}
+    if args.compare_torch:
+        reference = _reference_for(model, args, device)
+        output = header.outputs[0]
+
+        def eager(batch):
+            with torch.inference_mode():
+                return {output: reference(torch.as_tensor(batch, device=device))}
+
+        rows[f"PyTorch eager ({device})"] = model.bench_stages(eager, images, header.config, args, device)
+    print(f"{model.name} {header.variant}, {len(images)} images, batch {args.batch}: ms per image")
+    print(f"{'':24} {'preprocess':>11} {'network':>9} {'nms':>8} {'total':>8} {'images/s':>9}")
+    for name, t in rows.items():
+        print(f"{name:24} {t['preprocess']:11.2f} {t['network']:9.2f} {t['nms']:8.2f} {t['total']:8.2f} "
+              f"{1000 / t['total']:9.1f}")
+    if len(rows) == 2:
+        mine, theirs = rows.values()
+        print("ratio (" + label + " / PyTorch): " + ", ".join(f"{k} {mine[k] / theirs[k]:.2f}" for k in mine))
     return 0
 
 

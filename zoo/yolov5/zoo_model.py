@@ -5,6 +5,7 @@ import argparse
 import dataclasses
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import cv2
@@ -141,6 +142,48 @@ class YoloV5Model(ZooModel):
             if getattr(args, "out", None) and not args.no_draw:
                 _write_image(Path(args.out) / Path(context["file"]).name, draw_detections(image, dets, names))
         return records
+
+
+    def bench_stages(self, run_network, images: list[np.ndarray], config: dict, args, device: str) -> dict:
+        """Milliseconds per image of each stage over `images` in batches of args.batch (after one warm-up batch).
+
+        `run_network(batch) -> outputs` is the engine or the PyTorch reference, so both go through the same
+        pre-processing and NMS and the ratio compares like with like.
+        """
+        nms_args = argparse.Namespace(conf=0.25, iou=0.45, classes=None, agnostic=False, max_det=300)
+        totals = dict.fromkeys(("preprocess", "network", "nms"), 0.0)
+        batches = [images[i:i + args.batch] for i in range(0, len(images), args.batch)]
+        for index, chunk in enumerate([batches[0]] + batches):  # the first pass warms up and is not counted
+            times = _stage_times(lambda: self._gpu_or_cpu_preprocess(chunk, config, device),
+                                 run_network, lambda out: self.detections(out, config, nms_args), device)
+            if index:
+                for stage, seconds in times.items():
+                    totals[stage] += seconds
+        per_image = {stage: 1000 * seconds / len(images) for stage, seconds in totals.items()}
+        per_image["total"] = sum(per_image.values())
+        return per_image
+
+    def _gpu_or_cpu_preprocess(self, images, config, device):
+        if device == "cuda":
+            from plugins.letterbox import preprocess_batch
+            return preprocess_batch(images, config["input_size"], device)[0]
+        return preprocess(images, config["input_size"])[0]
+
+
+def _stage_times(preprocess_fn, network_fn, nms_fn, device: str) -> dict[str, float]:
+    """Seconds of each stage; on a GPU each stage is synchronised so its time is its own."""
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    clock = time.perf_counter
+    start = clock()
+    batch = preprocess_fn()
+    sync()
+    after_pre = clock()
+    outputs = network_fn(batch)
+    sync()
+    after_net = clock()
+    nms_fn(outputs)
+    sync()
+    return {"preprocess": after_pre - start, "network": after_net - after_pre, "nms": clock() - after_net}
 
 
 def _write_image(path: Path, image: np.ndarray) -> None:
