@@ -8,7 +8,7 @@ import torch
 
 from zoo.yolov5.config import (ConfigError, YoloV5Config, check_weights, expected_shapes, infer_config,
                                solve_depth_multiple, solve_width_multiple)
-from zoo.yolov5.model import VARIANTS, YoloV5, scale_depth, scale_width
+from zoo.yolov5.model import VARIANTS, scale_depth, scale_width
 
 ALL_VARIANTS = [v + p for p in ("", "6") for v in VARIANTS]
 
@@ -53,11 +53,12 @@ def test_round_trip_custom_multiples(gd, gw, p6, nc):
         assert got.num_classes == nc and got.p6 == p6
         # the inferred multiples reproduce every channel count and repeat, hence the same keys and shapes
         assert expected_shapes(got) == expected_shapes(config)
-    assert infer_config(fake_weights(config)).width_multiple == gw  # shortest decimal found
 
 
 def test_solvers_pick_reproducing_values():
     widths = {c: scale_width(c, 0.3) for c in (64, 128, 256, 512, 1024)}
+    assert solve_width_multiple(widths) == 0.3  # the shortest decimal that reproduces them
+    widths = {c: scale_width(c, 0.125) for c in (64, 128, 256, 512, 1024)}
     gw = solve_width_multiple(widths)
     assert all(scale_width(c, gw) == w for c, w in widths.items())
     assert solve_width_multiple({64: 16, 128: 32, 256: 64, 512: 128, 1024: 256}) == 0.25
@@ -147,7 +148,8 @@ def test_refuses_focus_stem_v5():
 def test_refuses_other_architectures():
     resnet = {"conv1.weight": np.zeros((64, 3, 7, 7)), "bn1.weight": np.zeros(64), "fc.weight": np.zeros((10, 4))}
     with pytest.raises(ConfigError, match=r"resnet50\.wts: not YOLOv5 detection weights: no key "
-                                          r"'model\.0\.conv\.weight'.*first keys: conv1\.weight, bn1\.weight, fc\.weight"):
+                                          r"'model\.0\.conv\.weight'.*"
+                                          r"first keys: conv1\.weight, bn1\.weight, fc\.weight"):
         infer_config(resnet, source_name="resnet50.wts")
     with pytest.raises(ConfigError, match="not YOLOv5 detection weights"):
         check_weights(resnet, YoloV5Config(), "resnet50.wts")
@@ -169,27 +171,30 @@ def test_missing_keys_are_named():
     with pytest.raises(ConfigError, match=msg):
         infer_config(w, source_name="yolov5s.pt")
     w = fake_weights(YoloV5Config.from_variant("s"))
-    for k in list(w)[:9]:
+    for k in list(w)[1:10]:  # keep model.0.conv.weight
         del w[k]
-    with pytest.raises(ConfigError, match=r"and 4 more"):
+    # 9 deleted, one of them a num_batches_tracked (optional): 8 reported, the first five named
+    with pytest.raises(ConfigError, match=re.escape("x.pt: 8 key(s) of YOLOv5s missing: model.0.bn.weight, "
+                                                    "model.0.bn.bias, model.0.bn.running_mean, model.0.bn.running_var, "
+                                                    "model.1.conv.weight and 3 more")):
         check_weights(w, YoloV5Config.from_variant("s"), "x.pt")
 
 
 def test_wrong_shape_names_key_and_both_shapes():
     config = YoloV5Config.from_variant("n")
     w = fake_weights(config)
-    w["model.13.cv2.conv.weight"] = np.zeros((32, 128, 3, 3), np.float32)
-    with pytest.raises(ConfigError, match=re.escape("n.pt: model.13.cv2.conv.weight has shape (32, 128, 3, 3), "
-                                                    "expected (32, 128, 1, 1)")):
+    w["model.13.cv2.conv.weight"] = np.zeros((64, 256, 3, 3), np.float32)
+    with pytest.raises(ConfigError, match=re.escape("n.pt: model.13.cv2.conv.weight has shape (64, 256, 3, 3), "
+                                                    "expected (64, 256, 1, 1)")):
         check_weights(w, config, "n.pt")
-    with pytest.raises(ConfigError, match=re.escape("model.13.cv2.conv.weight has shape (32, 128, 3, 3)")):
+    with pytest.raises(ConfigError, match=re.escape("model.13.cv2.conv.weight has shape (64, 256, 3, 3)")):
         infer_config(w, source_name="n.pt")
 
 
 def test_wrong_count_names_key_and_both_counts():
     config = YoloV5Config.from_variant("n")
     w = fake_weights(config, flat=True)
-    w["model.20.bn.weight" if "model.20.bn.weight" in w else "model.20.cv3.bn.weight"] = np.zeros(7, np.float32)
+    w["model.20.cv3.bn.weight"] = np.zeros(7, np.float32)
     with pytest.raises(ConfigError, match=re.escape("n.wts: model.20.cv3.bn.weight has 7 values, expected 128 "
                                                     "(shape (128,))")):
         infer_config(w, source_name="n.wts")
@@ -208,9 +213,10 @@ def test_weights_of_another_variant():
     with pytest.raises(ConfigError, match=re.escape("m.pt: model.0.conv.weight has shape (48, 3, 6, 6), expected "
                                                     "(32, 3, 6, 6)")):
         check_weights(w, YoloV5Config.from_variant("s"), "m.pt")
-    w = fake_weights(YoloV5Config.from_variant("l"))
-    with pytest.raises(ConfigError, match=r"unexpected key\(s\) for YOLOv5s: model\.4\.m\.2\.cv1\.conv\.weight"):
-        check_weights(w, YoloV5Config.from_variant("s"), "l.pt")
+    w = fake_weights(YoloV5Config(depth_multiple=0.67, width_multiple=0.5))  # s widths, m depth
+    with pytest.raises(ConfigError, match=r"d\.pt: 132 unexpected key\(s\) for YOLOv5s: "
+                                          r"model\.2\.m\.1\.cv1\.conv\.weight"):
+        check_weights(w, YoloV5Config.from_variant("s"), "d.pt")
 
 
 def test_unexpected_key():

@@ -69,7 +69,8 @@ def letterbox_params(src_hw: Sequence[int], new_shape: int | Sequence[int] = (64
     r = min(new_h / h, new_w / w)
     if not scaleup:  # only scale down
         r = min(r, 1.0)
-    unpad_w, unpad_h = int(round(w * r)), int(round(h * r))
+    # upstream: int(round(w * r)); at least 1 pixel, where upstream's cv2.resize would fail on a 0-pixel side
+    unpad_w, unpad_h = max(int(round(w * r)), 1), max(int(round(h * r)), 1)
     dw, dh = new_w - unpad_w, new_h - unpad_h
     if auto:  # minimum rectangle
         dw, dh = dw % stride, dh % stride
@@ -97,8 +98,8 @@ def apply_letterbox(image_bgr: np.ndarray, params: LetterboxParams, color: int |
                               cv2.BORDER_CONSTANT, value=value)
 
 
-def letterbox(image_bgr: np.ndarray, new_shape: int | Sequence[int] = (640, 640), color: int | Sequence[int] = PAD_VALUE,
-              auto: bool = False, scaleup: bool = True, stride: int = 32
+def letterbox(image_bgr: np.ndarray, new_shape: int | Sequence[int] = (640, 640),
+              color: int | Sequence[int] = PAD_VALUE, auto: bool = False, scaleup: bool = True, stride: int = 32
               ) -> tuple[np.ndarray, tuple[float, float], tuple[float, float]]:
     """Upstream ``letterbox``: returns (padded image, (ratio_w, ratio_h), (dw, dh)); new_shape is (h, w)."""
     params = letterbox_params(image_bgr.shape[:2], new_shape, auto, scaleup, stride)

@@ -161,7 +161,11 @@ def _count(shape: Sequence[int]) -> int:
 
 
 def _fmt(shape: Sequence[int]) -> str:
-    return "(" + ", ".join(str(s) for s in shape) + ")"
+    return str(tuple(int(s) for s in shape))
+
+
+def _first(keys: Sequence[str], n: int = 5) -> str:
+    return ", ".join(keys[:n]) + (f" and {len(keys) - n} more" if len(keys) > n else "")
 
 
 def _is_optional(key: str) -> bool:
@@ -188,16 +192,7 @@ def check_weights(tensors: Mapping[str, np.ndarray], config: YoloV5Config, sourc
     d = f"model.{config.detect_index}"
     extras = {f"{d}.{name}" for name in _TENSORRTX_EXTRAS}
 
-    missing = [k for k in expected if k not in tensors and not _is_optional(k)]
-    if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-        raise ConfigError(f"{source_name}: {len(missing)} key(s) of YOLOv5{config.variant or ' (custom)'} missing: "
-                          f"{shown}")
-    unexpected = [k for k in tensors if k not in expected and k not in extras]
-    if unexpected:
-        shown = ", ".join(unexpected[:5]) + (f" and {len(unexpected) - 5} more" if len(unexpected) > 5 else "")
-        raise ConfigError(f"{source_name}: {len(unexpected)} unexpected key(s) for YOLOv5"
-                          f"{config.variant or ' (custom)'}: {shown}")
+    # shapes first: the first key whose shape differs says most about what the weights really are
     for key, shape in expected.items():
         if key not in tensors:
             continue
@@ -208,6 +203,13 @@ def check_weights(tensors: Mapping[str, np.ndarray], config: YoloV5Config, sourc
         elif got.size != _count(shape):
             raise ConfigError(f"{source_name}: {key} has {got.size} values, expected {_count(shape)} "
                               f"(shape {_fmt(shape)})")
+    name = f"YOLOv5{config.variant or ' (custom)'}"
+    missing = [k for k in expected if k not in tensors and not _is_optional(k)]
+    if missing:
+        raise ConfigError(f"{source_name}: {len(missing)} key(s) of {name} missing: {_first(missing)}")
+    unexpected = [k for k in tensors if k not in expected and k not in extras]
+    if unexpected:
+        raise ConfigError(f"{source_name}: {len(unexpected)} unexpected key(s) for {name}: {_first(unexpected)}")
     _check_anchor_values(tensors, config, source_name)
 
 
