@@ -13,8 +13,7 @@ def conv_bn_act(net, weights: WeightMap, prefix: str, x, out_channels: int, kern
     padding None means 'same' for odd kernels (k // 2), the convention of YOLO's Conv block.
     """
     pad = kernel // 2 if padding is None else padding
-    y = core.conv2d(net, weights, f"{prefix}.conv", x, out_channels, kernel, stride, pad, groups, bias=False)
-    y = core.batch_norm(net, weights, f"{prefix}.bn", y, eps)
+    y = core.conv_bn(net, weights, f"{prefix}.conv", f"{prefix}.bn", x, out_channels, kernel, stride, pad, groups, eps)
     return core.rename(core.activation(net, y, act, f"{prefix}.act"), prefix)
 
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from wts.weight_map import WeightMap
 from zoo.engine.api import trt
+from zoo.engine.precision import precision_of
 
 _NUMPY_OF = {trt.float32: np.float32, trt.float16: np.float16}
 
@@ -40,26 +41,85 @@ def _pair(v) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else tuple(v)
 
 
+def quantize_dequantize(net, x, scale, name: str, axis: int | None = None, out_type=None):
+    """An explicit-quantization pair: Q to INT8 with FP32 `scale` (a scalar, or per channel along `axis`), then DQ
+    to `out_type` (default: x's type). TensorRT fuses DQ -> conv/matmul -> Q into INT8 kernels."""
+    s = np.ascontiguousarray(np.asarray(scale, np.float32))
+    scale_t = constant(net, s, f"{name}/scale")
+    q = net.add_quantize(x, scale_t, trt.int8)
+    dq = net.add_dequantize(named(q, f"{name}/quantize"), scale_t, out_type if out_type is not None else x.dtype)
+    if axis is not None:
+        q.axis = dq.axis = axis
+    return named(dq, f"{name}/dequantize")
+
+
+def _weight_scales(w: np.ndarray) -> np.ndarray:
+    """Per output channel (axis 0), symmetric: max|w| / 127, floored so that scales stay > 0."""
+    amax = np.abs(w.reshape(len(w), -1)).max(axis=1)
+    return (np.maximum(amax, 1e-8) / 127).astype(np.float32)
+
+
+def _quantized_weights(net, w32: np.ndarray, name: str, dtype):
+    """FP32 weights as a constant through a per-channel Q/DQ pair, dequantized to the activations' type."""
+    return quantize_dequantize(net, constant(net, w32, name), _weight_scales(w32), name, axis=0, out_type=dtype)
+
+
 def conv2d(net, weights: WeightMap, prefix: str, x, out_channels: int, kernel, stride=1, padding=0, groups=1,
            dilation=1, bias: bool = True):
     k = _pair(kernel)
-    in_channels = x.shape[1]
+    w = weights.take(f"{prefix}.weight", (out_channels, x.shape[1] // groups, *k))
+    b = weights.take(f"{prefix}.bias", (out_channels,)) if bias else None
+    return _convolution(net, weights, prefix, prefix, x, w, b, stride, padding, groups, dilation)
+
+
+def conv_bn(net, weights: WeightMap, conv: str, bn: str, x, out_channels: int, kernel, stride=1, padding=0,
+            groups=1, eps: float = 1e-5):
+    """Conv2d(bias=False) then BatchNorm2d (eval). In FP32 two layers, so validation sees both outputs; in FP16 and
+    INT8 the BatchNorm is folded into the convolution in FP32 first, as TensorRT would fuse it: an FP16 conv output
+    stored before a BatchNorm that subtracts a large mean loses most of its digits (and INT8 weight scales must
+    be those of the folded weights)."""
+    if precision_of(weights).mode == "fp32":
+        y = conv2d(net, weights, conv, x, out_channels, kernel, stride, padding, groups, bias=False)
+        return batch_norm(net, weights, bn, y, eps)
+    k = _pair(kernel)
+    w = weights.take(f"{conv}.weight", (out_channels, x.shape[1] // groups, *k))
+    scale, shift = _batch_norm_affine(weights, bn, out_channels, eps)
+    return _convolution(net, weights, conv, bn, x, w * scale.reshape(-1, 1, 1, 1), shift, stride, padding, groups)
+
+
+def _convolution(net, weights: WeightMap, layer_name: str, output_name: str, x, w: np.ndarray, b, stride, padding,
+                 groups, dilation=1):
+    """A convolution from FP32 arrays, cast to x's type, or with Q/DQ on input and kernel when INT8 asks for it."""
     dtype = weight_dtype(x)
-    w = weights.take(f"{prefix}.weight", (out_channels, in_channels // groups, *k), dtype)
-    b = weights.take(f"{prefix}.bias", (out_channels,), dtype) if bias else None
-    layer = net.add_convolution_nd(x, out_channels, k, w, b)
+    out_channels, k = w.shape[0], w.shape[2:]
+    b = None if b is None else b.astype(dtype)
+    scale = precision_of(weights).input_scale(layer_name, x)
+    if scale is None:
+        layer = net.add_convolution_nd(x, out_channels, k, w.astype(dtype), b)
+    else:  # INT8: Q/DQ on the input (per tensor) and on the kernel (per output channel), given as input 1
+        xq = quantize_dequantize(net, x, scale, f"{layer_name}/input")
+        layer = net.add_convolution_nd(xq, out_channels, k, trt.Weights(x.dtype), b)
+        layer.set_input(1, _quantized_weights(net, np.ascontiguousarray(w, np.float32), f"{layer_name}.weight",
+                                              x.dtype))
     layer.stride_nd, layer.padding_nd, layer.dilation_nd = _pair(stride), _pair(padding), _pair(dilation)
     layer.num_groups = groups
-    return named(layer, prefix)
+    layer.name = layer_name
+    out = layer.get_output(0)
+    out.name = output_name
+    return out
+
+
+def _batch_norm_affine(weights: WeightMap, prefix: str, c: int, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """BatchNorm2d in eval mode as y = x * scale + shift, computed in FP32."""
+    gamma, beta = weights.take(f"{prefix}.weight", (c,)), weights.take(f"{prefix}.bias", (c,))
+    mean, var = weights.take(f"{prefix}.running_mean", (c,)), weights.take(f"{prefix}.running_var", (c,))
+    scale = (gamma / np.sqrt(var + np.float32(eps))).astype(np.float32)
+    return scale, (beta - mean * scale).astype(np.float32)
 
 
 def batch_norm(net, weights: WeightMap, prefix: str, x, eps: float):
     """BatchNorm2d in eval mode as a per-channel scale layer: y = x * s + (beta - mean * s), s = gamma/sqrt(var+eps)."""
-    c = x.shape[1]
-    gamma, beta = weights.take(f"{prefix}.weight", (c,)), weights.take(f"{prefix}.bias", (c,))
-    mean, var = weights.take(f"{prefix}.running_mean", (c,)), weights.take(f"{prefix}.running_var", (c,))
-    scale = (gamma / np.sqrt(var + np.float32(eps))).astype(np.float32)
-    shift = (beta - mean * scale).astype(np.float32)
+    scale, shift = _batch_norm_affine(weights, prefix, x.shape[1], eps)
     dtype = weight_dtype(x)
     layer = net.add_scale(x, trt.ScaleMode.CHANNEL, shift.astype(dtype), scale.astype(dtype), None)
     return named(layer, prefix)
@@ -128,7 +188,13 @@ def constant(net, array: np.ndarray, name: str):
 def linear(net, weights: WeightMap, prefix: str, x, out_features: int, bias: bool = True):
     """nn.Linear on a [B, K] input: a matrix multiply with the transposed weight (TensorRT has no FC layer)."""
     k, dtype = x.shape[-1], weight_dtype(x)
-    w = constant(net, weights.take(f"{prefix}.weight", (out_features, k), dtype), f"{prefix}.weight")
+    w32 = weights.take(f"{prefix}.weight", (out_features, k))
+    scale = precision_of(weights).input_scale(prefix, x)
+    if scale is None:
+        w = constant(net, w32.astype(dtype), f"{prefix}.weight")
+    else:  # INT8: Q/DQ on the input (per tensor) and on the weight (per output feature)
+        x = quantize_dequantize(net, x, scale, f"{prefix}/input")
+        w = _quantized_weights(net, w32, f"{prefix}.weight", dtype)
     y = net.add_matrix_multiply(x, trt.MatrixOperation.NONE, w, trt.MatrixOperation.TRANSPOSE)
     if not bias:
         return named(y, prefix)

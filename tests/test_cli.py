@@ -58,7 +58,7 @@ def test_resnet_infer_on_a_folder_writes_jsonl_and_skips_bad_images(tmp_path, ca
 def test_validate_passes_and_prints_the_table(model, flags, capsys):
     assert run(model, "validate", *flags) == 0
     out = capsys.readouterr().out
-    assert "within tolerance 0.0001" in out and "max abs" in out
+    assert "layers pass (tolerance 0.0001)" in out and "max abs" in out
 
 
 def test_validate_exits_1_and_marks_the_first_layer_over_tolerance(tmp_path, capsys, monkeypatch):

@@ -51,7 +51,7 @@ def test_every_layer_matches_pytorch(variant, p6, size):
     rows, out, ref = _validate(module, WeightMap(state_dict_arrays(module), "random"), _args(size))
     assert len(rows) > 150  # every conv, bn, act, block, pool, upsample, concat, head conv and the decode
     bad = [r for r in rows if not r.ok]
-    assert not bad, validate.format_table(bad, 1e-4)
+    assert not bad, validate.format_table(bad, "tolerance 1e-4")
     _assert_close_fp32(out, ref)
 
 
@@ -91,7 +91,7 @@ def test_tensorrtx_wts_validates(yolov5n, tmp_path):
     _tensorrtx_wts(yolov5n, path)
     weights = WeightMap(wts.load(path), str(path))
     rows, out, ref = _validate(yolov5n, weights, _args())
-    assert all(r.ok for r in rows), validate.format_table([r for r in rows if not r.ok], 1e-4)
+    assert all(r.ok for r in rows), validate.format_table([r for r in rows if not r.ok], "tolerance 1e-4")
     assert weights.unused() == []
 
 

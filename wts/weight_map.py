@@ -51,6 +51,10 @@ class WeightMap:
         self._taken.add(key)
         return np.ascontiguousarray(array.reshape(shape), dtype=dtype)
 
+    def reset_usage(self) -> None:
+        """Forget which keys were taken, before defining another network from the same weights."""
+        self._taken.clear()
+
     def unused(self) -> list[str]:
         """Keys no builder took; BatchNorm's num_batches_tracked counters are never needed."""
         return [k for k in self._tensors if k not in self._taken and not k.endswith("num_batches_tracked")]

@@ -24,6 +24,7 @@ class BuildOptions:
     batch: tuple[int, int, int] = (1, 1, 1)     # optimization profile: min, opt, max
     workspace_bytes: int = 2 << 30
     timing_cache: str | None = None
+    allow_tf32: bool = True                       # off for validation: TF32 would blur FP32 comparisons
 
 
 class Runner(Protocol):

@@ -18,10 +18,14 @@ import torch
 
 from wts.weight_map import WeightMap
 
+from . import quantization
 from . import validate as validation
 from .backends import BuildOptions, ReferenceBackend, choose_backend
 from .engine_file import EngineHeader, read_engine, write_engine
+from .calibration import CalibrationCache
 from .model import ZooModel, load_state_into, state_dict_arrays
+from .precision import PRECISIONS, Precision
+from .quantization import as_input, load_cache
 
 REFERENCE_NOTE = ("reference backend (CPU, PyTorch): a development and validation executor, not a production path; "
                   "use a machine with an NVIDIA GPU and TensorRT for deployment")
@@ -64,6 +68,18 @@ def _common(parser: argparse.ArgumentParser, model: ZooModel, weights: bool = Tr
     parser.add_argument("--verbose", "-v", action="store_true", help="show tracebacks on errors")
 
 
+def _precision_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="fp32; fp16 (FP16 input, weights, activations; FP32 outputs); int8 (fp16 plus Q/DQ on "
+                             "every convolution and matrix multiply, scales from --calib) (default fp32)")
+    parser.add_argument("--calib", type=Path, help="calibration cache written by `calibrate` (int8)")
+    parser.add_argument("--keep-fp16", type=lambda t: [n for n in t.split(",") if n], default=[],
+                        metavar="NAME,...", help="int8: layers (e.g. model.24.m.0) left unquantized, in FP16")
+    parser.add_argument("--auto-keep", type=int, default=0, metavar="K",
+                        help="int8: leave the K layers whose quantization costs the most unquantized (ranked by "
+                             "a sensitivity pass on the reference backend)")
+
+
 def make_parser(model: ZooModel) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"python -m zoo.{model.name}", description=model.summary)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -75,6 +91,18 @@ def make_parser(model: ZooModel) -> argparse.ArgumentParser:
                        help="batch range of the optimization profile, N or MIN:OPT:MAX (default 1:1:8)")
     build.add_argument("--workspace", type=float, default=2.0, help="TensorRT workspace limit in GiB (default 2)")
     build.add_argument("--timing-cache", type=Path, help="TensorRT timing cache file, read and updated")
+    _precision_flags(build)
+
+    calibrate = commands.add_parser("calibrate", help="INT8 calibration over a folder of images -> cache file")
+    _common(calibrate, model)
+    calibrate.add_argument("--images", type=Path, required=True, help="folder of calibration images")
+    calibrate.add_argument("--method", choices=("entropy", "percentile", "max"), default="entropy",
+                           help="threshold per tensor: entropy (TensorRT's KL search), percentile, max "
+                                "(default entropy)")
+    calibrate.add_argument("--percentile", type=float, default=99.99, help="for --method percentile (99.99)")
+    calibrate.add_argument("--batch", type=int, default=4, help="images per batch (default 4)")
+    calibrate.add_argument("--max-images", type=int, default=0, help="use at most this many images (0: all)")
+    calibrate.add_argument("--output", "-o", type=Path, required=True, help="calibration cache to write")
 
     infer = commands.add_parser("infer", help="run an engine (or weights) on images, a folder or a .npy tensor")
     _common(infer, model)
@@ -90,6 +118,14 @@ def make_parser(model: ZooModel) -> argparse.ArgumentParser:
                        help="max |net - ref| allowed, relative to max(1, max|ref|) per layer (default 1e-4)")
     check.add_argument("--batch", type=int, default=1, help="batch size of the random input (default 1)")
     check.add_argument("--input", type=Path, help="a .npy input instead of the seeded random one")
+    _precision_flags(check)
+    check.add_argument("--min-cosine", type=float,
+                       help="fp16/int8: a layer passes when its cosine to FP32 is at least this (default 0.999 "
+                            "fp16, 0.98 int8)")
+    check.add_argument("--images", type=Path,
+                       help="fp16/int8 detectors: count the FP32 detections reproduced over this image folder")
+    check.add_argument("--sensitivity", action="store_true",
+                       help="int8: rank layers by the output error their quantization alone adds")
 
     bench = commands.add_parser("bench", help="time the network (and, with --compare-torch, PyTorch eager)")
     _common(bench, model)
@@ -125,12 +161,22 @@ def load_weights(model: ZooModel, args) -> tuple[WeightMap, dict, torch.nn.Modul
     return weights, config, None
 
 
-def define_network(model: ZooModel, backend, weights: WeightMap, config: dict):
+def define_network(model: ZooModel, backend, weights: WeightMap, config: dict, precision: Precision | None = None):
+    """The model's network on `backend` at `precision`; outputs are always FP32. Returns (network, output names)."""
+    import layers
+    precision = precision or Precision()
+    weights.precision = precision
+    weights.reset_usage()
     net = backend.create_network()
-    x = net.add_input(model.input_name, _float32(), (-1, *model.input_shape(config)))
-    outputs = model.define(net, weights, config, x)
-    for tensor in outputs:
+    x = net.add_input(model.input_name, precision.dtype, (-1, *model.input_shape(config)))
+    outputs = []
+    for tensor in model.define(net, weights, config, x):
+        if tensor.dtype != _float32():  # the consumer gets FP32; the FP16 tensor keeps a derived name
+            name = tensor.name
+            tensor.name = f"{name}/{precision.mode}"
+            tensor = layers.cast(net, tensor, _float32(), name)
         net.mark_output(tensor)
+        outputs.append(tensor)
     unused = weights.unused()
     if unused:
         raise UserError(f"{weights.source}: {len(unused)} weights are not used by {model.name} "
@@ -146,9 +192,10 @@ def _float32():
 def build_engine(model: ZooModel, args, backend=None) -> tuple[EngineHeader, bytes, object]:
     weights, config, _ = load_weights(model, args)
     backend = backend or choose_backend(args.backend)
-    say(f"building {model.name} ({model.variant(config)}) on the {_backend_label(backend)}")
+    precision = make_precision(model, args, weights, config)
+    say(f"building {model.name} ({model.variant(config)}, {precision.mode}) on the {_backend_label(backend)}")
     started = time.perf_counter()
-    net, outputs = define_network(model, backend, weights, config)
+    net, outputs = define_network(model, backend, weights, config, precision)
     batch = getattr(args, "batch", (1, 1, 8))
     batch = batch if isinstance(batch, tuple) else (1, max(1, batch), max(1, batch))
     options = BuildOptions(model.input_name, batch, int(getattr(args, "workspace", 2.0) * (1 << 30)),
@@ -157,9 +204,41 @@ def build_engine(model: ZooModel, args, backend=None) -> tuple[EngineHeader, byt
     say(f"built in {time.perf_counter() - started:.1f} s")
     header = EngineHeader(model=model.name, variant=model.variant(config), backend=backend.name,
                           input_name=model.input_name, input_shape=[-1, *model.input_shape(config)],
-                          batch=list(batch), precision="fp32", outputs=outputs, config=config,
+                          batch=list(batch), precision=precision.mode, outputs=outputs, config=config,
                           **backend.describe())
     return header, payload, backend
+
+
+def make_precision(model: ZooModel, args, weights: WeightMap, config: dict) -> Precision:
+    mode = getattr(args, "precision", "fp32")
+    if mode != "int8":
+        if getattr(args, "calib", None) or getattr(args, "keep_fp16", None) or getattr(args, "auto_keep", 0):
+            raise UserError("--calib, --keep-fp16 and --auto-keep apply to --precision int8 only")
+        return Precision(mode)
+    if not args.calib:
+        raise UserError("--precision int8 needs --calib CACHE (run `calibrate` first)")
+    scales = load_cache(args.calib, model.name, model.variant(config)).scales
+    keep = set(args.keep_fp16)
+    if args.auto_keep:
+        ranking = _sensitivity(model, weights, config, scales, args)
+        keep |= {layer for layer, _ in ranking[:args.auto_keep]}
+        say(f"--auto-keep {args.auto_keep}: keeping in FP16 {sorted(keep)}")
+    probe = Precision("fp32")
+    define_network(model, ReferenceBackend(), weights, config, probe)
+    unknown = keep - set(probe.quantizable_layers())
+    if unknown:
+        raise UserError(f"--keep-fp16: {sorted(unknown)} are not quantizable layers of {model.variant(config)} "
+                        f"(e.g. {probe.quantizable_layers()[:3]})")
+    return Precision("int8", scales, frozenset(keep))
+
+
+def _sensitivity(model: ZooModel, weights: WeightMap, config: dict, scales: dict, args):
+    x = model.sample_input(config, 1, getattr(args, "seed", 0))
+    net, outputs = define_network(model, ReferenceBackend(), weights, config, Precision("fp32"))
+    reference = ReferenceBackend().runner_for(net).run({model.input_name: x})[outputs[0]]
+    return quantization.sensitivity(lambda backend, precision: define_network(model, backend, weights, config,
+                                                                              precision),
+                                    scales, x, model.input_name, reference, log=say)
 
 
 def _backend_label(backend) -> str:
@@ -210,7 +289,7 @@ def cmd_infer(model: ZooModel, args) -> int:
     records: list[dict] = []
     if args.source.suffix == ".npy":
         batch = np.load(args.source, allow_pickle=False).astype(np.float32)
-        outputs = runner.run({header.input_name: batch})
+        outputs = runner.run({header.input_name: as_input(batch, header.precision)})
         records = model.records(outputs, [None] * len(batch), config, args)
     else:
         try:
@@ -225,7 +304,7 @@ def cmd_infer(model: ZooModel, args) -> int:
             if not len(batch):
                 records += [c for c in contexts if isinstance(c, dict) and "error" in c]
                 continue
-            outputs = runner.run({header.input_name: batch})
+            outputs = runner.run({header.input_name: as_input(batch, header.precision)})
             records += model.records(outputs, contexts, config, args)
     if out_dir:  # the file is for programs; the terminal gets one line per item
         _write_jsonl(out_dir / "predictions.jsonl", records)
@@ -257,30 +336,104 @@ def _write_jsonl(path: Path, records: list[dict]) -> None:
     os.replace(tmp, path)
 
 
+def cmd_calibrate(model: ZooModel, args) -> int:
+    from zoo.vision.images import list_images
+    weights, config, _ = load_weights(model, args)
+    try:
+        paths = list_images(args.images)
+    except (FileNotFoundError, ValueError) as e:
+        raise UserError(str(e)) from None
+    paths = paths[:args.max_images] if args.max_images else paths
+    backend = choose_backend(args.backend)
+    say(f"calibrating {model.variant(config)} ({args.method}) on {len(paths)} images, {_backend_label(backend)}")
+    started = time.perf_counter()
+
+    def batches():
+        for start in range(0, len(paths), args.batch):
+            batch, _ = model.load_batch(paths[start:start + args.batch], config)
+            if len(batch):
+                yield batch
+
+    scales, count = quantization.calibrate(
+        lambda b, precision: define_network(model, b, weights, config, precision), backend, batches,
+        model.input_name, args.method, args.percentile, args.batch, log=say)
+    if not count:
+        raise UserError(f"{args.images}: none of the images could be read")
+    CalibrationCache(model.name, model.variant(config), args.method, count, model.input_shape(config),
+                     scales).save(args.output)
+    say(f"wrote {args.output}: {len(scales)} tensor scales from {count} images in "
+        f"{time.perf_counter() - started:.1f} s")
+    return 0
+
+
+MIN_COSINE = {"fp16": 0.999, "int8": 0.98}
+
+
 def cmd_validate(model: ZooModel, args) -> int:
     weights, config, _ = load_weights(model, args)
-    reference = load_state_into(model.reference_module(config), WeightMap(dict(_all(weights)), weights.source))
+    reference = load_state_into(model.reference_module(config), WeightMap(weights.arrays(), weights.source))
     x = np.load(args.input, allow_pickle=False).astype(np.float32) if args.input else \
         model.sample_input(config, args.batch, args.seed)
     expected = validation.reference_outputs(reference, torch.from_numpy(x))
     backend = choose_backend(args.backend)
-    say(f"validating {model.name} ({model.variant(config)}) on the {_backend_label(backend)}")
-    net, outputs = define_network(model, backend, weights, config)
+    precision = make_precision(model, args, weights, config)
+    say(f"validating {model.name} ({model.variant(config)}, {precision.mode}) against PyTorch FP32 on the "
+        f"{_backend_label(backend)}")
+    if args.sensitivity:
+        if precision.mode != "int8":
+            raise UserError("--sensitivity needs --precision int8 and --calib")
+        print(_format_sensitivity(_sensitivity(model, weights, config, precision.activation_scales, args)))
+    net, outputs = define_network(model, backend, weights, config, precision)
     compared = validation.mark_comparable(net, set(expected))
-    if isinstance(backend, ReferenceBackend):
-        runner = backend.runner_for(net)
-    else:
-        runner = backend.load(backend.build(net, BuildOptions(model.input_name, (len(x),) * 3)))
-    got = runner.run({model.input_name: x})
-    rows = [validation.compare(name, got[name], expected[name], args.tolerance) for name in compared]
-    rows += [validation.compare(f"output:{name}", got[name], expected["__output__"], args.tolerance)
+    got = _runner_for(backend, net, model.input_name, len(x)).run({model.input_name: as_input(x, precision.mode)})
+    min_cosine = None if precision.mode == "fp32" else args.min_cosine or MIN_COSINE[precision.mode]
+    rows = [validation.compare(name, got[name], expected[name], args.tolerance, min_cosine) for name in compared]
+    rows += [validation.compare(f"output:{name}", got[name], expected["__output__"], args.tolerance, min_cosine)
              for name in outputs[:1]]
-    print(validation.format_table(rows, args.tolerance))
+    criterion = f"tolerance {args.tolerance:g}" if min_cosine is None else f"cosine >= {min_cosine:g}"
+    print(validation.format_table(rows, criterion))
+    if args.images:
+        print(_agreement(model, backend, weights, config, precision, args))
     return 0 if all(r.ok for r in rows) else 1
 
 
-def _all(weights: WeightMap):
-    return ((k, weights.raw(k)) for k in list(weights.keys()))
+def _runner_for(backend, net, input_name: str, batch: int):
+    if isinstance(backend, ReferenceBackend):
+        return backend.runner_for(net)
+    return backend.load(backend.build(net, BuildOptions(input_name, (batch,) * 3, allow_tf32=False)))
+
+
+def _format_sensitivity(ranking) -> str:
+    lines = ["INT8 sensitivity: output SNR with only this layer quantized (worst first)",
+             f"{'layer':<28} {'SNR dB':>8}"]
+    lines += [f"{layer:<28} {snr:8.2f}" for layer, snr in ranking[:15]]
+    if len(ranking) > 15:
+        lines.append(f"... {len(ranking) - 15} more, all above {ranking[15][1]:.2f} dB")
+    return "\n".join(lines)
+
+
+def _agreement(model: ZooModel, backend, weights: WeightMap, config: dict, precision: Precision, args) -> str:
+    """How many FP32 detections the low-precision network reproduces over a folder (IoU >= 0.5, same class)."""
+    from zoo.vision.images import list_images
+    if not hasattr(model, "agreement") or precision.mode == "fp32":
+        raise UserError("--images compares fp16/int8 detections with FP32; it needs a detector and --precision")
+    runners = {}
+    for mode, p in (("fp32", Precision("fp32")), ("low", precision)):
+        net, outputs = define_network(model, backend, weights, config, p)
+        runners[mode] = (_runner_for(backend, net, model.input_name, args.batch), outputs[0], p.mode)
+    matched = total = 0
+    paths = list_images(args.images)
+    for start in range(0, len(paths), args.batch):
+        batch, _ = model.load_batch(paths[start:start + args.batch], config)
+        if not len(batch):
+            continue
+        outs = {mode: {name: runner.run({model.input_name: as_input(batch, m)})[name]}
+                for mode, (runner, name, m) in runners.items()}
+        m, t = model.agreement(outs["fp32"], outs["low"], config)
+        matched, total = matched + m, total + t
+    share = f"{100 * matched / total:.1f}%" if total else "n/a"
+    return (f"detection agreement over {len(paths)} images: {precision.mode} reproduces {matched} of {total} FP32 "
+            f"detections ({share}; IoU >= 0.5, same class)")
 
 
 def _reference_for(model: ZooModel, args, device: str) -> torch.nn.Module:
@@ -294,7 +447,7 @@ def cmd_bench(model: ZooModel, args) -> int:
     if args.source:
         return bench_pipeline(model, header, runner, args)
     x = model.sample_input(header.config, args.batch, args.seed)
-    feed = {header.input_name: x}
+    feed = {header.input_name: as_input(x, header.precision)}
     network_ms = _time(lambda: runner.run(feed), args.warmup, args.iterations)
     label = "reference backend" if header.backend == "reference" else "TensorRT"
     print(f"{model.name} {header.variant} batch {args.batch}: {label} {network_ms:.2f} ms/iter, "
@@ -317,8 +470,8 @@ def bench_pipeline(model: ZooModel, header: EngineHeader, runner, args) -> int:
     images = [im for im in (read_image(p) for p in list_images(args.source)) if im is not None]
     device = runner.device
     label = "reference backend" if header.backend == "reference" else "TensorRT"
-    rows = {label: model.bench_stages(lambda b: runner.run({header.input_name: b}), images, header.config, args,
-                                      device)}
+    rows = {label: model.bench_stages(lambda b: runner.run({header.input_name: as_input(b, header.precision)}),
+                                      images, header.config, args, device)}
     if args.compare_torch:
         reference = _reference_for(model, args, device)
         output = header.outputs[0]
@@ -351,7 +504,8 @@ def _time(fn, warmup: int, iterations: int) -> float:
     return 1000 * float(np.median(times))
 
 
-COMMANDS = {"build": cmd_build, "infer": cmd_infer, "validate": cmd_validate, "bench": cmd_bench}
+COMMANDS = {"build": cmd_build, "calibrate": cmd_calibrate, "infer": cmd_infer, "validate": cmd_validate,
+            "bench": cmd_bench}
 
 
 def main(model: ZooModel, argv: list[str] | None = None) -> int:

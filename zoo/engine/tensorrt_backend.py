@@ -142,6 +142,8 @@ class TensorRTBackend:
     def build(self, network, options: BuildOptions) -> bytes:
         config = self.builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_bytes)
+        if not options.allow_tf32:
+            config.clear_flag(trt.BuilderFlag.TF32)
         profile = self.builder.create_optimization_profile()
         low, opt, high = options.batch
         for i in range(network.num_inputs):

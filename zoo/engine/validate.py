@@ -20,6 +20,7 @@ class LayerReport:
     max_abs: float
     max_rel: float      # max|net - ref| / max|ref|
     cosine: float
+    snr_db: float       # 10 log10(sum ref^2 / sum (net - ref)^2)
     ok: bool
 
 
@@ -61,27 +62,32 @@ def mark_comparable(network, names) -> list[str]:
     return marked
 
 
-def compare(name: str, net: torch.Tensor, ref: torch.Tensor, tolerance: float) -> LayerReport:
+def compare(name: str, net: torch.Tensor, ref: torch.Tensor, tolerance: float,
+            min_cosine: float | None = None) -> LayerReport:
+    """One row. FP32 passes on the tolerance; FP16/INT8 (given `min_cosine`) on the cosine to FP32."""
+    from .quantization import output_snr_db
     net, ref = net.detach().float().cpu(), ref.detach().float().cpu()
     if net.shape != ref.shape:
-        return LayerReport(name, tuple(net.shape), float("inf"), float("inf"), float("nan"), False)
+        return LayerReport(name, tuple(net.shape), float("inf"), float("inf"), float("nan"), float("nan"), False)
     diff = (net - ref).abs().max().item() if net.numel() else 0.0
     scale = ref.abs().max().item() if ref.numel() else 0.0
     cosine = torch.nn.functional.cosine_similarity(net.flatten().double(), ref.flatten().double(), dim=0).item() \
         if net.numel() else 1.0
+    ok = diff <= tolerance * max(1.0, scale) if min_cosine is None else cosine >= min_cosine
     return LayerReport(name, tuple(net.shape), diff, diff / scale if scale else diff, cosine,
-                       diff <= tolerance * max(1.0, scale))
+                       output_snr_db(net, ref), ok)
 
 
-def format_table(rows: list[LayerReport], tolerance: float) -> str:
+def format_table(rows: list[LayerReport], criterion: str) -> str:
     first_bad = next((r.name for r in rows if not r.ok), None)
     width = max([len(r.name) for r in rows] + [5])
-    lines = [f"{'layer':<{width}}  {'shape':<20} {'max abs':>10} {'max rel':>10} {'cosine':>10}  status"]
+    lines = [f"{'layer':<{width}}  {'shape':<20} {'max abs':>10} {'max rel':>10} {'cosine':>10} {'SNR dB':>7}  "
+             f"status"]
     for r in rows:
         status = "ok" if r.ok else ("FIRST OVER TOLERANCE" if r.name == first_bad else "over")
         lines.append(f"{r.name:<{width}}  {str(list(r.shape)):<20} {r.max_abs:10.3e} {r.max_rel:10.3e} "
-                     f"{r.cosine:10.6f}  {status}")
+                     f"{r.cosine:10.6f} {r.snr_db:7.1f}  {status}")
     bad = sum(not r.ok for r in rows)
-    verdict = (f"all {len(rows)} layers within tolerance {tolerance:g}" if not bad else
-               f"{bad} of {len(rows)} layers over tolerance {tolerance:g}; first: {first_bad}")
+    verdict = (f"all {len(rows)} layers pass ({criterion})" if not bad else
+               f"{bad} of {len(rows)} layers fail ({criterion}); first: {first_bad}")
     return "\n".join(lines + [verdict])

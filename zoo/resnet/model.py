@@ -137,8 +137,8 @@ class ResNetModel(ClassifierModel):
 
     def define(self, net, weights, config, x):
         kind, counts = DEPTHS[config["depth"]]
-        y = layers.conv2d(net, weights, "conv1", x, 64, 7, 2, 3, bias=False)
-        y = layers.activation(net, layers.batch_norm(net, weights, "bn1", y, BN_EPS), "relu", "relu")
+        y = layers.conv_bn(net, weights, "conv1", "bn1", x, 64, 7, 2, 3, eps=BN_EPS)
+        y = layers.activation(net, y, "relu", "relu")
         y = layers.max_pool(net, y, "maxpool", 3, 2, 1)
         block = basic_block if kind == "basic" else bottleneck_block
         for stage, (planes, count) in enumerate(zip((64, 128, 256, 512), counts)):
@@ -160,16 +160,17 @@ class ResNetModel(ClassifierModel):
         return ((rgb - MEAN) / STD).transpose(2, 0, 1).copy()
 
 
-def _conv_bn(net, weights, prefix, x, cout, k, stride, conv="conv", bn="bn", index=1):
-    y = layers.conv2d(net, weights, f"{prefix}.{conv}{index}", x, cout, k, stride, k // 2, bias=False)
-    return layers.batch_norm(net, weights, f"{prefix}.{bn}{index}", y, BN_EPS)
+def _conv_bn(net, weights, prefix, x, cout, k, stride, index=1):
+    return layers.conv_bn(net, weights, f"{prefix}.conv{index}", f"{prefix}.bn{index}", x, cout, k, stride, k // 2,
+                          eps=BN_EPS)
 
 
 def _shortcut(net, weights, prefix, x, cout, stride):
     if f"{prefix}.downsample.0.weight" not in weights:
         return x
-    y = layers.conv2d(net, weights, f"{prefix}.downsample.0", x, cout, 1, stride, 0, bias=False)
-    return layers.rename(layers.batch_norm(net, weights, f"{prefix}.downsample.1", y, BN_EPS), f"{prefix}.downsample")
+    y = layers.conv_bn(net, weights, f"{prefix}.downsample.0", f"{prefix}.downsample.1", x, cout, 1, stride, 0,
+                       eps=BN_EPS)
+    return layers.rename(y, f"{prefix}.downsample")
 
 
 def basic_block(net, weights, prefix, x, planes, stride):

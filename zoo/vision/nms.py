@@ -28,6 +28,7 @@ import numpy as np
 
 MAX_WH = 7680  # class offset (pixels) that separates classes in one batched NMS
 MAX_NMS = 30000  # candidates kept after the sort
+FIXED_POINT_ITERS = 8  # batched_nms: iterations of the vectorised greedy pass before the row-by-row scan
 
 
 def _classes_array(classes: Sequence[int] | None) -> np.ndarray | None:
@@ -116,6 +117,18 @@ def _iou_matrix(a, b):
     return inter / ((area_a[..., :, None] + area_b[..., None, :]) - inter)
 
 
+def _greedy_rows(sup, alive):
+    """Sequential greedy pass over a (B, T, T) strictly upper-triangular suppression matrix, row by row on the host."""
+    import torch
+
+    sup_h, keep = sup.cpu().numpy(), alive.cpu().numpy().copy()
+    for kb, sb in zip(keep, sup_h):
+        for i in range(len(kb)):
+            if kb[i]:
+                kb &= ~sb[i]
+    return torch.from_numpy(keep).to(alive.device)
+
+
 def batched_nms(pred, conf_thres: float = 0.25, iou_thres: float = 0.45, classes: Sequence[int] | None = None,
                 agnostic: bool = False, max_det: int = 300, multi_label: bool = False, max_nms: int = MAX_NMS,
                 max_wh: int = MAX_WH, chunk: int = 1024) -> list:
@@ -124,8 +137,10 @@ def batched_nms(pred, conf_thres: float = 0.25, iou_thres: float = 0.45, classes
     All images are processed together: the candidates of each image are sorted (stable) into a padded (B, K) table;
     the greedy pass walks it in blocks of ``chunk`` candidates. In a block, suppression by boxes kept in earlier
     blocks is one IoU matrix, and the greedy order inside the block is the fixed point of
-    ``keep[j] = not any(keep[i] and iou[i, j] > t for i < j)`` iterated from all-true (it is reached after at most
-    the length of the longest suppression chain, and is unique, so it equals the sequential greedy result).
+    ``keep[j] = not any(keep[i] and iou[i, j] > t for i < j)`` iterated from all-true: it is unique, so it equals
+    the sequential greedy result, and it is reached after as many iterations as the longest suppression chain
+    (A suppresses B, which would have suppressed C, ...). Chains longer than ``FIXED_POINT_ITERS`` (rare: rows of
+    boxes sliding across an object) finish with a row-by-row scan of the same boolean matrix on the host.
     Memory is O(B * chunk * (chunk + max_det)); it stops as soon as every image has ``max_det`` boxes.
     """
     import torch
@@ -162,7 +177,7 @@ def batched_nms(pred, conf_thres: float = 0.25, iou_thres: float = 0.45, classes
         cand_row = torch.arange(n, device=dev).expand(bs, n)
         valid = obj_ok & (cand_score > conf_t)
     if classes is not None:
-        wanted = torch.tensor(sorted({int(c) for c in classes}), device=dev)
+        wanted = torch.tensor(sorted({int(c) for c in classes}), dtype=torch.long, device=dev)
         valid &= torch.isin(cand_cls, wanted)
 
     counts = valid.sum(1).clamp(max=max_nms)
@@ -196,11 +211,13 @@ def batched_nms(pred, conf_thres: float = 0.25, iou_thres: float = 0.45, classes
         t = e - s
         sup = (_iou_matrix(cb, cb) > iou_t) & torch.ones(t, t, dtype=torch.bool, device=dev).triu(1)
         cur = alive
-        while True:
+        for _ in range(FIXED_POINT_ITERS):
             nxt = alive & ~(sup & cur[..., :, None]).any(1)
             if torch.equal(nxt, cur):
                 break
             cur = nxt
+        else:  # a long suppression chain: finish with the sequential scan over the same matrix
+            cur = _greedy_rows(sup, alive)
         # max_det: earlier decisions never depend on later ones, so truncating here is exact
         rank = kept_n[:, None] + cur.long().cumsum(1)  # 1-based slot of each kept box
         cur &= rank <= max_det
@@ -211,3 +228,24 @@ def batched_nms(pred, conf_thres: float = 0.25, iou_thres: float = 0.45, classes
         if bool((kept_n >= max_det).all()):
             break
     return [det[b][keep[b]] for b in range(bs)]
+
+
+def count_matches(reference, other, iou_thres: float = 0.5) -> int:
+    """How many `reference` detections (K, 6) have a match in `other` (M, 6): same class, IoU >= iou_thres, each
+    `other` row used once, reference rows taken by descending score (the usual detection-agreement count)."""
+    import torch
+
+    reference, other = torch.as_tensor(reference).float().cpu(), torch.as_tensor(other).float().cpu()
+    if not len(reference) or not len(other):
+        return 0
+    iou = _iou_matrix(reference[:, :4], other[:, :4])
+    iou[reference[:, 5:6] != other[:, 5].unsqueeze(0)] = -1
+    used = torch.zeros(len(other), dtype=torch.bool)
+    matched = 0
+    for i in torch.argsort(reference[:, 4], descending=True, stable=True).tolist():
+        candidates = torch.where(used, torch.full_like(iou[i], -1), iou[i])
+        best = int(candidates.argmax())
+        if candidates[best] >= iou_thres:
+            used[best] = True
+            matched += 1
+    return matched

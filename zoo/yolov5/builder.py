@@ -133,7 +133,9 @@ def define_yolov5(net, weights: WeightMap, config: YoloV5Config, x, decode: str 
         if decode == "plugin":
             decoded.append(add_decode(net, raw, stride=stride, anchors=anchors[i].reshape(-1), num_outputs=no,
                                       name=name))
-        else:
+        else:  # box arithmetic in FP32 whatever the network's precision (the plugin computes in FP32 too)
+            if raw.dtype != trt.float32:
+                raw = layers.cast(net, raw, trt.float32, f"{detect}.m.{i}/fp32")
             decoded.append(decode_with_layers(net, raw, stride, anchors[i], no, name))
     _take_anchor_keys(weights, detect)
     return layers.concat(net, decoded, detect, axis=1)

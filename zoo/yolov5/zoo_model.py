@@ -17,7 +17,7 @@ from zoo.vision.coco import COCO_NAMES
 from zoo.vision.draw import draw_detections
 from zoo.vision.images import try_read_image
 from zoo.vision.letterbox import preprocess, scale_boxes
-from zoo.vision.nms import batched_nms
+from zoo.vision.nms import batched_nms, count_matches
 from zoo.vision.synthetic import draw_scene, scene_sizes
 
 from .builder import DECODES, define_yolov5
@@ -124,6 +124,12 @@ class YoloV5Model(ZooModel):
         """NMS (upstream semantics) on the decoded output, on whichever device it lives on."""
         prediction = outputs[f"model.{33 if config['p6'] else 24}"]
         return batched_nms(prediction, args.conf, args.iou, args.classes, args.agnostic, args.max_det)
+
+    def agreement(self, fp32_outputs: dict, low_outputs: dict, config: dict) -> tuple[int, int]:
+        """(FP32 detections reproduced by the low-precision outputs, FP32 detections), at the infer defaults."""
+        args = argparse.Namespace(conf=0.25, iou=0.45, classes=None, agnostic=False, max_det=300)
+        reference, other = self.detections(fp32_outputs, config, args), self.detections(low_outputs, config, args)
+        return sum(count_matches(r, o) for r, o in zip(reference, other)), sum(len(r) for r in reference)
 
     def records(self, outputs, contexts, config, args):
         names = config.get("class_names") or (COCO_NAMES if config["num_classes"] == 80 else None)

@@ -51,3 +51,11 @@ int8, int32, int64, uint8, bool = DataType.INT8, DataType.INT32, DataType.INT64,
 fp8 = DataType.FP8
 
 __version__ = "reference"
+
+
+def __getattr__(name: str):
+    """trt.Weights and trt.Dims, as TensorRT's module offers them (imported late: network.py imports this)."""
+    if name in ("Weights", "Dims"):
+        from . import network
+        return getattr(network, name)
+    raise AttributeError(name)
