@@ -194,7 +194,7 @@ def linear(net, weights: WeightMap, prefix: str, x, out_features: int, bias: boo
         w = constant(net, w32.astype(dtype), f"{prefix}.weight")
     else:  # INT8: Q/DQ on the input (per tensor) and on the weight (per output feature)
         x = quantize_dequantize(net, x, scale, f"{prefix}/input")
-        w = _quantized_weights(net, w32, f"{prefix}.weight", dtype)
+        w = _quantized_weights(net, w32, f"{prefix}.weight", x.dtype)
     y = net.add_matrix_multiply(x, trt.MatrixOperation.NONE, w, trt.MatrixOperation.TRANSPOSE)
     if not bias:
         return named(y, prefix)
