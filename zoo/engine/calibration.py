@@ -49,14 +49,14 @@ Design choices (the why is next to each piece of code):
 from __future__ import annotations
 
 import math
-import os
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from .files import write_text_atomic
 
 __all__ = [
     "CalibrationError", "HistogramCollector", "entropy_divergences", "entropy_bin", "entropy_threshold",
@@ -417,16 +417,7 @@ class CalibrationCache:
                                        f"surrounding spaces, a leading '#' or a line break)")
             _check_scale(float(scale), name, f"calibration cache {path}")
             lines.append(f"{name}: {float(scale)!r}")
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-        try:
-            with open(tmp, "x", encoding="utf-8") as f:     # 'x': the usual permissions (umask), unlike mkstemp
-                f.write("\n".join(lines) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        write_text_atomic(path, "\n".join(lines) + "\n")
 
     @classmethod
     def load(cls, path, expect_model: str | None = None) -> "CalibrationCache":

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from wts.weight_map import WeightMap
 from . import quantization
 from . import validate as validation
 from .backends import BuildOptions, ReferenceBackend, choose_backend
+from .files import write_text_atomic
 from .engine_file import EngineHeader, read_engine, write_engine
 from .calibration import CalibrationCache
 from .model import ZooModel, load_state_into, state_dict_arrays
@@ -330,10 +329,7 @@ def _summary(record: dict) -> str:
 
 
 def _write_jsonl(path: Path, records: list[dict]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in records)
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
 
 
 def cmd_calibrate(model: ZooModel, args) -> int:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from .files import write_bytes_atomic
 
 MAGIC = b"ZOO-ENGINE 1\n"
 
@@ -39,18 +40,8 @@ class EngineHeader:
 
 
 def write_engine(path: str | os.PathLike, header: EngineHeader, payload: bytes) -> None:
-    path = Path(path)
     head = json.dumps(asdict(header), indent=1).encode()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(MAGIC + struct.pack("<Q", len(head)) + head)
-            f.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, MAGIC + struct.pack("<Q", len(head)) + head, payload)
 
 
 def read_header(path: str | os.PathLike) -> tuple[EngineHeader, int]:

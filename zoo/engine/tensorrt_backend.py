@@ -7,7 +7,6 @@ One execution context and one stream per thread, so a runner can be shared by th
 """
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torch
 from cuda.bindings import runtime as cudart
 
 from .backends import BuildOptions
+from .files import write_bytes_atomic
 
 LOGGER = trt.Logger(trt.Logger.WARNING)
 
@@ -160,9 +160,7 @@ class TensorRTBackend:
         if plan is None:
             raise RuntimeError("TensorRT could not build the engine; see the messages above")
         if cache_path is not None:
-            tmp = cache_path.with_suffix(cache_path.suffix + ".tmp")
-            tmp.write_bytes(memoryview(config.get_timing_cache().serialize()))
-            os.replace(tmp, cache_path)
+            write_bytes_atomic(cache_path, bytes(memoryview(config.get_timing_cache().serialize())))
         return bytes(plan)
 
     def load(self, payload: bytes) -> TensorRTRunner:

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -12,6 +10,7 @@ import cv2
 import numpy as np
 import torch
 
+from zoo.engine.files import atomic_path
 from zoo.engine.model import ZooModel
 from zoo.vision.coco import COCO_NAMES
 from zoo.vision.draw import draw_detections
@@ -193,12 +192,7 @@ def _stage_times(preprocess_fn, network_fn, nms_fn, device: str) -> dict[str, fl
 
 
 def _write_image(path: Path, image: np.ndarray) -> None:
-    """Write through a temporary file of the same extension, then rename: no half-written images."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix or ".jpg", dir=path.parent)
-    os.close(fd)
-    try:
-        if not cv2.imwrite(tmp, image):
+    """Through a temporary file of the same extension (cv2 picks the format from it), then renamed."""
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), image):
             raise OSError(f"cannot write image {path}")
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
