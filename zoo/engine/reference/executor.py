@@ -26,6 +26,8 @@ class ReferenceExecutor:
         for layer in self.layers:
             layer._prepare()
         self._last_use = self._last_uses()
+        self._constant_pointers = {layer._t.data_ptr() for layer in self.layers if hasattr(layer, "_t")
+                                   and isinstance(layer._t, torch.Tensor)}
 
     def _needed_layers(self):
         needed: set[int] = set()
@@ -62,6 +64,7 @@ class ReferenceExecutor:
     def run(self, feeds: dict, capture: bool = False) -> dict[str, torch.Tensor]:
         """Outputs by name; with `capture`, every tensor computed (by tensor name) as well."""
         values: dict[int, torch.Tensor] = {}
+        inputs = {id(t) for t in self.network._inputs}
         for tensor in self.network._inputs:
             if tensor.name not in feeds:
                 raise NetworkError(f"missing input {tensor.name!r} (inputs: {[t.name for t in self.network._inputs]})")
@@ -78,5 +81,8 @@ class ReferenceExecutor:
             for t in layer._inputs:
                 if t is not None and not capture and self._last_use.get(id(t)) == position and not t.is_network_input:
                     values.pop(id(t), None)
-        outputs = {t.name: values[id(t)] for t in self.network._outputs}
+        # An output that is a constant or an input (through identity or a same-type cast) must not alias them.
+        shared = {v.data_ptr() for k, v in values.items() if k in inputs} | self._constant_pointers
+        outputs = {t.name: values[id(t)].clone() if values[id(t)].data_ptr() in shared else values[id(t)]
+                   for t in self.network._outputs}
         return {**captured, **outputs} if capture else outputs

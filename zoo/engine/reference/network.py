@@ -76,6 +76,8 @@ class Weights:
     """TensorRT's Weights: a typed host array. `Weights(np_array)` or `Weights(trt.float16)` (empty)."""
 
     def __init__(self, a=None):
+        if isinstance(a, (list, tuple)):
+            raise TypeError("Weights takes a numpy array or a DataType, not a Python sequence")
         if a is None or not isinstance(a, np.ndarray):
             self._dtype = trt.float32 if a is None else a
             self._array = None
@@ -1307,8 +1309,16 @@ class INetworkDefinition:
         return self._add(IPluginV3Layer, list(inputs), count, op_id=op_id, module=definition.module,
                          plugin_attrs=scalars, **arrays)
 
+    _REMOVED = {"add_fully_connected": "add_matrix_multiply with a constant (and add_elementwise for the bias)",
+                "add_convolution": "add_convolution_nd", "add_deconvolution": "add_deconvolution_nd",
+                "add_pooling": "add_pooling_nd", "add_padding": "add_padding_nd", "add_rnn_v2": "add_loop",
+                "add_plugin_ext": "add_plugin (tensorrt.plugin) or add_plugin_v3"}
+
     def __getattr__(self, name: str):
-        if name.startswith("add_") or name in ("add_plugin_v2", "add_plugin_v3"):
+        if name in INetworkDefinition._REMOVED:
+            raise AttributeError(f"INetworkDefinition.{name} was removed in TensorRT 10; use "
+                                 f"{INetworkDefinition._REMOVED[name]}")
+        if name.startswith("add_"):
             raise NotImplementedError(f"INetworkDefinition.{name} is not implemented by the zoo's reference backend; "
                                       f"build on a machine with TensorRT, or add it to zoo/engine/reference")
         raise AttributeError(name)
