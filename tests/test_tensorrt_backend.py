@@ -92,3 +92,32 @@ def test_engine_header_records_tensorrt_version_and_gpu(tmp_path):
     assert header.backend == "tensorrt" and header.tensorrt_version == trt.__version__ and header.gpu
     np.save(tmp_path / "x.npy", np.ones((2, 1, 1, 1), np.float32))
     assert main(MLPModel(), ["infer", "--engine", str(engine), "--source", str(tmp_path / "x.npy")]) == 0
+
+
+@pytest.mark.parametrize("mode", ["fp16", "int8"])
+def test_low_precision_engines_match_the_reference_backend(mode):
+    """Real FP16 and INT8 engines against the reference backend's emulation of the same network (TensorRT may pick
+    other kernels and accumulation orders, so the bound is on cosine, not bits)."""
+    import argparse
+    from zoo.engine.precision import Precision
+    from zoo.engine.quantization import as_input, calibrate
+    from zoo.engine.tensorrt_backend import TensorRTBackend
+    from zoo.resnet.model import ResNetModel
+    model = ResNetModel()
+    args = argparse.Namespace(depth=18, num_classes=10, input_size=64)
+    module = model.random_module(args, seed=0)
+    weights = WeightMap(state_dict_arrays(module), "random")
+    config = model.config_from_weights(weights, args)
+    x = model.sample_input(config, 2)
+    define = lambda backend, precision: define_network(model, backend, weights, config, precision)  # noqa: E731
+    scales = {}
+    if mode == "int8":
+        scales, _ = calibrate(define, ReferenceBackend(), lambda: [x], "input", "percentile", 99.99, 2,
+                              log=lambda m: None)
+    results = []
+    for backend in (ReferenceBackend(), TensorRTBackend()):
+        net, names = define(backend, Precision(mode, scales))
+        runner = backend.load(backend.build(net, BuildOptions("input", (1, 2, 2))))
+        results.append(runner.run({"input": as_input(x, mode)})[names[0]].float().cpu())
+    cosine = torch.nn.functional.cosine_similarity(results[0].flatten(), results[1].flatten(), 0).item()
+    assert cosine >= (0.9999 if mode == "fp16" else 0.999)
