@@ -17,6 +17,7 @@ import torch
 from wts.weight_map import WeightMap
 
 from . import quantization
+from .api import trt
 from . import validate as validation
 from .backends import BuildOptions, ReferenceBackend, choose_backend
 from .files import write_text_atomic
@@ -170,10 +171,10 @@ def define_network(model: ZooModel, backend, weights: WeightMap, config: dict, p
     x = net.add_input(model.input_name, precision.dtype, (-1, *model.input_shape(config)))
     outputs = []
     for tensor in model.define(net, weights, config, x):
-        if tensor.dtype != _float32():  # the consumer gets FP32; the FP16 tensor keeps a derived name
+        if tensor.dtype != trt.float32:  # the consumer gets FP32; the FP16 tensor keeps a derived name
             name = tensor.name
             tensor.name = f"{name}/{precision.mode}"
-            tensor = layers.cast(net, tensor, _float32(), name)
+            tensor = layers.cast(net, tensor, trt.float32, name)
         net.mark_output(tensor)
         outputs.append(tensor)
     unused = weights.unused()
@@ -181,11 +182,6 @@ def define_network(model: ZooModel, backend, weights: WeightMap, config: dict, p
         raise UserError(f"{weights.source}: {len(unused)} weights are not used by {model.name} "
                         f"({model.variant(config)}): {unused[:5]}; are these weights of another architecture?")
     return net, [t.name for t in outputs]
-
-
-def _float32():
-    from .api import trt
-    return trt.float32
 
 
 def build_engine(model: ZooModel, args, backend=None) -> tuple[EngineHeader, bytes, object]:
