@@ -1018,7 +1018,10 @@ def test_fp16_network_stores_half_values():
     out = net.add_cast(pool.get_output(0), trt.float32)
     for layer in (conv, bn, sig, silu, pool):
         assert layer.get_output(0).dtype == trt.float16
-    y_half, y = execute(net, [silu.get_output(0), out.get_output(0)], {"x": x.half()})
+    # Marking every intermediate as an output keeps each layer separate (the executor fuses conv + scale and
+    # sigmoid * x only where the hidden tensor is not needed), so each layer's FP16 storage is observable.
+    *_, y_half, y = execute(net, [conv.get_output(0), bn.get_output(0), sig.get_output(0), silu.get_output(0),
+                                  out.get_output(0)], {"x": x.half()})
 
     def r(v):  # the layer's FP32 result, stored as FP16
         return v.half().float()

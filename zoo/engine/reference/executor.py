@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .fusion import fuse
 from .network import INetworkDefinition, ITensor, NetworkError, torch_dtype
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -25,7 +26,8 @@ class ReferenceExecutor:
                 network._meta(out)
         for layer in self.layers:
             layer._prepare()
-        self._last_use = self._last_uses()
+        self._fused = fuse(self.layers, {id(t) for t in network._outputs})
+        self._last_use = self._last_uses(self._fused)
         self._constant_pointers = {layer._t.data_ptr() for layer in self.layers if hasattr(layer, "_t")
                                    and isinstance(layer._t, torch.Tensor)}
 
@@ -39,14 +41,14 @@ class ReferenceExecutor:
                 stack.extend(t._layer for t in layer._inputs if t is not None and t._layer is not None)
         return [layer for layer in self.network._layers if id(layer) in needed]
 
-    def _last_uses(self) -> dict[int, int]:
+    def _last_uses(self, steps) -> dict[int, int]:
         last: dict[int, int] = {}
-        for position, layer in enumerate(self.layers):
+        for position, layer in enumerate(steps):
             for t in layer._inputs:
                 if t is not None:
                     last[id(t)] = position
         for t in self.network._outputs:
-            last[id(t)] = len(self.layers)
+            last[id(t)] = len(steps)
         return last
 
     def _feed(self, tensor: ITensor, value) -> torch.Tensor:
@@ -70,7 +72,8 @@ class ReferenceExecutor:
                 raise NetworkError(f"missing input {tensor.name!r} (inputs: {[t.name for t in self.network._inputs]})")
             values[id(tensor)] = self._feed(tensor, feeds[tensor.name])
         captured: dict[str, torch.Tensor] = {}
-        for position, layer in enumerate(self.layers):
+        steps = self.layers if capture else self._fused  # capturing needs every intermediate: no fusion
+        for position, layer in enumerate(steps):
             xs = [None if t is None else values[id(t)] for t in layer._inputs]
             xs = [x.float() if x is not None and x.dtype in _LOW_PRECISION else x for x in xs]
             for out, y in zip(layer._outputs, layer._run(xs)):
