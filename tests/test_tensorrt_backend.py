@@ -9,7 +9,7 @@ from zoo.engine.backends import BuildOptions, ReferenceBackend
 from zoo.engine.cli import define_network
 from zoo.engine.model import state_dict_arrays
 
-pytestmark = pytest.mark.gpu
+
 
 
 def _both(model, module, config, batch_range=(1, 2, 4)):
@@ -31,6 +31,7 @@ def _compare(outputs, feed, rtol, atol):
     assert (got - expected).abs().max().item() <= atol * scale + rtol * expected.abs().max().item()
 
 
+@pytest.mark.gpu
 def test_resnet18_same_outputs_on_both_backends_over_a_dynamic_batch():
     import argparse
     from zoo.resnet.model import ResNetModel
@@ -44,6 +45,7 @@ def test_resnet18_same_outputs_on_both_backends_over_a_dynamic_batch():
 
 
 @pytest.mark.parametrize("decode", ["plugin", "layers"])
+@pytest.mark.gpu
 def test_yolov5n_same_outputs_on_both_backends(decode):
     import argparse
     from zoo.yolov5.zoo_model import YoloV5Model
@@ -55,6 +57,7 @@ def test_yolov5n_same_outputs_on_both_backends(decode):
     _compare(outputs, {"images": model.sample_input(config, 2)}, rtol=1e-3, atol=1e-3)
 
 
+@pytest.mark.gpu
 def test_runner_accepts_cuda_array_interface_inputs_and_threads():
     import argparse
     import threading
@@ -81,6 +84,7 @@ def test_runner_accepts_cuda_array_interface_inputs_and_threads():
         torch.testing.assert_close(got, expected, rtol=1e-3, atol=1e-4)
 
 
+@pytest.mark.gpu
 def test_engine_header_records_tensorrt_version_and_gpu(tmp_path):
     from zoo.engine.cli import main
     from zoo.engine.engine_file import read_header
@@ -95,6 +99,7 @@ def test_engine_header_records_tensorrt_version_and_gpu(tmp_path):
 
 
 @pytest.mark.parametrize("mode", ["fp16", "int8"])
+@pytest.mark.gpu
 def test_low_precision_engines_match_the_reference_backend(mode):
     """Real FP16 and INT8 engines against the reference backend's emulation of the same network (TensorRT may pick
     other kernels and accumulation orders, so the bound is on cosine, not bits)."""
@@ -121,3 +126,24 @@ def test_low_precision_engines_match_the_reference_backend(mode):
         results.append(runner.run({"input": as_input(x, mode)})[names[0]].float().cpu())
     cosine = torch.nn.functional.cosine_similarity(results[0].flatten(), results[1].flatten(), 0).item()
     assert cosine >= (0.9999 if mode == "fp16" else 0.999)
+
+
+def test_array_keeper_holds_every_array_until_the_build():
+    """Runs everywhere (no GPU needed): TensorRT's Weights do not copy, so temporaries must outlive the call."""
+    import gc
+    import weakref
+    from zoo.engine.backends import ArrayKeeper
+
+    class FakeNetwork:
+        num_layers = 3
+
+        def add_constant(self, shape, weights):
+            return ("constant", shape)
+
+    keeper = ArrayKeeper(FakeNetwork())
+    probe = np.arange(6, dtype=np.float32)
+    alive = weakref.ref(probe)
+    assert keeper.add_constant((2, 3), probe) == ("constant", (2, 3))
+    del probe
+    gc.collect()
+    assert alive() is not None and keeper.num_layers == 3

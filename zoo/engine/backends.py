@@ -45,6 +45,30 @@ class Backend(Protocol):
     def describe(self) -> dict: ...
 
 
+class ArrayKeeper:
+    """A network that keeps every numpy array handed to it alive until the build is over.
+
+    TensorRT's Weights point at the caller's memory without copying it (reference/tensorrt.md, section 3), and
+    builders pass temporaries (weights cast to FP16, BatchNorm folded into kernels): without this, the memory
+    could be reused before `build_serialized_network` reads it. Everything else passes through unchanged.
+    """
+
+    def __init__(self, network):
+        self.network = network
+        self.arrays: list = []
+
+    def __getattr__(self, name: str):
+        value = getattr(self.network, name)
+        if not callable(value):
+            return value
+
+        def call(*args, **kwargs):
+            self.arrays.extend(a for a in (*args, *kwargs.values()) if hasattr(a, "__array_interface__"))
+            return value(*args, **kwargs)
+
+        return call
+
+
 class ReferenceRunner:
     device = "cpu"
 

@@ -15,7 +15,7 @@ import tensorrt as trt
 import torch
 from cuda.bindings import runtime as cudart
 
-from .backends import BuildOptions
+from .backends import ArrayKeeper, BuildOptions
 from .files import write_bytes_atomic
 
 LOGGER = trt.Logger(trt.Logger.WARNING)
@@ -135,9 +135,9 @@ class TensorRTBackend:
     def __init__(self):
         self.builder = trt.Builder(LOGGER)
 
-    def create_network(self):
+    def create_network(self) -> ArrayKeeper:
         # 10.x needs the flag for strong typing; 11.x is always strongly typed and ignores it.
-        return self.builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+        return ArrayKeeper(self.builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)))
 
     def build(self, network, options: BuildOptions) -> bytes:
         config = self.builder.create_builder_config()
@@ -156,7 +156,7 @@ class TensorRTBackend:
         if cache_path is not None:
             blob = cache_path.read_bytes() if cache_path.exists() else b""
             config.set_timing_cache(config.create_timing_cache(blob), False)
-        plan = self.builder.build_serialized_network(network, config)
+        plan = self.builder.build_serialized_network(network.network, config)  # the arrays are alive until here
         if plan is None:
             raise RuntimeError("TensorRT could not build the engine; see the messages above")
         if cache_path is not None:
