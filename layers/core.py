@@ -138,7 +138,7 @@ def activation(net, x, kind: str, name: str, alpha: float = 0.0, beta: float = 0
     return named(layer, name)
 
 
-def _pool(net, x, kind, window, stride, padding, name):
+def _pool(net, x, kind, window, stride, padding):
     layer = net.add_pooling_nd(x, kind, _pair(window))
     layer.stride_nd = _pair(stride if stride is not None else window)
     layer.padding_nd = _pair(padding)
@@ -147,12 +147,12 @@ def _pool(net, x, kind, window, stride, padding, name):
 
 def max_pool(net, x, name: str, window, stride=None, padding=0):
     """Like nn.MaxPool2d: stride defaults to the window (TensorRT's own default is 1)."""
-    return named(_pool(net, x, trt.PoolingType.MAX, window, stride, padding, name), name)
+    return named(_pool(net, x, trt.PoolingType.MAX, window, stride, padding), name)
 
 
 def avg_pool(net, x, name: str, window, stride=None, padding=0, count_include_pad: bool = True):
     """Like nn.AvgPool2d, including its count_include_pad=True default (TensorRT's default excludes padding)."""
-    layer = _pool(net, x, trt.PoolingType.AVERAGE, window, stride, padding, name)
+    layer = _pool(net, x, trt.PoolingType.AVERAGE, window, stride, padding)
     layer.average_count_excludes_padding = not count_include_pad
     return named(layer, name)
 

@@ -5,9 +5,6 @@ import os
 
 os.environ.setdefault("TRITON_INTERPRET", "1")  # before anything imports triton: kernels then run on the CPU
 
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -128,16 +125,10 @@ def test_bad_inputs_are_named():
         preprocess_batch([], 32, "cpu")
 
 
-def _run_fresh(code: str) -> subprocess.CompletedProcess:
-    """Run code in a new interpreter with triton's real compiler (not the interpreter)."""
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=600)
 
-
-def test_kernel_compiles_for_a_gpu():
+def test_kernel_compiles_for_a_gpu(run_fresh):
     """The interpreter accepts code the compiler rejects; compiling to PTX needs no GPU, so do it here."""
-    proc = _run_fresh("""
+    proc = run_fresh("""
         import triton
         from triton.backends.compiler import GPUTarget
         from plugins.letterbox.kernel import BLOCK, NUM_WARPS, PAD_VALUE, letterbox_kernel
@@ -147,16 +138,16 @@ def test_kernel_compiles_for_a_gpu():
         src = triton.compiler.ASTSource(fn=letterbox_kernel, signature=sig, constexprs={"PAD": PAD_VALUE, "BLOCK": BLOCK})
         compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": NUM_WARPS})
         print(compiled.metadata.name, "div.rn.f32" in compiled.asm["ptx"])
-    """)
+    """, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split() == ["letterbox_kernel", "True"]
 
 
 @pytest.mark.gpu
-def test_kernel_on_cuda_matches_cpu_letterbox():
+def test_kernel_on_cuda_matches_cpu_letterbox(run_fresh):
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device visible to PyTorch (CPU build of torch, or no GPU)")
-    proc = _run_fresh("""
+    proc = run_fresh("""
         import numpy as np, torch
         from plugins.letterbox import preprocess_batch
         from zoo.vision.letterbox import preprocess
@@ -171,5 +162,5 @@ def test_kernel_on_cuda_matches_cpu_letterbox():
             assert diff.max() <= 1 / 255 + 1e-6, diff.max()
             assert (diff > 0).mean() < 0.2, (diff > 0).mean()
         print("ok")
-    """)
+    """, timeout=600)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]

@@ -5,9 +5,6 @@ import os
 
 os.environ.setdefault("TRITON_INTERPRET", "1")  # before anything imports triton: kernels then run on the CPU
 
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -219,19 +216,12 @@ def test_kernel_rejects_what_the_reference_rejects():
 
 # ------------------------------------------------------------------------------------------------ AOT (PTX)
 
-def _run_fresh(code: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    """Run code in a new interpreter without TRITON_INTERPRET (compiling needs triton's real JIT)."""
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
 
-
-def test_aot_ptx_has_tensorrts_parameter_order():
+def test_aot_ptx_has_tensorrts_parameter_order(run_fresh):
     """The PTX for the AOT plugin compiles without a GPU; its entry takes exactly (feat, H, W, out): TensorRT's
     order of inputs, extra int32 scalars, outputs, with Triton's hidden scratch pointers removed."""
     pytest.importorskip("triton", reason="triton is not installed")
-    proc = _run_fresh("""
+    proc = run_fresh("""
         import numpy as np
         from plugins.yolo_decode.kernel import compile_decode_ptx, entry_params
         for dtype in ("fp32", "fp16"):
@@ -321,12 +311,12 @@ trtp.op = types.SimpleNamespace(zoo=types.SimpleNamespace(yolo_decode=op_call))
 '''
 
 
-def test_tensorrt_registration_against_a_stand_in():
+def test_tensorrt_registration_against_a_stand_in(run_fresh):
     """Without TensorRT: trt_plugin.py's shape function, autotune, AOT launch and add_decode's TensorRT branch,
     run against a stand-in `tensorrt.plugin` that enforces the rules TensorRT's own module checks (annotations as
     objects, the aot_impl schema, exact attribute types and order, shape expressions on the left)."""
     pytest.importorskip("triton", reason="triton is not installed")
-    proc = _run_fresh(_TENSORRT_STAND_IN + """
+    proc = run_fresh(_TENSORRT_STAND_IN + """
 import numpy as np
 from plugins.yolo_decode import add_decode, trt_plugin
 from plugins.yolo_decode.kernel import entry_params
@@ -399,11 +389,11 @@ def _tensorrt_reason() -> str | None:
 
 
 @pytest.mark.gpu
-def test_kernel_on_cuda_equals_reference():
+def test_kernel_on_cuda_equals_reference(run_fresh):
     why = _cuda_reason()
     if why:
         pytest.skip(why)
-    proc = _run_fresh("""
+    proc = run_fresh("""
         import numpy as np, torch
         from plugins.yolo_decode.kernel import decode_triton
         from plugins.yolo_decode import decode_reference
@@ -420,11 +410,11 @@ def test_kernel_on_cuda_equals_reference():
 
 
 @pytest.mark.gpu
-def test_tensorrt_aot_plugin_equals_reference():
+def test_tensorrt_aot_plugin_equals_reference(run_fresh):
     why = _tensorrt_reason() or _cuda_reason()
     if why:
         pytest.skip(why)
-    proc = _run_fresh("""
+    proc = run_fresh("""
         import numpy as np, tensorrt as trt, torch
         from plugins.yolo_decode import add_decode, decode_reference
         from zoo.engine.backends import BuildOptions, choose_backend

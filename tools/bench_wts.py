@@ -32,49 +32,10 @@ import numpy as np  # noqa: E402
 import wts  # noqa: E402
 
 
-def yolov5s_shapes(nc: int = 80) -> dict[str, tuple[int, ...]]:
-    """state_dict keys and shapes of YOLOv5s v7.0, in state_dict order (reference/yolov5.md section 6)."""
-    shapes: dict[str, tuple[int, ...]] = {}
-
-    def conv(prefix, c2, c1, k):
-        shapes[f"{prefix}.conv.weight"] = (c2, c1, k, k)
-        for name in ("weight", "bias", "running_mean", "running_var"):
-            shapes[f"{prefix}.bn.{name}"] = (c2,)
-        shapes[f"{prefix}.bn.num_batches_tracked"] = ()
-
-    def c3(i, c1, c2, n):
-        c_ = c2 // 2
-        conv(f"model.{i}.cv1", c_, c1, 1)
-        conv(f"model.{i}.cv2", c_, c1, 1)
-        conv(f"model.{i}.cv3", c2, 2 * c_, 1)
-        for j in range(n):
-            conv(f"model.{i}.m.{j}.cv1", c_, c_, 1)
-            conv(f"model.{i}.m.{j}.cv2", c_, c_, 3)
-
-    conv("model.0", 32, 3, 6)
-    conv("model.1", 64, 32, 3)
-    c3(2, 64, 64, 1)
-    conv("model.3", 128, 64, 3)
-    c3(4, 128, 128, 2)
-    conv("model.5", 256, 128, 3)
-    c3(6, 256, 256, 3)
-    conv("model.7", 512, 256, 3)
-    c3(8, 512, 512, 1)
-    conv("model.9.cv1", 256, 512, 1)   # SPPF
-    conv("model.9.cv2", 512, 1024, 1)
-    conv("model.10", 256, 512, 1)
-    c3(13, 512, 256, 1)
-    conv("model.14", 128, 256, 1)
-    c3(17, 256, 128, 1)
-    conv("model.18", 128, 128, 3)
-    c3(20, 256, 256, 1)
-    conv("model.21", 256, 256, 3)
-    c3(23, 512, 512, 1)
-    shapes["model.24.anchors"] = (3, 3, 2)
-    for j, c in enumerate((128, 256, 512)):
-        shapes[f"model.24.m.{j}.weight"] = (3 * (nc + 5), c, 1, 1)
-        shapes[f"model.24.m.{j}.bias"] = (3 * (nc + 5),)
-    return shapes
+def yolov5s_shapes() -> dict[str, tuple[int, ...]]:
+    """state_dict keys and shapes of YOLOv5s v7.0, in state_dict order, from the zoo's reference module."""
+    from zoo.yolov5.model import build_yolov5
+    return {key: tuple(value.shape) for key, value in build_yolov5("s").state_dict().items()}
 
 
 def random_weights(shapes: dict[str, tuple[int, ...]], seed: int = 0) -> dict[str, np.ndarray]:

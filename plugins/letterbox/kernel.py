@@ -15,7 +15,7 @@ import torch
 import triton
 import triton.language as tl
 
-from zoo.vision.letterbox import PAD_VALUE, LetterboxParams, _check_image, letterbox_params
+from zoo.vision.letterbox import PAD_VALUE, LetterboxParams, check_image, letterbox_params
 
 BLOCK = 1024
 NUM_WARPS = 4
@@ -103,7 +103,7 @@ def preprocess_batch(images: Sequence[np.ndarray], size, device) -> tuple[torch.
     params = []
     batch = None
     for i, image in enumerate(images):
-        _check_image(image)
+        check_image(image)
         p = letterbox_params(image.shape[:2], size)
         if batch is None:
             batch = torch.empty((len(images), 3, p.out_h, p.out_w), dtype=torch.float32, device=device)

@@ -4,9 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
+
+from zoo.vision.images import try_read_image
 
 from .model import ZooModel
 
@@ -21,15 +22,14 @@ class ClassifierModel(ZooModel):
     def load_batch(self, paths: list[Path], config: dict, device: str = "cpu") -> tuple[np.ndarray, list[Any]]:
         items, contexts = [], []
         for path in paths:
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            image, reason = try_read_image(path)
             if image is None:
-                contexts.append({"file": str(path), "error": "unreadable or empty image, skipped"})
+                contexts.append({"file": str(path), "error": f"{reason}, skipped"})
                 continue
             items.append(self.preprocess(image, config))
             contexts.append({"file": str(path)})
-        good = [c for c in contexts if "error" not in c]
         batch = np.stack(items) if items else np.zeros((0, *self.input_shape(config)), np.float32)
-        return batch, good if len(good) == len(contexts) else contexts
+        return batch, contexts
 
     def probabilities(self, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Class probabilities from the network outputs (softmax of logits unless the network ends in softmax)."""

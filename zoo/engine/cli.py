@@ -218,13 +218,18 @@ def make_precision(model: ZooModel, args, weights: WeightMap, config: dict) -> P
         ranking = _sensitivity(model, weights, config, scales, args)
         keep |= {layer for layer, _ in ranking[:args.auto_keep]}
         say(f"--auto-keep {args.auto_keep}: keeping in FP16 {sorted(keep)}")
+    if keep:
+        _check_layer_names(model, weights, config, keep)
+    return Precision("int8", scales, frozenset(keep))
+
+
+def _check_layer_names(model: ZooModel, weights: WeightMap, config: dict, keep: set[str]) -> None:
     probe = Precision("fp32")
     define_network(model, ReferenceBackend(), weights, config, probe)
     unknown = keep - set(probe.quantizable_layers())
     if unknown:
         raise UserError(f"--keep-fp16: {sorted(unknown)} are not quantizable layers of {model.variant(config)} "
                         f"(e.g. {probe.quantizable_layers()[:3]})")
-    return Precision("int8", scales, frozenset(keep))
 
 
 def _sensitivity(model: ZooModel, weights: WeightMap, config: dict, scales: dict, args):

@@ -81,7 +81,7 @@ def letterbox_params(src_hw: Sequence[int], new_shape: int | Sequence[int] = (64
                            pad_top=top, pad_right=right, pad_bottom=bottom)
 
 
-def _check_image(image: np.ndarray) -> None:
+def check_image(image: np.ndarray) -> None:
     if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         desc = f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
         raise ValueError(f"expected a BGR uint8 image of shape (H, W, 3), got a {desc}")
@@ -119,7 +119,7 @@ def preprocess(images_bgr: np.ndarray | Sequence[np.ndarray], size: int | Sequen
     batch = np.empty((len(images_bgr), 3, out_h, out_w), dtype=np.float32)
     params = []
     for b, image in enumerate(images_bgr):
-        _check_image(image)
+        check_image(image)
         p = letterbox_params(image.shape[:2], (out_h, out_w))
         padded = apply_letterbox(image, p)
         # HWC BGR -> CHW RGB, then float32 / 255 (a correctly rounded division, as torch's `im /= 255`)
