@@ -6,14 +6,14 @@ import torch
 
 from wts.weight_map import WeightMap
 from zoo.engine.backends import BuildOptions, ReferenceBackend
-from zoo.engine.cli import define_network
+from zoo.engine.workflow import define_network
 from zoo.engine.model import state_dict_arrays
 
 
 
 
 def _both(model, module, config, batch_range=(1, 2, 4)):
-    from zoo.engine.tensorrt_backend import TensorRTBackend
+    from zoo.engine.tensorrt.backend import TensorRTBackend
     outputs = {}
     for backend in (ReferenceBackend(), TensorRTBackend()):
         weights = WeightMap(state_dict_arrays(module), "random")
@@ -106,7 +106,7 @@ def test_low_precision_engines_match_the_reference_backend(mode):
     import argparse
     from zoo.engine.precision import Precision
     from zoo.engine.quantization import as_input, calibrate
-    from zoo.engine.tensorrt_backend import TensorRTBackend
+    from zoo.engine.tensorrt.backend import TensorRTBackend
     from zoo.resnet.model import ResNetModel
     model = ResNetModel()
     args = argparse.Namespace(depth=18, num_classes=10, input_size=64)

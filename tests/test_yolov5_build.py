@@ -11,7 +11,7 @@ import wts
 from wts.weight_map import WeightMap
 from zoo.engine import validate
 from zoo.engine.backends import BuildOptions, ReferenceBackend
-from zoo.engine.cli import define_network
+from zoo.engine.workflow import define_network
 from zoo.engine.model import state_dict_arrays
 from zoo.vision.images import list_images, read_image
 from zoo.vision.letterbox import preprocess

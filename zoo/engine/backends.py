@@ -114,11 +114,11 @@ def choose_backend(name: str = "auto") -> Backend:
     if name == "tensorrt":
         if not available:
             raise RuntimeError(f"the TensorRT backend cannot run here: {reason}")
-        from .tensorrt_backend import TensorRTBackend
+        from .tensorrt.backend import TensorRTBackend
         return TensorRTBackend()
     if name != "auto":
         raise ValueError(f"unknown backend {name!r} (auto, reference, tensorrt)")
     if available:
-        from .tensorrt_backend import TensorRTBackend
+        from .tensorrt.backend import TensorRTBackend
         return TensorRTBackend()
     return ReferenceBackend()

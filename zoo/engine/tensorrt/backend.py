@@ -15,8 +15,8 @@ import tensorrt as trt
 import torch
 from cuda.bindings import runtime as cudart
 
-from .backends import ArrayKeeper, BuildOptions
-from .files import write_bytes_atomic
+from ..backends import ArrayKeeper, BuildOptions
+from ..files import write_bytes_atomic
 
 LOGGER = trt.Logger(trt.Logger.WARNING)
 

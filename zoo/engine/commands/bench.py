@@ -1,0 +1,74 @@
+"""`bench`: time the network, or each stage of the pipeline over a folder, against PyTorch eager in the same run."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..engine_file import EngineHeader
+from ..quantization import as_input
+from ..workflow import UserError, add_common_flags, engine_runner, median_ms, reference_for
+
+HELP = "time the network (and, with --compare-torch, PyTorch eager)"
+
+
+def add_arguments(parser, model) -> None:
+    add_common_flags(parser, model)
+    parser.add_argument("--engine", "-e", type=Path, help="engine to time (otherwise built in memory)")
+    parser.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    parser.add_argument("--iterations", type=int, default=20, help="timed runs (default 20)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
+    parser.add_argument("--compare-torch", action="store_true",
+                        help="also time the PyTorch reference eagerly on the same input, same run")
+    parser.add_argument("--source", type=Path,
+                        help="detectors: time each stage (pre-process, network, NMS) over this image folder")
+
+
+def run(model, args) -> int:
+    header, runner = engine_runner(model, args)
+    if args.source:
+        return bench_pipeline(model, header, runner, args)
+    x = model.sample_input(header.config, args.batch, args.seed)
+    feed = {header.input_name: as_input(x, header.precision)}
+    network_ms = median_ms(lambda: runner.run(feed), args.warmup, args.iterations)
+    label = "reference backend" if header.backend == "reference" else "TensorRT"
+    print(f"{model.name} {header.variant} batch {args.batch}: {label} {network_ms:.2f} ms/iter, "
+          f"{1000 * args.batch / network_ms:.1f} items/s")
+    if args.compare_torch:
+        reference = reference_for(model, args, "cpu")
+        tensor = torch.from_numpy(x)
+        with torch.inference_mode():
+            torch_ms = median_ms(lambda: reference(tensor), args.warmup, args.iterations)
+        print(f"{model.name} {header.variant} batch {args.batch}: PyTorch eager (CPU) {torch_ms:.2f} ms/iter; "
+              f"ratio {label} / PyTorch = {network_ms / torch_ms:.2f}")
+    return 0
+
+
+def bench_pipeline(model, header: EngineHeader, runner, args) -> int:
+    """Per-stage times over a folder, for the engine and (with --compare-torch) the PyTorch reference."""
+    from zoo.vision.images import list_images, read_image
+    if not hasattr(model, "bench_stages"):
+        raise UserError(f"{model.name} has no per-stage benchmark; run bench without --source")
+    images = [im for im in (read_image(p) for p in list_images(args.source)) if im is not None]
+    device = runner.device
+    label = "reference backend" if header.backend == "reference" else "TensorRT"
+    rows = {label: model.bench_stages(lambda b: runner.run({header.input_name: as_input(b, header.precision)}),
+                                      images, header.config, args, device)}
+    if args.compare_torch:
+        reference = reference_for(model, args, device)
+        output = header.outputs[0]
+
+        def eager(batch):
+            with torch.inference_mode():
+                return {output: reference(torch.as_tensor(batch, device=device))}
+
+        rows[f"PyTorch eager ({device})"] = model.bench_stages(eager, images, header.config, args, device)
+    print(f"{model.name} {header.variant}, {len(images)} images, batch {args.batch}: ms per image")
+    print(f"{'':24} {'preprocess':>11} {'network':>9} {'nms':>8} {'total':>8} {'images/s':>9}")
+    for name, t in rows.items():
+        print(f"{name:24} {t['preprocess']:11.2f} {t['network']:9.2f} {t['nms']:8.2f} {t['total']:8.2f} "
+              f"{1000 / t['total']:9.1f}")
+    if len(rows) == 2:
+        mine, theirs = rows.values()
+        print("ratio (" + label + " / PyTorch): " + ", ".join(f"{k} {mine[k] / theirs[k]:.2f}" for k in mine))
+    return 0

@@ -1,0 +1,27 @@
+"""`build`: weights -> a serialized engine file with the zoo's header."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..engine_file import write_engine
+from ..workflow import add_common_flags, add_precision_flags, build_engine, parse_batch, say
+
+HELP = "build and serialize an engine from weights"
+
+
+def add_arguments(parser, model) -> None:
+    add_common_flags(parser, model)
+    parser.add_argument("--output", "-o", type=Path, required=True, help="engine file to write")
+    parser.add_argument("--batch", type=parse_batch, default=(1, 1, 8),
+                        help="batch range of the optimization profile, N or MIN:OPT:MAX (default 1:1:8)")
+    parser.add_argument("--workspace", type=float, default=2.0, help="TensorRT workspace limit in GiB (default 2)")
+    parser.add_argument("--timing-cache", type=Path, help="TensorRT timing cache file, read and updated")
+    add_precision_flags(parser)
+
+
+def run(model, args) -> int:
+    header, payload, _ = build_engine(model, args)
+    write_engine(args.output, header, payload)
+    say(f"wrote {args.output} ({len(payload) / 1e6:.1f} MB, {header.backend} backend, batch "
+        f"{':'.join(map(str, header.batch))}, outputs {header.outputs})")
+    return 0

@@ -1,0 +1,76 @@
+"""`infer`: run an engine (or weights built in memory) on images, a folder or a .npy tensor."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..files import write_text_atomic
+from ..quantization import as_input
+from ..workflow import UserError, add_common_flags, engine_runner, say
+
+HELP = "run an engine (or weights) on images, a folder or a .npy tensor"
+
+
+def add_arguments(parser, model) -> None:
+    add_common_flags(parser, model)
+    parser.add_argument("--engine", "-e", type=Path, help="engine built by `build` (otherwise built in memory)")
+    parser.add_argument("--source", "-s", type=Path, required=True, help="image file, folder of images, or .npy")
+    parser.add_argument("--out", type=Path, help="folder for predictions.jsonl (and annotated images)")
+    parser.add_argument("--batch", type=int, default=0, help="images per batch (default: the engine's max batch)")
+    model.add_infer_arguments(parser)
+
+
+def run(model, args) -> int:
+    from zoo.vision.images import list_images
+    header, runner = engine_runner(model, args)
+    config = header.config
+    out_dir = args.out
+    if out_dir:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    records: list[dict] = []
+    if args.source.suffix == ".npy":
+        batch = np.load(args.source, allow_pickle=False).astype(np.float32)
+        outputs = runner.run({header.input_name: as_input(batch, header.precision)})
+        records = model.records(outputs, [None] * len(batch), config, args)
+    else:
+        try:
+            paths = list_images(args.source)
+        except (FileNotFoundError, ValueError) as e:
+            raise UserError(str(e)) from None
+        size = args.batch or header.batch[2]
+        for start in range(0, len(paths), size):
+            chunk = paths[start:start + size]
+            say(f"[{min(start + size, len(paths))}/{len(paths)}] {chunk[0].name} ...")
+            batch, contexts = model.load_batch(chunk, config, runner.device)
+            if not len(batch):
+                records += [c for c in contexts if isinstance(c, dict) and "error" in c]
+                continue
+            outputs = runner.run({header.input_name: as_input(batch, header.precision)})
+            records += model.records(outputs, contexts, config, args)
+    if out_dir:  # the file is for programs; the terminal gets one line per item
+        write_jsonl(out_dir / "predictions.jsonl", records)
+        for record in records:
+            say(summary(record))
+        say(f"wrote {out_dir / 'predictions.jsonl'}")
+    else:
+        for record in records:
+            print(json.dumps(record))
+    return 0
+
+
+def summary(record: dict) -> str:
+    name = record.get("file", f"item {record.get('index', '')}")
+    if "error" in record:
+        return f"{name}: {record['error']}"
+    if "detections" in record:
+        return f"{name}: {len(record['detections'])} detections"
+    if "top" in record:
+        best = record["top"][0]
+        return f"{name}: class {best.get('class_name', best['class_id'])} ({best['score']:.3f})"
+    return f"{name}: {record}"
+
+
+def write_jsonl(path: Path, records: list[dict]) -> None:
+    write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
