@@ -1,4 +1,8 @@
-"""Shared test setup: the GPU marker skips cleanly, with the reason, where no GPU and TensorRT exist."""
+"""Shared test setup: GPU markers skip cleanly, with the reason, where their hardware or software is missing.
+
+- `cuda`: needs a CUDA device visible to PyTorch (and Triton); no TensorRT. The lent GPU machine runs these.
+- `tensorrt` (and the older `gpu`): needs TensorRT and a GPU.
+"""
 import os
 
 os.environ.setdefault("TRITON_INTERPRET", "1")  # Triton kernels run on the CPU interpreter in tests
@@ -9,13 +13,15 @@ from zoo.engine.gpu import gpu_status  # noqa: E402
 
 
 def pytest_collection_modifyitems(config, items):
+    import torch
     available, reason = gpu_status()
-    if available:
-        return
-    skip = pytest.mark.skip(reason=f"needs an NVIDIA GPU with TensorRT: {reason}")
+    skip_trt = pytest.mark.skip(reason=f"needs an NVIDIA GPU with TensorRT: {reason}")
+    skip_cuda = pytest.mark.skip(reason="needs a CUDA device visible to PyTorch (CPU build of torch, or no GPU)")
     for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
+        if not available and ("gpu" in item.keywords or "tensorrt" in item.keywords):
+            item.add_marker(skip_trt)
+        elif "cuda" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(skip_cuda)
 
 
 @pytest.fixture
