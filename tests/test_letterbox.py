@@ -210,3 +210,19 @@ def test_draw_detections_and_names():
     assert np.array_equal(draw_detections(im, np.zeros((0, 6)), COCO_NAMES), im)
     out2 = draw_detections(im, torch.from_numpy(dets), {0: "a"})  # tensors and dict names (missing -> index)
     assert out2.shape == im.shape
+
+
+def test_imagenet_center_crop_matches_an_independent_torch_implementation():
+    """Short side to 256, centre 224, RGB, mean/std: against torch's own resize-free crop arithmetic."""
+    import torch
+    from zoo.vision.imagenet import IMAGENET_MEAN, IMAGENET_STD, CropSpec, center_crop
+    rng = np.random.default_rng(3)
+    for h, w in ((300, 451), (500, 333), (224, 224)):
+        image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        scale = 256 / min(h, w)
+        nh, nw = max(224, round(h * scale)), max(224, round(w * scale))
+        resized = torch.from_numpy(cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR))
+        top, left = (nh - 224) // 2, (nw - 224) // 2
+        crop = resized[top:top + 224, left:left + 224].flip(-1).permute(2, 0, 1).float() / 255
+        expected = (crop - torch.tensor(IMAGENET_MEAN)[:, None, None]) / torch.tensor(IMAGENET_STD)[:, None, None]
+        np.testing.assert_allclose(center_crop(image, CropSpec.scaled(224)), expected.numpy(), atol=1e-6)

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from zoo.vision.images import try_read_image
+from zoo.vision.imagenet import CropSpec, center_crop
 
 from .model import ZooModel
 
@@ -15,9 +16,14 @@ from .model import ZooModel
 class ClassifierModel(ZooModel):
     top_k = 5
 
+    def crop_spec(self, config: dict) -> CropSpec:
+        """The family's ImageNet pre-processing numbers; the default is torchvision's (short side 256/224 of the
+        crop, ImageNet mean/std) at the configured input size."""
+        return CropSpec.scaled(config["input_size"])
+
     def preprocess(self, image_bgr: np.ndarray, config: dict) -> np.ndarray:
         """One image (HWC, BGR, uint8) to the network's input (C, H, W) float32."""
-        raise NotImplementedError
+        return center_crop(image_bgr, self.crop_spec(config))
 
     def load_batch(self, paths: list[Path], config: dict, device: str = "cpu") -> tuple[np.ndarray, list[Any]]:
         items, contexts = [], []

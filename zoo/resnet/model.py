@@ -6,8 +6,6 @@ Depth is read from the weights (block type from `layer1.0.conv3`, block counts f
 """
 from __future__ import annotations
 
-import cv2
-import numpy as np
 import torch
 from torch import nn
 
@@ -19,7 +17,6 @@ BN_EPS = 1e-5  # torchvision's BatchNorm2d default
 DEPTHS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)), 50: ("bottleneck", (3, 4, 6, 3)),
           101: ("bottleneck", (3, 4, 23, 3)), 152: ("bottleneck", (3, 8, 36, 3))}
 EXPANSION = {"basic": 1, "bottleneck": 4}
-MEAN, STD = np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32)
 
 
 def _conv(cin, cout, k, stride=1):
@@ -148,16 +145,6 @@ class ResNetModel(ClassifierModel):
         y = layers.flatten(net, layers.global_avg_pool(net, y, "avgpool"), "flatten")
         return [layers.linear(net, weights, "fc", y, config["num_classes"])]
 
-    def preprocess(self, image_bgr, config):
-        size = config["input_size"]
-        h, w = image_bgr.shape[:2]
-        short = round(size * 256 / 224)
-        scale = short / min(h, w)
-        resized = cv2.resize(image_bgr, (max(size, round(w * scale)), max(size, round(h * scale))),
-                             interpolation=cv2.INTER_LINEAR)
-        top, left = (resized.shape[0] - size) // 2, (resized.shape[1] - size) // 2
-        rgb = resized[top:top + size, left:left + size, ::-1].astype(np.float32) / 255.0
-        return ((rgb - MEAN) / STD).transpose(2, 0, 1).copy()
 
 
 def _conv_bn(net, weights, prefix, x, cout, k, stride, index=1):
