@@ -110,6 +110,9 @@ def choose_backend(name: str = "auto") -> Backend:
     """'auto' takes TensorRT when it can run here, otherwise the reference backend."""
     if name == "reference":
         return ReferenceBackend()
+    if name == "onnx":
+        from .onnx.backend import OnnxBackend
+        return OnnxBackend()
     available, reason = gpu_status()
     if name == "tensorrt":
         if not available:
@@ -117,7 +120,7 @@ def choose_backend(name: str = "auto") -> Backend:
         from .tensorrt.backend import TensorRTBackend
         return TensorRTBackend()
     if name != "auto":
-        raise ValueError(f"unknown backend {name!r} (auto, reference, tensorrt)")
+        raise ValueError(f"unknown backend {name!r} (auto, reference, tensorrt, onnx)")
     if available:
         from .tensorrt.backend import TensorRTBackend
         return TensorRTBackend()
