@@ -45,6 +45,7 @@ class OnnxGraph:
 
     def __init__(self):
         self.nodes: list[onnx.NodeProto] = []
+        self.pending: list[onnx.NodeProto] = []   # nodes that must follow the current layer's others
         self.initializers: list[onnx.TensorProto] = []
         self._used: set[str] = set()       # value names
         self._node_names: set[str] = set()

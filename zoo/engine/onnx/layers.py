@@ -18,9 +18,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from onnx import helper
 
 from ..api import trt
 from .graph import NUMPY_TYPES, OnnxExportError, OnnxGraph, onnx_type
+
+
+_FLOATS = (trt.float32, trt.float16, trt.bfloat16)
 
 
 def translate_layer(g: OnnxGraph, layer) -> None:
@@ -31,6 +35,8 @@ def translate_layer(g: OnnxGraph, layer) -> None:
     xs = [None if t is None else g.name_of(t) for t in layer._inputs]
     ys = [g.name_of(t) for t in layer._outputs]
     translation(g, layer, xs, ys)
+    g.nodes += g.pending
+    g.pending.clear()
 
 
 def _fail(layer, message: str) -> OnnxExportError:
@@ -108,10 +114,25 @@ def pooling(g: OnnxGraph, layer, xs, ys):
 # pointwise
 
 
+def _computed_in_fp32(g: OnnxGraph, layer, xs, ys):
+    """(inputs, outputs, dtype) for a translation of several nodes: a layer that TensorRT computes in one kernel
+    rounds once, so with FP16 (or BF16) input the nodes run in FP32 between a Cast up and a Cast down."""
+    dtype = layer._inputs[0].dtype
+    if dtype == trt.float32 or dtype not in _FLOATS:
+        return xs, ys, dtype
+    up = [g.op("Cast", [x], f"{layer.name}/to_fp32_{i}", to=onnx_type(trt.float32)) for i, x in enumerate(xs)]
+    inner = [g.fresh(f"{layer.name}/fp32_{i}") for i in range(len(ys))]
+    for i, (value, out) in enumerate(zip(inner, ys)):  # after the body: translate_layer appends g.pending
+        g.pending.append(helper.make_node("Cast", [value], [out], name=g.node_name(f"{layer.name}/to_{i}"),
+                                          to=onnx_type(dtype)))
+    return up, inner, trt.float32
+
+
 def scale(g: OnnxGraph, layer, xs, ys):
     """TensorRT's scale: (x * scale + shift) ^ power, with the coefficients laid out by mode."""
     x = layer._inputs[0]
     rank, axis, mode = len(x.shape), layer._attrs["channel_axis"], layer._attrs["mode"]
+    xs, ys, dtype = _computed_in_fp32(g, layer, xs, ys)
     if mode == trt.ScaleMode.UNIFORM:
         view = (1,) * rank
     elif mode == trt.ScaleMode.CHANNEL:
@@ -125,14 +146,19 @@ def scale(g: OnnxGraph, layer, xs, ys):
         g.node("Identity", [y], layer.name, outputs=ys)
         return
     for i, (key, op) in enumerate(present):
-        c = g.const(layer._weights[key].reshape(view), f"{layer.name}/{key}", _np_dtype(x.dtype))
+        c = g.const(layer._weights[key].reshape(view), f"{layer.name}/{key}", _np_dtype(dtype))
         out = ys if i == len(present) - 1 else None
         y = g.node(op, [y, c], f"{layer.name}/{key}", outputs=out)[0]
+
+
+_COMPOSITE_ACTIVATIONS = ("CLIP", "SOFTPLUS", "SCALED_TANH", "GELU_ERF", "GELU_TANH")
 
 
 def activation(g: OnnxGraph, layer, xs, ys):
     kind, alpha, beta = layer._attrs["type"].name, layer._attrs["alpha"], layer._attrs["beta"]
     dtype = layer._inputs[0].dtype
+    if kind in _COMPOSITE_ACTIVATIONS:
+        xs, ys, dtype = _computed_in_fp32(g, layer, xs, ys)
     x, name = xs[0], layer.name
 
     def c(v, what):
@@ -188,15 +214,13 @@ def unary(g: OnnxGraph, layer, xs, ys):
 
 _ELEMENTWISE = {"SUM": "Add", "PROD": "Mul", "MAX": "Max", "MIN": "Min", "SUB": "Sub", "DIV": "Div", "POW": "Pow",
                 "AND": "And", "OR": "Or", "XOR": "Xor", "EQUAL": "Equal", "GREATER": "Greater", "LESS": "Less"}
-_FLOATS = (trt.float32, trt.float16, trt.bfloat16)
-
-
 def elementwise(g: OnnxGraph, layer, xs, ys):
     op, name = layer._attrs["op"].name, layer.name
     a, b = xs
     if op == "FLOOR_DIV":
         if layer._inputs[0].dtype in _FLOATS:
-            g.node("Floor", [g.op("Div", [a, b], f"{name}/div")], name, outputs=ys)
+            (a, b), out, _ = _computed_in_fp32(g, layer, xs, ys)
+            g.node("Floor", [g.op("Div", [a, b], f"{name}/div")], name, outputs=out)
         else:  # integer division rounds toward zero in ONNX; floor(a/b) = (a - mod(a, b)) / b, mod with b's sign
             exact = g.op("Sub", [a, g.op("Mod", [a, b], f"{name}/mod", fmod=0)], f"{name}/exact")
             g.node("Div", [exact, b], name, outputs=ys)

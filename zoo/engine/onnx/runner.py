@@ -59,10 +59,15 @@ class OnnxRunner:
             raise ValueError(f"missing input {missing[0]!r} (inputs: {self.input_names})")
         arrays = {n: _numpy(feeds[n]) for n in self.input_names}
         values = self.session.run(self.output_names, arrays)
-        return {n: torch.from_numpy(np.ascontiguousarray(v)) for n, v in zip(self.output_names, values)}
+        return {n: torch.from_numpy(_contiguous(v)) for n, v in zip(self.output_names, values)}
 
 
 def _numpy(value) -> np.ndarray:
     if isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy()
-    return np.ascontiguousarray(value)
+        value = value.detach().cpu().numpy()
+    return _contiguous(np.asarray(value))
+
+
+def _contiguous(array: np.ndarray) -> np.ndarray:
+    """np.ascontiguousarray would turn a rank-0 array into rank 1."""
+    return array if array.flags.c_contiguous else array.copy(order="C")
