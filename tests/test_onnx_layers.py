@@ -147,3 +147,12 @@ def test_opset_and_dynamic_batch_are_stated():
     for batch in (1, 5):
         x = torch.randn(batch, 3, 4, 4)
         torch.testing.assert_close(runner.run({"x": x})["y"], x.relu())
+
+
+def test_the_onnx_backend_records_with_the_conformance_checked_network():
+    """tests/test_conformance.py holds the reference backend's classes to TensorRT's API; the ONNX backend's network
+    must be one of those, not a look-alike that escapes the check."""
+    from zoo.engine.backends import choose_backend
+    from zoo.engine.reference.network import INetworkDefinition
+    net = choose_backend("onnx").create_network()
+    assert type(net) is INetworkDefinition
