@@ -156,3 +156,75 @@ def test_the_onnx_backend_records_with_the_conformance_checked_network():
     from zoo.engine.reference.network import INetworkDefinition
     net = choose_backend("onnx").create_network()
     assert type(net) is INetworkDefinition
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# edge cases the grid does not reach: where the two readings of TensorRT are most likely to part
+
+
+def _both(inputs, build, feeds):
+    net, *tensors = grid.network(*inputs)
+    outs = build(net, *tensors)
+    return run_both(net, outs if isinstance(outs, list) else [outs], feeds)
+
+
+def _resize(mode, transform, scales=None, shape=None):
+    def build(net, t):
+        layer = net.add_resize(t)
+        layer.resize_mode = getattr(trt.InterpolationMode, mode)
+        layer.coordinate_transformation = getattr(trt.ResizeCoordinateTransformation, transform)
+        if scales is not None:
+            layer.scales = scales
+        else:
+            layer.shape = shape
+        return layer.get_output(0)
+    return build
+
+
+@pytest.mark.parametrize("scales,shape", [((1, 1, 1.5, 0.6), None), ((1, 1, 0.5, 2.5), None), ((1, 1, 3, 3), None),
+                                          (None, (1, 2, 3, 9)), (None, (1, 2, 1, 1)), (None, (1, 2, 10, 1))])
+@pytest.mark.parametrize("mode,transform", [("NEAREST", "ASYMMETRIC"), ("LINEAR", "HALF_PIXEL"),
+                                            ("LINEAR", "ALIGN_CORNERS")])
+def test_resize_fractional_scales_and_single_pixel(mode, transform, scales, shape):
+    x = grid.rand(1, 2, 7, 5, seed=60)
+    _both([("x", trt.float32, (1, 2, 7, 5))], _resize(mode, transform, scales, shape), {"x": x})
+
+
+@pytest.mark.parametrize("kind", ["MAX", "AVERAGE"])
+@pytest.mark.parametrize("window,stride,pre,post", [((3, 3), (2, 2), (1, 1), (1, 1)), ((2, 2), (2, 2), (0, 0), (0, 0)),
+                                                    ((3, 3), (2, 2), (0, 0), (0, 0))])
+def test_pooling_round_up_with_partial_windows(kind, window, stride, pre, post):
+    def build(net, t):
+        layer = net.add_pooling_nd(t, getattr(trt.PoolingType, kind), window)
+        layer.stride_nd, layer.pre_padding, layer.post_padding = stride, pre, post
+        layer.padding_mode = trt.PaddingMode.EXPLICIT_ROUND_UP
+        return layer.get_output(0)
+    _both([("x", trt.float32, (1, 2, 7, 5))], build, {"x": grid.rand(1, 2, 7, 5, seed=61)})
+
+
+@pytest.mark.parametrize("op", ["DIV", "FLOOR_DIV", "SUB", "MIN", "MAX", "PROD"])
+def test_integer_division_signs(op):
+    a = torch.tensor([[7, -7, 9, -9, 0, 5]], dtype=torch.int32)
+    b = torch.tensor([[2, 2, -4, -4, 3, -2]], dtype=torch.int32)
+    _both([("a", trt.int32, (1, 6)), ("b", trt.int32, (1, 6))],
+          lambda net, ta, tb: net.add_elementwise(ta, tb, getattr(trt.ElementWiseOperation, op)).get_output(0),
+          {"a": a, "b": b})
+
+
+@pytest.mark.parametrize("kind", sorted(grid.ACTIVATION_DEFS))
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_activation_far_from_zero(kind, dtype):
+    """Large inputs (exp overflows in a naive formula) and FP16 inputs."""
+    x = torch.tensor([[-100.0, -20.0, -1.5, 0.0, 0.75, 20.0, 60.0, 1000.0 if dtype == "float32" else 600.0]])
+
+    def build(net, t):
+        layer = net.add_activation(t, getattr(trt.ActivationType, kind))
+        layer.alpha, layer.beta = 0.9, 1.1
+        return layer.get_output(0)
+    _both([("x", getattr(trt, dtype), (1, 8))], build, {"x": x.to(getattr(torch, dtype))})
+
+
+def test_slice_with_negative_strides():
+    x = grid.rand(1, 2, 7, 5, seed=62)
+    _both([("x", trt.float32, (1, 2, 7, 5))],
+          lambda net, t: net.add_slice(t, (0, 1, 6, 4), (1, 1, 4, 3), (1, -1, -2, -2)).get_output(0), {"x": x})
