@@ -167,3 +167,30 @@ def test_a_model_with_external_data_is_refused():
 
 def family_model(name):
     return next(f for f in FAMILIES if f.name == name).load()
+
+
+@pytest.mark.parametrize("name", ["lenet", "resnet"])
+def test_int8_q_dq_networks_agree(name):
+    """Explicit quantization (QuantizeLinear/DequantizeLinear, per-channel weights) through both executors. An FP16
+    value one rounding step apart can land on the other side of an INT8 step, so the bound is a cosine."""
+    family = next(f for f in FAMILIES if f.name == name)
+    model, weights, config = random_setup(name)
+    probe = Precision("fp32")
+    define_network(model, ReferenceBackend(), weights, config, probe)
+    scales = {tensor: 4.0 / 127 for _, tensor in probe.seen}
+    net, outputs = define_network(model, ReferenceBackend(), weights, config, Precision("int8", scales))
+    assert any(type(layer).__name__ == "IQuantizeLayer" for layer in net._layers)
+    feeds = {model.input_name: as_input(model.sample_input(config, 2, 3), "int8")}
+    reference = ReferenceExecutor(net).run(feeds)[outputs[0]]
+    got = OnnxRunner(to_onnx(net).SerializeToString()).run(feeds)[outputs[0]]
+    cosine = torch.nn.functional.cosine_similarity(got.double().flatten(), reference.double().flatten(), dim=0).item()
+    assert cosine >= 0.999, f"{family.name} int8: cosine {cosine:.6f}"
+
+
+def test_validate_and_bench_run_on_the_onnx_backend(capsys):
+    lenet = next(f for f in FAMILIES if f.name == "lenet").load()
+    assert main(lenet, ["validate", "--backend", "onnx"]) == 0
+    captured = capsys.readouterr()
+    assert "ONNX backend" in captured.err and "layers pass (tolerance 0.0001)" in captured.out
+    assert main(lenet, ["bench", "--backend", "onnx", "--iterations", "2", "--warmup", "0"]) == 0
+    assert "ONNX Runtime" in capsys.readouterr().out
