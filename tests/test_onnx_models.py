@@ -194,3 +194,12 @@ def test_validate_and_bench_run_on_the_onnx_backend(capsys):
     assert "ONNX backend" in captured.err and "layers pass (tolerance 0.0001)" in captured.out
     assert main(lenet, ["bench", "--backend", "onnx", "--iterations", "2", "--warmup", "0"]) == 0
     assert "ONNX Runtime" in capsys.readouterr().out
+
+
+def test_the_batch_range_is_enforced_like_an_optimization_profile():
+    _, net, outputs, feeds = model_network(next(f for f in FAMILIES if f.name == "lenet"))
+    runner = OnnxRunner(to_onnx(net, batch=(1, 1, 2)).SerializeToString())
+    (name, x), = feeds.items()
+    assert runner.run({name: x[:2]})[outputs[0]].shape[0] == 2
+    with pytest.raises(ValueError, match="batch 3; this model was built for batch 1..2"):
+        runner.run({name: x[[0, 1, 1]]})

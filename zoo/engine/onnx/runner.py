@@ -52,14 +52,30 @@ class OnnxRunner:
         self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
+        self.batch_range = _batch_range(self.session.get_modelmeta().custom_metadata_map)
 
     def run(self, feeds: dict) -> dict[str, torch.Tensor]:
         missing = [n for n in self.input_names if n not in feeds]
         if missing:
             raise ValueError(f"missing input {missing[0]!r} (inputs: {self.input_names})")
         arrays = {n: _numpy(feeds[n]) for n in self.input_names}
+        if self.batch_range:  # the optimization profile's range, as a TensorRT engine would enforce it
+            low, high = self.batch_range
+            for n, a in arrays.items():
+                if a.ndim and not low <= a.shape[0] <= high:
+                    raise ValueError(f"input {n!r} has batch {a.shape[0]}; this model was built for batch "
+                                     f"{low}..{high}")
         values = self.session.run(self.output_names, arrays)
         return {n: torch.from_numpy(_contiguous(v)) for n, v in zip(self.output_names, values)}
+
+
+def _batch_range(metadata: dict) -> tuple[int, int] | None:
+    """(min, max) from the writer's `batch_range` metadata ("min:opt:max"); None when absent or unreadable."""
+    try:
+        low, _, high = (int(v) for v in metadata["batch_range"].split(":"))
+    except (KeyError, ValueError):
+        return None
+    return low, high
 
 
 def _numpy(value) -> np.ndarray:
