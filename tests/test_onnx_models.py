@@ -2,8 +2,8 @@
 executors: the reference backend and ONNX Runtime running the ONNX writer's file. Seeded random weights with random
 BatchNorm statistics, the family's default variant, a small input.
 
-- FP32: every named tensor of the network (each layer's output: the per-layer table of `validate`) and the final
-  outputs agree within 1e-4 x max(1, max|ref|).
+- FP32: the file passes onnx.checker; every named tensor of the network (each layer's output: the per-layer table of
+  `validate`) and the final outputs agree within 1e-4 x max(1, max|ref|).
 - FP16: the outputs agree within 1e-2 x max(1, max|ref|) with cosine >= 0.9999 (each executor rounds every layer to
   FP16; ONNX Runtime's accumulation order differs from PyTorch's, and the difference grows over depth).
 - `export onnx` writes a file that passes onnx.checker, with opset and dynamic batch stated, whose outputs equal
@@ -73,7 +73,9 @@ def test_every_layer_of_every_model_agrees_in_fp32(family):
     for tensor in named:
         net.mark_output(tensor)
     reference = ReferenceExecutor(net).run(feeds, capture=True)
-    got = OnnxRunner(to_onnx(net).SerializeToString()).run(feeds)
+    proto = to_onnx(net, batch=(1, 2, 4))
+    onnx.checker.check_model(proto, full_check=True)
+    got = OnnxRunner(proto.SerializeToString()).run(feeds)
     bad = []
     for tensor in named:
         ok, error = within(got[tensor.name], reference[tensor.name], 1e-4)

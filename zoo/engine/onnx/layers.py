@@ -413,32 +413,31 @@ def _scale_axis(layer) -> dict:
     return {} if int(np.prod(scale.shape)) == 1 else {"axis": layer._attrs["axis"]}
 
 
-def _scale_value(g: OnnxGraph, layer, xs) -> str:
-    """ONNX wants a scalar (per tensor) or a 1-D scale; TensorRT allows any shape of one value."""
-    if int(np.prod(layer._inputs[1].shape)) == 1 and len(layer._inputs[1].shape) != 0:
-        return g.op("Reshape", [xs[1], g.int64s([], f"{layer.name}/scalar")], f"{layer.name}/scale")
-    return xs[1]
+def _scale_shape(layer) -> tuple:
+    """ONNX wants a scalar (per tensor) or a 1-D scale (per channel); TensorRT allows any shape of one value."""
+    return tuple(layer._inputs[1].shape) if _scale_axis(layer) else ()
+
+
+def _scale_and_zero_point(g: OnnxGraph, layer) -> list[str]:
+    """The scale as an initializer (the build-time constant the reference backend insists on; TensorRT's ONNX parser
+    wants Q/DQ scales as initializers too) and an INT8 zero point of 0 (TensorRT's quantization is symmetric)."""
+    scale = layer._inputs[1]._layer._weights["weights"].astype(np.float32).reshape(_scale_shape(layer))
+    return [g.const(scale, f"{layer.name}/scale"),
+            g.const(np.zeros(_scale_shape(layer), np.int8), f"{layer.name}/zero_point")]
 
 
 def quantize(g: OnnxGraph, layer, xs, ys):
     """q = clamp(round_half_even(x / scale), -128, 127), in FP32 (an FP16 input is cast up first)."""
-    name = layer.name
     x = xs[0]
     if layer._inputs[0].dtype != trt.float32:
-        x = g.op("Cast", [x], f"{name}/to_fp32", to=onnx_type(trt.float32))
-    zero = g.const(np.zeros(_scale_shape(layer), np.int8), f"{name}/zero_point")
-    g.node("QuantizeLinear", [x, _scale_value(g, layer, xs), zero], name, outputs=ys, **_scale_axis(layer))
-
-
-def _scale_shape(layer) -> tuple:
-    return tuple(layer._inputs[1].shape) if _scale_axis(layer) else ()
+        x = g.op("Cast", [x], f"{layer.name}/to_fp32", to=onnx_type(trt.float32))
+    g.node("QuantizeLinear", [x, *_scale_and_zero_point(g, layer)], layer.name, outputs=ys, **_scale_axis(layer))
 
 
 def dequantize(g: OnnxGraph, layer, xs, ys):
     """x = q * scale in FP32, then cast to the layer's output type."""
     name, to_type = layer.name, layer._attrs["to_type"]
-    zero = g.const(np.zeros(_scale_shape(layer), np.int8), f"{name}/zero_point")
-    inputs = [xs[0], _scale_value(g, layer, xs), zero]
+    inputs = [xs[0], *_scale_and_zero_point(g, layer)]
     if to_type == trt.float32:
         g.node("DequantizeLinear", inputs, name, outputs=ys, **_scale_axis(layer))
         return
