@@ -1,12 +1,14 @@
 """ONNX Runtime vs the reference backend vs PyTorch eager, on the CPU, in one run.
 
-    python tools/bench_onnx.py [--models resnet50,yolov5s] [--batches 1,8] [--iterations 10] [--warmup 2]
+    python tools/bench_onnx.py [--models resnet50,yolov5s] [--batches 1,8] [--iterations 10] [--warmup 2] [--threads N]
 
 For each model and batch: the same seeded random weights, the same input; the network defined once by the model's
 builder, run by the reference backend (as `build`/`infer` run it) and, written as ONNX by the zoo's writer, by ONNX
 Runtime (CPU provider, default threads, graph optimizations on); the PyTorch reference module run eagerly under
 inference_mode. Median milliseconds per batch; ratios against PyTorch eager measured in the same run. The outputs
-of the two backends are compared too, so a fast wrong answer cannot pass unnoticed.
+of the two backends are compared too, so a fast wrong answer cannot pass unnoticed. `--threads N` gives PyTorch (eager
+and the reference backend) and ONNX Runtime the same number of threads; on a shared machine, 1 thread keeps the
+ratios stable (thread pools that wait on each other suffer most from other people's load).
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ MODELS = {  # name: (family, flags of `validate` that select the variant and inp
 }
 
 
-def bench_model(name: str, batches: list[int], iterations: int, warmup: int) -> list[dict]:
+def bench_model(name: str, batches: list[int], iterations: int, warmup: int, threads: int) -> list[dict]:
     from zoo.engine.backends import ReferenceBackend
     from zoo.engine.cli import make_parser
     from zoo.engine.onnx.backend import OnnxBackend
@@ -42,7 +44,7 @@ def bench_model(name: str, batches: list[int], iterations: int, warmup: int) -> 
     weights, config, module = load_weights(model, args)
     module = module.eval()
     net, outputs = define_network(model, OnnxBackend(), weights, config)
-    onnx_runner = OnnxRunner(to_onnx(net, batch=(1, max(batches), max(batches))).SerializeToString())
+    onnx_runner = OnnxRunner(to_onnx(net, batch=(1, max(batches), max(batches))).SerializeToString(), threads)
     reference = ReferenceBackend().runner_for(net)
     rows = []
     for batch in batches:
@@ -71,18 +73,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", default="1,8", help="comma-separated batch sizes (default 1,8)")
     parser.add_argument("--iterations", type=int, default=10, help="timed runs per measurement (default 10)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed runs first (default 2)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="threads for PyTorch and ONNX Runtime alike (default: each library's own default)")
     args = parser.parse_args(argv)
     names = [n for n in args.models.split(",") if n]
     unknown = [n for n in names if n not in MODELS]
     if unknown:
         parser.error(f"unknown model {unknown[0]!r} (known: {sorted(MODELS)})")
     batches = [int(b) for b in args.batches.split(",") if b]
-    print(f"torch threads {torch.get_num_threads()}, {args.iterations} iterations, median ms per batch")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"threads: PyTorch {torch.get_num_threads()}, ONNX Runtime {args.threads or 'default'}; "
+          f"{args.iterations} iterations, median ms per batch")
     print("| model | batch | ONNX Runtime ms | reference ms | PyTorch eager ms | ONNX Runtime / eager | "
           "reference / eager | max rel. diff ORT vs reference |")
     print("|---|---|---|---|---|---|---|---|")
     for name in names:
-        bench_model(name, batches, args.iterations, args.warmup)
+        bench_model(name, batches, args.iterations, args.warmup, args.threads)
     return 0
 
 
