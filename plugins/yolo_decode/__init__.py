@@ -19,18 +19,27 @@ element of every row of every batch item is written by the kernel, every time: t
 capacity, no threshold baked into the engine, no uninitialised field, no state; the output shape follows from
 the input shape alone, thresholds belong to the NMS that follows, and batch items are independent.
 
-Three implementations of the same op, held equal by tests/test_yolo_decode.py:
+Four implementations of the same op, held equal by tests/test_yolo_decode.py and tests/test_onnx_models.py:
 - `reference.decode_reference`: plain PyTorch; what the reference backend runs (registered at import below);
 - `kernel.decode_triton`: the Triton kernel (imports triton; not needed for the reference path);
+- `onnx_form.decode_onnx`: the same computation as plain ONNX operators (the ONNX backend and `export onnx`);
 - `trt_plugin`: the TensorRT QDP registration whose AOT implementation embeds that kernel's PTX in the engine.
 """
 from __future__ import annotations
 
+from zoo.engine.onnx import plugins as _onnx_plugins
 from zoo.engine.reference import plugin as _ref_plugin
 
 from .reference import OP_ID, check_attrs, decode_reference, decode_shapes
 
+
+def _decode_onnx(g, xs, ys, **attrs):
+    from .onnx_form import decode_onnx  # imports onnx only when a network is written as ONNX
+    decode_onnx(g, xs, ys, **attrs)
+
+
 _ref_plugin.register(OP_ID, shapes=decode_shapes, forward=decode_reference)
+_onnx_plugins.register_onnx_form(OP_ID, _decode_onnx)
 
 __all__ = ["OP_ID", "add_decode", "decode_reference", "decode_shapes"]
 

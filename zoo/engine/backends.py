@@ -1,4 +1,4 @@
-"""The two executors of one network definition, behind one small interface.
+"""The executors of one network definition (TensorRT, the reference backend, ONNX Runtime), behind one interface.
 
     backend = choose_backend("auto")            # TensorRT where a GPU and TensorRT exist, else the reference
     net = backend.create_network()              # builders write into this, whatever it is
@@ -6,7 +6,7 @@
     runner = backend.load(payload)              # runner.run({"input": batch}) -> {"output": tensor}
 
 The reference backend is a development and validation executor (CPU, PyTorch), not a production path; the CLI says
-which backend it uses.
+which backend it uses. `--backend onnx` (zoo.engine.onnx) writes the network as ONNX and runs it with ONNX Runtime.
 """
 from __future__ import annotations
 
@@ -110,6 +110,9 @@ def choose_backend(name: str = "auto") -> Backend:
     """'auto' takes TensorRT when it can run here, otherwise the reference backend."""
     if name == "reference":
         return ReferenceBackend()
+    if name == "onnx":
+        from .onnx.backend import OnnxBackend
+        return OnnxBackend()
     available, reason = gpu_status()
     if name == "tensorrt":
         if not available:
@@ -117,7 +120,7 @@ def choose_backend(name: str = "auto") -> Backend:
         from .tensorrt.backend import TensorRTBackend
         return TensorRTBackend()
     if name != "auto":
-        raise ValueError(f"unknown backend {name!r} (auto, reference, tensorrt)")
+        raise ValueError(f"unknown backend {name!r} (auto, reference, tensorrt, onnx)")
     if available:
         from .tensorrt.backend import TensorRTBackend
         return TensorRTBackend()

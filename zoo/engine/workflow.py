@@ -59,8 +59,9 @@ def add_common_flags(parser: argparse.ArgumentParser, model: ZooModel, weights: 
                                  "TorchScript); without it, seeded random weights are used")
         parser.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
         model.add_arguments(parser)
-    parser.add_argument("--backend", choices=("auto", "reference", "tensorrt"), default="auto",
-                        help="auto: TensorRT where a GPU and TensorRT exist, else the CPU reference backend")
+    parser.add_argument("--backend", choices=("auto", "reference", "tensorrt", "onnx"), default="auto",
+                        help="auto: TensorRT where a GPU and TensorRT exist, else the CPU reference backend; onnx: "
+                             "the network written as ONNX and run by ONNX Runtime (CPU)")
     parser.add_argument("--verbose", "-v", action="store_true", help="show tracebacks on errors")
 
 
@@ -179,6 +180,8 @@ def sensitivity(model: ZooModel, weights: WeightMap, config: dict, scales: dict,
 
 
 def backend_label(backend) -> str:
+    if getattr(backend, "name", "") == "onnx":
+        return "ONNX backend (the network as ONNX, run by ONNX Runtime on the CPU)"
     return REFERENCE_NOTE if isinstance(backend, ReferenceBackend) else "TensorRT backend"
 
 
@@ -190,6 +193,8 @@ def open_engine(model: ZooModel, path: Path):
         if header.tensorrt_version != here["tensorrt_version"] or header.gpu != here["gpu"]:
             raise UserError(f"{path}: built with TensorRT {header.tensorrt_version} for {header.gpu}; this machine "
                             f"has TensorRT {here['tensorrt_version']} on {here['gpu']}: rebuild the engine here")
+    elif header.backend == "onnx":
+        backend = choose_backend("onnx")
     else:
         backend = ReferenceBackend()
     return header, backend.load(payload), backend

@@ -9,6 +9,7 @@ from ..engine_file import EngineHeader
 from ..quantization import as_input
 from ..workflow import UserError, add_common_flags, engine_runner, median_ms, reference_for
 
+BACKEND_LABELS = {"reference": "reference backend", "tensorrt": "TensorRT", "onnx": "ONNX Runtime"}
 HELP = "time the network (and, with --compare-torch, PyTorch eager)"
 
 
@@ -31,7 +32,7 @@ def run(model, args) -> int:
     x = model.sample_input(header.config, args.batch, args.seed)
     feed = {header.input_name: as_input(x, header.precision)}
     network_ms = median_ms(lambda: runner.run(feed), args.warmup, args.iterations)
-    label = "reference backend" if header.backend == "reference" else "TensorRT"
+    label = BACKEND_LABELS.get(header.backend, header.backend)
     print(f"{model.name} {header.variant} batch {args.batch}: {label} {network_ms:.2f} ms/iter, "
           f"{1000 * args.batch / network_ms:.1f} items/s")
     if args.compare_torch:
@@ -51,7 +52,7 @@ def bench_pipeline(model, header: EngineHeader, runner, args) -> int:
         raise UserError(f"{model.name} has no per-stage benchmark; run bench without --source")
     images = [im for im in (read_image(p) for p in list_images(args.source)) if im is not None]
     device = runner.device
-    label = "reference backend" if header.backend == "reference" else "TensorRT"
+    label = BACKEND_LABELS.get(header.backend, header.backend)
     rows = {label: model.bench_stages(lambda b: runner.run({header.input_name: as_input(b, header.precision)}),
                                       images, header.config, args, device)}
     if args.compare_torch:

@@ -540,7 +540,7 @@ _ACTIVATIONS: dict[str, Callable] = {
     "ELU": lambda x, a, b: F.elu(x, a),
     "SELU": lambda x, a, b: b * torch.where(x > 0, x, a * (torch.exp(x) - 1)),
     "SOFTSIGN": lambda x, a, b: x / (1 + x.abs()),
-    "SOFTPLUS": lambda x, a, b: a * torch.log1p(torch.exp(b * x)),
+    "SOFTPLUS": lambda x, a, b: a * F.softplus(b * x),  # alpha*log(exp(beta*x)+1) without overflow in exp
     "CLIP": lambda x, a, b: x.clamp(max=b).clamp(min=a),  # max(alpha, min(beta, x)), also when alpha > beta
     "HARD_SIGMOID": lambda x, a, b: (a * x + b).clamp(0, 1),
     "SCALED_TANH": lambda x, a, b: a * torch.tanh(b * x),
