@@ -5,8 +5,9 @@ output pixel i of a span of n input pixels resized to m averages input pixels fl
 
 `AreaSampler` computes every output pixel of every crop at once from a summed-area table of the photo (exact
 int64 sums of the uint8 pixels): four gathers and a division per output value, whatever the crop sizes, in torch
-on the device that holds the photo (the GPU next to TensorRT, the CPU otherwise). `crop_resize_reference` is the
-definition written as plain loops in numpy, the CPU reference a test holds the sampler to.
+on the device that holds the photo (the GPU next to TensorRT, the CPU otherwise). Pyramid levels, one big output
+each, use torch's adaptive average pooling, which is the same definition and faster there. `crop_resize_reference`
+is the definition written as plain loops in numpy, the CPU reference a test holds both paths to.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ class AreaSampler:
         if image.dtype != torch.uint8 or image.dim() != 3 or image.shape[2] != 3:
             raise ValueError(f"expected an (H, W, 3) uint8 image, got {tuple(image.shape)} {image.dtype}")
         self.height, self.width = image.shape[:2]
+        self.planes = image.permute(2, 0, 1)[None].to(torch.float32)  # (1, 3, H, W), for pyramid levels
         table = image.permute(2, 0, 1).to(torch.int64).cumsum(1).cumsum(2)
         self.table = torch.nn.functional.pad(table, (1, 0, 1, 0))  # (3, H + 1, W + 1), table[:, y, x] = sum above-left
 
@@ -52,12 +54,12 @@ class AreaSampler:
                  - t[:, ye[:, :, None], xs[:, None, :]] + t[:, ys[:, :, None], xs[:, None, :]])  # (3, N, oh, ow)
         count = (ye - ys)[:, :, None] * (xe - xs)[:, None, :]
         mean = total.permute(1, 0, 2, 3).to(torch.float32) / count[:, None].to(torch.float32)
-        return (mean - MEAN) * SCALE
+        return ((mean - MEAN) * SCALE).contiguous()  # engines read dense NCHW
 
     def level(self, out_h: int, out_w: int) -> torch.Tensor:
         """The whole photo resized to (out_h, out_w): a pyramid level, (1, 3, out_h, out_w)."""
-        whole = torch.tensor([[0, self.height, 0, self.width]], device=self.device)
-        return self.crops(whole, out_h, out_w)
+        mean = torch.nn.functional.adaptive_avg_pool2d(self.planes, (out_h, out_w))
+        return ((mean - MEAN) * SCALE).contiguous()
 
 
 def crop_resize_reference(image: np.ndarray, region, out_h: int, out_w: int) -> np.ndarray:
