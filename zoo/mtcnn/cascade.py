@@ -119,14 +119,14 @@ class Cascade:
     def detect(self, image_rgb: np.ndarray) -> Faces:
         """Faces in one RGB uint8 (H, W, 3) photo."""
         sampler = AreaSampler(torch.from_numpy(np.ascontiguousarray(image_rgb)).to(self.device))
-        boxes, scores = self._timed("pnet", self._proposals, sampler)
-        boxes, scores = self._timed("rnet", self._refine, sampler, boxes)
+        boxes, scores = self._timed("pnet", self.proposals, sampler)
+        boxes, scores = self._timed("rnet", self.refine, sampler, boxes)
         return self._timed("onet", self._output, sampler, boxes)
 
     def _nms(self, boxes, scores, threshold, overlap="union"):
         return self._timed("nms", nms_indices, boxes, scores, threshold, overlap)
 
-    def _proposals(self, sampler: AreaSampler):
+    def proposals(self, sampler: AreaSampler):
         """Stage 1: P-Net over the pyramid -> squared candidate boxes (N, 4) and scores."""
         p, h, w = self.params, sampler.height, sampler.width
         found_boxes, found_scores, found_offsets = [], [], []
@@ -159,7 +159,7 @@ class Cascade:
                 outputs.setdefault(name, []).append(value.float())
         return boxes[ok], {name: torch.cat(values) for name, values in outputs.items()}
 
-    def _refine(self, sampler: AreaSampler, boxes: torch.Tensor):
+    def refine(self, sampler: AreaSampler, boxes: torch.Tensor):
         """Stage 2: R-Net keeps and moves candidates."""
         if not len(boxes):
             return boxes, boxes[:, 0]

@@ -12,7 +12,7 @@ import torch
 from wts.weight_map import WeightMap
 from zoo.engine.model import ZooModel, load_state_into
 
-from .nets import CROP_SIZE, DEFINE, MODULES, OUTPUTS, STAGES
+from .nets import CROP_SIZE, DEFINE, MODULES
 
 # the first key of each network that the other two lack: a file of another stage is named as such
 SIGNATURE = {"pnet": "conv4_1.weight", "rnet": "dense5_1.weight", "onet": "dense6_3.weight"}
@@ -23,8 +23,8 @@ class MTCNNModel(ZooModel):
     summary = ("MTCNN face detector (facenet-pytorch's trained P-Net, R-Net, O-Net): an image pyramid and a "
                "three-stage cascade, face boxes and five landmarks")
 
-    def config_from_weights(self, weights: WeightMap, args=None) -> dict:
-        stage = getattr(args, "stage", None) if args is not None else None
+    def config_from_weights(self, weights: WeightMap, args=None, stage: str | None = None) -> dict:
+        """{"variant": the network these weights are for}; with `stage`, checked to be that one."""
         found = [s for s, key in SIGNATURE.items() if key in weights]
         if stage is None:
             if len(found) != 1:
@@ -42,7 +42,7 @@ class MTCNNModel(ZooModel):
 
     def random_module(self, args, seed: int) -> torch.nn.Module:
         torch.manual_seed(seed)
-        return MODULES[getattr(args, "stage", "pnet")]().eval()
+        return MODULES["pnet"]().eval()  # the shared commands' random weights; MTCNN's own use trained ones
 
     def input_shape(self, config: dict) -> tuple[int, ...]:
         stage = config["variant"]
@@ -74,21 +74,10 @@ def load_stage_weights(model: MTCNNModel, folder: Path | None, stage: str) -> tu
         weights = WeightMap(load_state_dict(path).tensors, str(path))
     except ValueError as e:  # CheckpointError, WtsError: already one line naming the file
         raise ValueError(str(e) if str(path) in str(e) else f"{path}: {e}") from None
-    return weights, model.config_from_weights(weights, _Stage(stage))
+    return weights, model.config_from_weights(weights, stage=stage)
 
 
 def reference_network(model: MTCNNModel, weights: WeightMap, config: dict) -> torch.nn.Module:
     """The PyTorch module of one network with these weights (every key and shape checked)."""
     return load_state_into(model.reference_module(config), WeightMap(weights.arrays(), weights.source))
 
-
-class _Stage:
-    def __init__(self, stage: str):
-        self.stage = stage
-
-
-def output_names(stage: str) -> tuple[str, ...]:
-    return OUTPUTS[stage]
-
-
-__all__ = ["MTCNNModel", "STAGES", "load_stage_weights", "reference_network", "weight_file", "output_names"]
