@@ -202,6 +202,24 @@ def test_no_face_on_the_cat_the_cup_or_the_pagoda(detect, photo):
     assert len(detect(photo).scores) == 0
 
 
+@pytest.mark.cuda
+def test_cascade_steps_on_cuda_equal_the_cpu_ones(detect):
+    # crops, box arithmetic and NMS on the GPU (the networks stay on the reference backend)
+    faces = make_cascade(in_memory(None, ReferenceBackend()), device="cuda").detect(_rgb("astronaut"))
+    assert faces.boxes.device.type == "cuda"
+    np.testing.assert_allclose(faces.boxes.cpu().numpy(), detect("astronaut").boxes.numpy(), rtol=0, atol=1e-3)
+    np.testing.assert_allclose(faces.landmarks.cpu().numpy(), detect("astronaut").landmarks.numpy(), atol=1e-3)
+
+
+@pytest.mark.tensorrt
+def test_tensorrt_engines_find_the_same_faces(detect):
+    from zoo.engine.backends import choose_backend
+    faces = make_cascade(in_memory(None, choose_backend("tensorrt"))).detect(_rgb("grace_hopper"))
+    want = detect("grace_hopper")
+    assert len(faces.scores) == len(want.scores) == 1
+    np.testing.assert_allclose(faces.boxes.cpu().numpy(), want.boxes.numpy(), rtol=0, atol=2.0)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # the command line
 
@@ -248,3 +266,12 @@ def test_missing_or_wrong_weight_files_are_one_line(tmp_path, capsys):
 def test_engine_folder_errors_are_one_line(tmp_path, capsys):
     assert main(["infer", "-e", str(tmp_path), "-s", str(asset_path("coffee"))]) == 2
     assert "no pnet.engine" in _last_line(capsys)
+
+
+def test_infer_never_writes_over_its_inputs(tmp_path, capsys):
+    photo = tmp_path / "hopper.jpg"
+    shutil.copy(asset_path("grace_hopper"), photo)
+    before = photo.read_bytes()
+    assert main(["infer", "-s", str(tmp_path), "--out", str(tmp_path)]) == 2
+    assert "would overwrite an input" in _last_line(capsys)
+    assert photo.read_bytes() == before

@@ -93,6 +93,8 @@ def _read_rgb(path: Path) -> tuple[np.ndarray | None, str | None]:
 
 def _runners(args, precision: bool = True):
     if getattr(args, "engine", None):
+        if args.precision != "fp32" or args.calib:
+            raise UserError("--precision and --calib choose how to build in memory; an --engine folder has its own")
         runners = open_folder(args.engine)
         say(f"engines {args.engine}: " + ", ".join(f"{s} {r.header.precision}" for s, r in runners.items()))
     else:
@@ -144,6 +146,12 @@ def add_infer(parser) -> None:
 
 def run_infer(args) -> int:
     photos = _photos(args.source)
+    if args.out:  # never write over an input: annotated images are <out>/<stem>.jpg
+        inputs = {p.resolve() for _, p in photos}
+        clash = next((p for _, p in photos if (args.out / f"{p.stem}.jpg").resolve() in inputs), None)
+        if clash is not None:
+            raise UserError(f"--out {args.out}: the annotated image of {clash} would overwrite an input; choose "
+                            f"another folder")
     cascade = make_cascade(_runners(args), _params(args))
     records = []
     for index, (name, path) in enumerate(photos, 1):

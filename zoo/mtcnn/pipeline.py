@@ -85,7 +85,7 @@ class StageRunner:
 
     def __call__(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         out = self.runner.run({self.header.input_name: as_input(batch, self.header.precision)})
-        return {name: out[tensor] for name, tensor in zip(self.names, self.header.outputs)}
+        return {name: out[tensor].to(batch.device) for name, tensor in zip(self.names, self.header.outputs)}
 
 
 def open_folder(folder: Path) -> dict[str, StageRunner]:
@@ -116,9 +116,11 @@ def in_memory(weights_dir: Path | None, backend, mode: str = "fp32", calib: Path
     return runners
 
 
-def make_cascade(runners: dict[str, StageRunner], params: CascadeParams = CascadeParams()) -> Cascade:
+def make_cascade(runners: dict[str, StageRunner], params: CascadeParams = CascadeParams(),
+                 device: str | None = None) -> Cascade:
+    """The cascade on the runners' device (or on `device`: e.g. the GPU for crops and NMS around CPU runners)."""
     max_batch = min(runners[s].header.batch[2] for s in ("rnet", "onet"))
-    return Cascade(runners, runners["pnet"].device, params, max_batch)
+    return Cascade(runners, device or runners["pnet"].device, params, max_batch)
 
 
 def is_reference(runners: dict[str, StageRunner]) -> bool:
