@@ -138,16 +138,26 @@ def activation(net, x, kind: str, name: str, alpha: float = 0.0, beta: float = 0
     return named(layer, name)
 
 
-def _pool(net, x, kind, window, stride, padding):
+def prelu(net, weights: WeightMap, prefix: str, x):
+    """nn.PReLU with one slope per channel (axis 1), as TensorRT's parametric ReLU layer: the slopes are a constant
+    of the input's rank, shaped (1, C, 1, ...) so that they broadcast over every other axis."""
+    c = x.shape[1]
+    slopes = weights.take(f"{prefix}.weight", (1, c, *(1,) * (len(x.shape) - 2)), weight_dtype(x))
+    return named(net.add_parametric_relu(x, constant(net, slopes, f"{prefix}.weight")), prefix)
+
+
+def _pool(net, x, kind, window, stride, padding, ceil_mode: bool = False):
     layer = net.add_pooling_nd(x, kind, _pair(window))
     layer.stride_nd = _pair(stride if stride is not None else window)
     layer.padding_nd = _pair(padding)
+    if ceil_mode:  # TensorRT's output size ceil((M - K) / S) + 1: a last, partial window, as torch's ceil_mode
+        layer.padding_mode = trt.PaddingMode.EXPLICIT_ROUND_UP
     return layer
 
 
-def max_pool(net, x, name: str, window, stride=None, padding=0):
+def max_pool(net, x, name: str, window, stride=None, padding=0, ceil_mode: bool = False):
     """Like nn.MaxPool2d: stride defaults to the window (TensorRT's own default is 1)."""
-    return named(_pool(net, x, trt.PoolingType.MAX, window, stride, padding), name)
+    return named(_pool(net, x, trt.PoolingType.MAX, window, stride, padding, ceil_mode), name)
 
 
 def avg_pool(net, x, name: str, window, stride=None, padding=0, count_include_pad: bool = True):

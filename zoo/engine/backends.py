@@ -25,6 +25,8 @@ class BuildOptions:
     workspace_bytes: int = 2 << 30
     timing_cache: str | None = None
     allow_tf32: bool = True                       # off for validation: TF32 would blur FP32 comparisons
+    shapes: dict | None = None                    # {input name: (min, opt, max) full shapes}: a profile over more
+                                                  # than the batch (e.g. a fully convolutional net's height, width)
 
 
 class Runner(Protocol):

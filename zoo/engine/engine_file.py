@@ -37,6 +37,7 @@ class EngineHeader:
     tensorrt_version: str | None = None
     gpu: str | None = None
     zoo_version: str = "0.1.0"
+    profile: dict | None = None       # {"min", "opt", "max": full input shapes} when more than the batch is dynamic
 
 
 def write_engine(path: str | os.PathLike, header: EngineHeader, payload: bytes) -> None:

@@ -42,7 +42,9 @@ def reference_outputs(module: torch.nn.Module, x: torch.Tensor) -> dict[str, tor
         hooks.append(sub.register_forward_hook(hook))
     try:
         with torch.no_grad():
-            captured["__output__"] = module(x).detach().float().clone()
+            output = module(x)
+            output = output[0] if isinstance(output, (tuple, list)) else output  # several heads: the first
+            captured["__output__"] = output.detach().float().clone()
     finally:
         for h in hooks:
             h.remove()

@@ -51,3 +51,14 @@ def draw_detections(image_bgr: np.ndarray, detections, class_names: Sequence[str
         cv2.putText(out, label, (p1[0] + 1, top + th + 1), cv2.FONT_HERSHEY_SIMPLEX, font_scale, text_color,
                     thickness, cv2.LINE_AA)
     return out
+
+
+def draw_points(image_bgr: np.ndarray, points, color: tuple[int, int, int] = (0, 255, 255),
+                radius: int | None = None) -> np.ndarray:
+    """A copy of ``image_bgr`` with each (x, y) of ``points`` (..., 2) drawn as a filled dot (e.g. face landmarks)."""
+    out = image_bgr.copy()
+    pts = np.asarray(points.cpu() if hasattr(points, "cpu") else points, dtype=np.float32).reshape(-1, 2)
+    r = radius or max(round(sum(out.shape[:2]) / 2 * 0.004), 2)
+    for x, y in pts:
+        cv2.circle(out, (int(round(float(x))), int(round(float(y)))), r, color, -1, cv2.LINE_AA)
+    return out

@@ -102,18 +102,28 @@ def nms_reference(pred: np.ndarray, conf_thres: float = 0.25, iou_thres: float =
     return det[keep]
 
 
-def _iou_matrix(a, b):
-    """float32 IoU of every box in a (..., M, 4) with every box in b (..., N, 4): (..., M, N)."""
+OVERLAPS = ("union", "min")
+
+
+def _iou_matrix(a, b, overlap: str = "union"):
+    """float32 overlap of every box in a (..., M, 4) with every box in b (..., N, 4): (..., M, N).
+
+    "union": IoU, inter / (area_a + area_b - inter), in continuous coordinates (torchvision's formula).
+    "min": inter / min(area_a, area_b), in inclusive pixel units (width x2 - x1 + 1), as MTCNN's original 'Min'
+    overlap: a small box inside a big one counts as a full overlap."""
     import torch
 
-    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
-    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    one = 1.0 if overlap == "min" else 0.0
+    area_a = (a[..., 2] - a[..., 0] + one) * (a[..., 3] - a[..., 1] + one)
+    area_b = (b[..., 2] - b[..., 0] + one) * (b[..., 3] - b[..., 1] + one)
     zero = torch.zeros((), dtype=a.dtype, device=a.device)
     w = torch.maximum(zero, torch.minimum(a[..., :, None, 2], b[..., None, :, 2])
-                      - torch.maximum(a[..., :, None, 0], b[..., None, :, 0]))
+                      - torch.maximum(a[..., :, None, 0], b[..., None, :, 0]) + one)
     h = torch.maximum(zero, torch.minimum(a[..., :, None, 3], b[..., None, :, 3])
-                      - torch.maximum(a[..., :, None, 1], b[..., None, :, 1]))
+                      - torch.maximum(a[..., :, None, 1], b[..., None, :, 1]) + one)
     inter = w * h
+    if overlap == "min":
+        return inter / torch.minimum(area_a[..., :, None], area_b[..., None, :])
     return inter / ((area_a[..., :, None] + area_b[..., None, :]) - inter)
 
 
@@ -193,7 +203,16 @@ def batched_nms(pred, conf_thres: float = 0.25, iou_thres: float = 0.45, classes
     s_box = box.gather(1, cand_row.gather(1, order)[..., None].expand(bs, k, 4))
     det = torch.cat((s_box, s_score[..., None], s_cls[..., None].float()), 2)  # (B, K, 6)
     offset_box = s_box + det[..., 5:6] * torch.tensor(0 if agnostic else max_wh, dtype=torch.float32, device=dev)
+    keep = _greedy_keep(offset_box, ok, iou_t, max_det, chunk)
+    return [det[b][keep[b]] for b in range(bs)]
 
+
+def _greedy_keep(offset_box, ok, iou_t, max_det: int, chunk: int, overlap: str = "union"):
+    """Greedy suppression over (B, K, 4) boxes sorted by descending score, `ok` (B, K) marking real candidates:
+    (B, K) bool, the kept ones. A box is dropped when its overlap with an already kept box is > iou_t."""
+    import torch
+
+    bs, k, dev = offset_box.shape[0], offset_box.shape[1], offset_box.device
     keep = torch.zeros((bs, k), dtype=torch.bool, device=dev)
     kept_boxes = torch.zeros((bs, max_det + 1, 4), dtype=torch.float32, device=dev)  # last row: scatter dump
     kept_n = torch.zeros(bs, dtype=torch.long, device=dev)
@@ -205,11 +224,12 @@ def batched_nms(pred, conf_thres: float = 0.25, iou_thres: float = 0.45, classes
         # suppressed by boxes kept in earlier blocks
         m = int(kept_n.max())
         if m:
-            prior = (_iou_matrix(kept_boxes[:, :m], cb) > iou_t) & (slots[None, :m] < kept_n[:, None])[..., None]
+            prior = (_iou_matrix(kept_boxes[:, :m], cb, overlap) > iou_t) & \
+                (slots[None, :m] < kept_n[:, None])[..., None]
             alive &= ~prior.any(1)
         # greedy inside the block: fixed point over the strictly upper triangle
         t = e - s
-        sup = (_iou_matrix(cb, cb) > iou_t) & torch.ones(t, t, dtype=torch.bool, device=dev).triu(1)
+        sup = (_iou_matrix(cb, cb, overlap) > iou_t) & torch.ones(t, t, dtype=torch.bool, device=dev).triu(1)
         cur = alive
         for _ in range(FIXED_POINT_ITERS):
             nxt = alive & ~(sup & cur[..., :, None]).any(1)
@@ -227,7 +247,30 @@ def batched_nms(pred, conf_thres: float = 0.25, iou_thres: float = 0.45, classes
         kept_n += cur.sum(1)
         if bool((kept_n >= max_det).all()):
             break
-    return [det[b][keep[b]] for b in range(bs)]
+    return keep
+
+
+def nms_indices(boxes, scores, iou_thres: float, overlap: str = "union", groups=None, chunk: int = 1024):
+    """Greedy NMS on xyxy boxes (N, 4) with scores (N,), torch, on their device: the kept indices (int64), by
+    descending score (stable: equal scores keep index order). Boxes of different `groups` (N,) ints (images,
+    pyramid scales) never suppress each other. `overlap` is "union" (IoU) or "min" (see _iou_matrix); a box is
+    dropped when its overlap with a kept box is > iou_thres. The greedy pass is batched_nms's."""
+    import torch
+
+    if overlap not in OVERLAPS:
+        raise ValueError(f"overlap must be one of {OVERLAPS}, got {overlap!r}")
+    boxes = boxes.float()
+    if not len(boxes):
+        return torch.zeros(0, dtype=torch.long, device=boxes.device)
+    order = torch.sort(scores.float(), descending=True, stable=True).indices
+    b = boxes[order]
+    if groups is not None:  # shift each group clear of the others (torchvision's batched-NMS trick)
+        span = (b.max() - b.min() + 2).clamp(min=1)
+        b = b - b.min() + groups[order].to(b.dtype)[:, None] * span
+    iou_t = torch.tensor(iou_thres, dtype=torch.float32, device=b.device)
+    ok = torch.ones((1, len(b)), dtype=torch.bool, device=b.device)
+    keep = _greedy_keep(b[None], ok, iou_t, len(b), chunk, overlap)[0]
+    return order[keep]
 
 
 def count_matches(reference, other, iou_thres: float = 0.5) -> int:

@@ -632,6 +632,25 @@ class IElementWiseLayer(ILayer):
         return [self._fn(xs[0], xs[1])]
 
 
+class IParametricReLULayer(ILayer):
+    """y = x where x >= 0, else slopes * x. The slopes tensor has the input's rank, each dimension equal to the
+    input's or 1 (it broadcasts into the input, never the other way), and the input's type."""
+    _TYPE, _TYPE_LABEL = "PARAMETRIC_RELU", "ParametricReLU"
+
+    def _infer(self, shapes, dtypes):
+        dtype = _same_float_dtype(self, dtypes)
+        if dtypes[1] != dtype:
+            raise self._fail(f"slopes have type {dtypes[1]} but the input is {dtype}")
+        x, slopes = shapes
+        if len(slopes) != len(x) or any(s not in (1, d) for s, d in zip(slopes, x) if d >= 0):
+            raise self._fail(f"slopes of shape {tuple(slopes)} do not broadcast into the input {tuple(x)} (each "
+                             f"dimension must equal the input's or be 1)")
+        return [(x, dtype)]
+
+    def _run(self, xs):
+        return [torch.where(xs[0] >= 0, xs[0], xs[0] * xs[1])]
+
+
 class ISelectLayer(ILayer):
     _TYPE, _TYPE_LABEL = "SELECT", "Select"
 
@@ -1105,9 +1124,9 @@ class IPluginV3Layer(ILayer):
 
 LAYER_CLASSES = {cls.__name__: cls for cls in (
     IConvolutionLayer, IPoolingLayer, IScaleLayer, IActivationLayer, IUnaryLayer, IElementWiseLayer, ISelectLayer,
-    IConcatenationLayer, IResizeLayer, IShuffleLayer, ISliceLayer, IMatrixMultiplyLayer, IConstantLayer,
-    IReduceLayer, ISoftMaxLayer, ITopKLayer, IGatherLayer, ICastLayer, IIdentityLayer, IQuantizeLayer,
-    IDequantizeLayer, IPluginV3Layer)}
+    IConcatenationLayer, IResizeLayer, IParametricReLULayer, IShuffleLayer, ISliceLayer, IMatrixMultiplyLayer,
+    IConstantLayer, IReduceLayer, ISoftMaxLayer, ITopKLayer, IGatherLayer, ICastLayer, IIdentityLayer,
+    IQuantizeLayer, IDequantizeLayer, IPluginV3Layer)}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -1240,6 +1259,9 @@ class INetworkDefinition:
 
     def add_elementwise(self, input1, input2, op) -> IElementWiseLayer:
         return self._add(IElementWiseLayer, [input1, input2], op=op)
+
+    def add_parametric_relu(self, input, slopes) -> IParametricReLULayer:  # noqa: A002
+        return self._add(IParametricReLULayer, [input, slopes])
 
     def add_select(self, condition, then_input, else_input) -> ISelectLayer:
         return self._add(ISelectLayer, [condition, then_input, else_input])

@@ -149,7 +149,9 @@ class TensorRTBackend:
         for i in range(network.num_inputs):
             tensor = network.get_input(i)
             shape = tuple(tensor.shape)
-            if shape[0] == -1:
+            if options.shapes and tensor.name in options.shapes:
+                profile.set_shape(tensor.name, *options.shapes[tensor.name])
+            elif shape[0] == -1:
                 profile.set_shape(tensor.name, (low, *shape[1:]), (opt, *shape[1:]), (high, *shape[1:]))
         config.add_optimization_profile(profile)
         cache_path = Path(options.timing_cache) if options.timing_cache else None

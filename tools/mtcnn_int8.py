@@ -1,0 +1,162 @@
+"""INT8 on a trained detector: MTCNN calibrated on the photos, its faces compared with FP32's (and FP16's).
+
+    python tools/mtcnn_int8.py [--method percentile|entropy|max] [--calib-out FOLDER] [--photos a,b,...]
+
+Calibration data are what each network sees in the cascade: P-Net gets the pyramid levels of every photo, R-Net
+the 24x24 crops of P-Net's candidates, O-Net the 48x48 crops of R-Net's (from the FP32 cascade). Each network is
+calibrated with the zoo's calibration (two passes: ranges, then histograms) and built with explicit Q/DQ (INT8
+inputs per tensor, weights per output channel). Then the FP32, FP16 and INT8 cascades run on every photo, and the
+table says, per precision, how many of FP32's faces it keeps (IoU >= 0.5) and how far its boxes, landmarks and
+scores are from FP32's. `--calib-out` writes pnet.calib, rnet.calib, onet.calib for
+`python -m zoo.mtcnn build --precision int8 --calib FOLDER`. Runs on the reference backend, which executes FP16
+storage and Q/DQ exactly, or on TensorRT where it is installed.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from zoo.assets import PHOTOS, asset_path  # noqa: E402
+from zoo.engine import quantization  # noqa: E402
+from zoo.engine.backends import choose_backend  # noqa: E402
+from zoo.engine.calibration import CalibrationCache  # noqa: E402
+from zoo.engine.precision import Precision  # noqa: E402
+from zoo.engine.workflow import define_network  # noqa: E402
+from zoo.mtcnn.cascade import crop_regions, pyramid_scales  # noqa: E402
+from zoo.mtcnn.model import MTCNNModel, load_stage_weights  # noqa: E402
+from zoo.mtcnn.nets import CROP_SIZE, STAGES  # noqa: E402
+from zoo.mtcnn.pipeline import StageRunner, build_stage, make_cascade  # noqa: E402
+from zoo.mtcnn.resample import AreaSampler  # noqa: E402
+from zoo.vision.nms import _iou_matrix  # noqa: E402
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def read_photos(names) -> dict[str, np.ndarray]:
+    return {n: cv2.cvtColor(cv2.imread(str(asset_path(n))), cv2.COLOR_BGR2RGB) for n in names}
+
+
+def runners_at(backend, precisions: dict[str, Precision]) -> dict[str, StageRunner]:
+    model, runners = MTCNNModel(), {}
+    for stage in STAGES:
+        header, payload = build_stage(model, stage, None, backend, precisions[stage])
+        runners[stage] = StageRunner(header, backend.load(payload))
+    return runners
+
+
+def calibration_inputs(photos: dict[str, np.ndarray], fp32) -> dict[str, list[np.ndarray]]:
+    """Batches per network: pyramid levels (P-Net), crops of P-Net's and R-Net's candidates (R-Net, O-Net)."""
+    data: dict[str, list[np.ndarray]] = {s: [] for s in STAGES}
+    for image in photos.values():
+        sampler = AreaSampler(torch.from_numpy(image))
+        h, w = image.shape[:2]
+        for scale in pyramid_scales(h, w, 20, 0.709):
+            data["pnet"].append(sampler.level(int(h * scale + 1), int(w * scale + 1)).numpy())
+        proposals, _ = fp32.proposals(sampler)
+        refined, _ = fp32.refine(sampler, proposals)
+        for stage, boxes in (("rnet", proposals), ("onet", torch.cat([refined, proposals[:64]]))):
+            regions, _ = crop_regions(boxes, h, w)
+            for start in range(0, len(regions), 64):
+                size = CROP_SIZE[stage]
+                data[stage].append(sampler.crops(regions[start:start + 64], size, size).numpy())
+    return data
+
+
+def calibrate(backend, data, method: str, percentile: float) -> dict[str, dict[str, float]]:
+    model, scales = MTCNNModel(), {}
+    for stage in STAGES:
+        weights, config = load_stage_weights(model, None, stage)
+        started = time.perf_counter()
+        scales[stage], count = quantization.calibrate(
+            lambda b, precision: define_network(model, b, weights, config, precision), backend,
+            lambda: iter(data[stage]), model.input_name, method, percentile, 64, log=lambda m: None)
+        log(f"{stage}: {len(scales[stage])} tensor scales from {count} inputs ({method}) in "
+            f"{time.perf_counter() - started:.1f} s")
+    return scales
+
+
+def compare(reference, other) -> tuple[int, list[float], list[float], list[float]]:
+    """(FP32 faces matched, box diffs, landmark diffs, score diffs) over matched faces (IoU >= 0.5, greedy)."""
+    if not len(reference.scores) or not len(other.scores):
+        return 0, [], [], []
+    iou = _iou_matrix(reference.boxes.float(), other.boxes.float())
+    used, boxes, marks, scores = set(), [], [], []
+    for i in torch.argsort(reference.scores, descending=True).tolist():
+        j = max((j for j in range(len(other.scores)) if j not in used), key=lambda j: float(iou[i, j]), default=None)
+        if j is None or iou[i, j] < 0.5:
+            continue
+        used.add(j)
+        boxes.append(float((reference.boxes[i] - other.boxes[j]).abs().max()))
+        marks.append(float((reference.landmarks[i] - other.landmarks[j]).abs().max()))
+        scores.append(float((reference.scores[i] - other.scores[j]).abs()))
+    return len(used), boxes, marks, scores
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--method", choices=("percentile", "entropy", "max"), default="percentile")
+    parser.add_argument("--percentile", type=float, default=99.99)
+    parser.add_argument("--photos", default=",".join(PHOTOS), help="asset names (default: every installed photo)")
+    parser.add_argument("--backend", choices=("auto", "reference", "tensorrt"), default="auto")
+    parser.add_argument("--calib-out", type=Path, help="folder to write pnet.calib, rnet.calib, onet.calib into")
+    args = parser.parse_args()
+    backend = choose_backend(args.backend)
+    photos = read_photos([n for n in args.photos.split(",") if n])
+    fp32 = make_cascade(runners_at(backend, {s: Precision("fp32") for s in STAGES}))
+    data = calibration_inputs(photos, fp32)
+    log("calibration inputs: " + ", ".join(f"{s} {sum(len(b) for b in data[s])}" for s in STAGES))
+    scales = calibrate(backend, data, args.method, args.percentile)
+    if args.calib_out:
+        for stage in STAGES:
+            shape = MTCNNModel().input_shape({"variant": stage})
+            CalibrationCache("mtcnn", stage, args.method, sum(len(b) for b in data[stage]), shape,
+                             scales[stage]).save(args.calib_out / f"{stage}.calib")
+        log(f"wrote {args.calib_out}/{{pnet,rnet,onet}}.calib")
+    cascades = {"fp16": make_cascade(runners_at(backend, {s: Precision("fp16") for s in STAGES})),
+                "int8": make_cascade(runners_at(backend, {s: Precision("int8", scales[s]) for s in STAGES}))}
+    found = {name: {"fp32": fp32.detect(image)} for name, image in photos.items()}
+    for name, image in photos.items():
+        for mode, cascade in cascades.items():
+            found[name][mode] = cascade.detect(image)
+        log(f"{name}: " + ", ".join(f"{m} {len(f.scores)}" for m, f in found[name].items()))
+    print(f"MTCNN INT8 ({args.method}) vs FP32 on {len(photos)} photos, {backend.name} backend")
+    print(f"{'photo':<16} {'fp32':>4} {'best p':>7} " + " ".join(f"{m + ' kept, box px, marks px':>23}"
+                                                             for m in cascades))
+    totals = {m: [0, [], [], [], 0] for m in cascades}
+    for name in photos:
+        ref = found[name]["fp32"]
+        cells = []
+        for mode in cascades:
+            kept, boxes, marks, scores = compare(ref, found[name][mode])
+            t = totals[mode]
+            t[0] += kept
+            t[1] += boxes
+            t[2] += marks
+            t[3] += scores
+            t[4] += len(found[name][mode].scores)
+            cells.append(f"{kept:>4}/{len(found[name][mode].scores):<4} {max(boxes, default=0):6.2f} "
+                         f"{max(marks, default=0):6.2f}")
+        best = f"{float(ref.scores.max()):.4f}" if len(ref.scores) else "-"
+        print(f"{name:<16} {len(ref.scores):>4} {best:>7} " + " ".join(f"{c:>23}" for c in cells))
+    total_ref = sum(len(found[n]["fp32"].scores) for n in photos)
+    print(f"\n{'precision':<9} {'kept':>9} {'extra':>5} {'box px max':>10} {'mean':>6} {'marks px max':>12} "
+          f"{'mean':>6} {'score max':>9}")
+    for mode, (kept, boxes, marks, scores, count) in totals.items():
+        print(f"{mode:<9} {kept:>4}/{total_ref:<4} {count - kept:>5} {max(boxes, default=0):10.2f} "
+              f"{np.mean(boxes) if boxes else 0:6.2f} {max(marks, default=0):12.2f} "
+              f"{np.mean(marks) if marks else 0:6.2f} {max(scores, default=0):9.2e}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
