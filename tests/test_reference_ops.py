@@ -1101,3 +1101,16 @@ def test_default_names_and_settable_names():
     assert net.num_outputs == 0
     with pytest.raises(NetworkError, match="already has an input named 'x'"):
         net.add_input("x", trt.float32, (1,))
+
+
+@pytest.mark.parametrize("slopes_shape", [(1, 3, 1, 1), (1, 3, 5, 1), (1, 1, 1, 1)])
+def test_parametric_relu_against_torch(slopes_shape):
+    x = rand(2, 3, 5, 4, seed=21)
+    slopes = rand(*slopes_shape, seed=22, low=0.0, high=0.5)
+
+    def build(net, t):
+        s = net.add_constant(slopes_shape, Weights(slopes.numpy())).get_output(0)
+        return net.add_parametric_relu(t, s).get_output(0)
+
+    expected = torch.where(x >= 0, x, x * slopes)
+    torch.testing.assert_close(run_one(x, build), expected, **TOL)

@@ -230,6 +230,11 @@ def elementwise(g: OnnxGraph, layer, xs, ys):
         raise _fail(layer, f"elementwise op {op} has no ONNX form in the zoo's writer")
 
 
+def parametric_relu(g: OnnxGraph, layer, xs, ys):
+    # ONNX PRelu is TensorRT's: x where x >= 0, else slope * x, the slopes broadcasting into the input
+    g.node("PRelu", xs, layer.name, outputs=ys)
+
+
 def select(g: OnnxGraph, layer, xs, ys):
     g.node("Where", xs, layer.name, outputs=ys)
 
@@ -460,6 +465,7 @@ TRANSLATORS = {
     "IUnaryLayer": unary,
     "IElementWiseLayer": elementwise,
     "ISelectLayer": select,
+    "IParametricReLULayer": parametric_relu,
     "IConcatenationLayer": concatenation,
     "IResizeLayer": resize,
     "IShuffleLayer": shuffle,
