@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from wts.weight_map import WeightMap
@@ -47,6 +48,11 @@ class MTCNNModel(ZooModel):
     def input_shape(self, config: dict) -> tuple[int, ...]:
         stage = config["variant"]
         return (3, -1, -1) if stage == "pnet" else (3, CROP_SIZE[stage], CROP_SIZE[stage])
+
+    def sample_input(self, config: dict, batch: int, seed: int = 0):
+        """P-Net's height and width are dynamic: samples are the 48 px of O-Net's crops (any size >= 12 works)."""
+        shape = tuple(48 if d < 0 else d for d in self.input_shape(config))
+        return np.random.default_rng(seed).random((batch, *shape), dtype=np.float32)
 
     def define(self, net, weights: WeightMap, config: dict, x) -> list:
         return DEFINE[config["variant"]](net, weights, x)
