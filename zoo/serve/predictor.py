@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from zoo.engine.quantization import as_input
-from zoo.vision.draw import draw_detections
+from zoo.vision.draw import draw_record
 from zoo.vision.images import decode_image
 
 
@@ -59,13 +59,8 @@ def decode_upload(data: bytes):
 
 
 def annotated_jpeg(image: np.ndarray, record: dict) -> str:
-    """The image with the record's detections drawn (detectors) as a base64 JPEG data URL."""
-    detections = record.get("detections")
-    if detections:
-        dets = np.array([[*d["box"], d["score"], d["class_id"]] for d in detections], np.float32)
-        names = {d["class_id"]: d.get("class_name", str(d["class_id"])) for d in detections}
-        image = draw_detections(image, dets, names)
-    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    """The image with the record's detections drawn, as a base64 JPEG data URL for the upload page."""
+    ok, encoded = cv2.imencode(".jpg", draw_record(image, record), [cv2.IMWRITE_JPEG_QUALITY, 90])
     if not ok:
         raise RuntimeError("cannot encode the annotated image")
     return "data:image/jpeg;base64," + base64.b64encode(encoded.tobytes()).decode()

@@ -51,3 +51,12 @@ def draw_detections(image_bgr: np.ndarray, detections, class_names: Sequence[str
         cv2.putText(out, label, (p1[0] + 1, top + th + 1), cv2.FONT_HERSHEY_SIMPLEX, font_scale, text_color,
                     thickness, cv2.LINE_AA)
     return out
+
+
+def draw_record(image_bgr: np.ndarray, record: dict) -> np.ndarray:
+    """A copy of ``image_bgr`` with the detections of an `infer` record ({"detections": [{box, score, class_id,
+    class_name}]}) drawn; records without detections give the image unchanged."""
+    detections = record.get("detections") or []
+    dets = np.array([[*d["box"], d["score"], d["class_id"]] for d in detections], np.float32).reshape(-1, 6)
+    names = {d["class_id"]: d.get("class_name", str(d["class_id"])) for d in detections}
+    return draw_detections(image_bgr, dets, names)
