@@ -101,7 +101,7 @@ class TritonServer:
         command = [str(binary), "--model-repository", str(self.repository.resolve()),
                    "--backend-directory", str(backends), "--http-address", self.host,
                    "--http-port", str(self.http_port), "--metrics-port", str(self.metrics_port),
-                   "--exit-timeout-secs", "10"]
+                   "--exit-timeout-secs", "30"]
         if self.grpc_port:
             command += ["--grpc-address", self.host, "--grpc-port", str(self.grpc_port)]
         else:
@@ -147,7 +147,7 @@ class TritonServer:
             return ""
         return "\n".join([line for line in text if "NVML" not in line and "DCGM" not in line][-lines:])
 
-    def stop(self, timeout: float = 30.0) -> int | None:
+    def stop(self, timeout: float = 45.0) -> int | None:
         """SIGTERM (Triton finishes requests in flight and unloads its models), SIGKILL after `timeout`."""
         if self.process and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
