@@ -36,10 +36,12 @@ def infer_records(name: str, engine: Path, out: Path) -> dict[str, dict]:
 def assert_same_record(got: dict, want: dict) -> None:
     """The served record equals infer's (up to the file name): the same detections or top classes.
 
-    The network ran in another batch composition, so its floats may differ in the last bits: a box may move by one
-    rounding step (0.01 px), a score by one in its last printed digit, and detections with near-equal scores may
-    swap places. So detections are matched one to one, same class, within those steps; anything more is a
-    difference in pre- or post-processing."""
+    The network ran in another batch composition, and CPU convolutions pick their kernels by batch size, so the
+    floats differ in the last bits; random YOLOv5n amplifies that (README, Precision). Measured on infer's own
+    records, one image alone vs in a batch of six: identical after rounding for five images, and boxes up to
+    0.04 px apart on tiny.jpg (upscaled 8x, saturated scores). So detections are matched one to one, same class,
+    box within 0.05 px and score within 1e-4, in any order; a pre- or post-processing difference (a letterbox pad,
+    a channel order, a threshold) moves boxes by pixels or changes the set."""
     assert set(got) - {"file"} == set(want) - {"file"}, (got.keys(), want.keys())
     if "detections" in want:
         assert len(got["detections"]) == len(want["detections"]), (len(got["detections"]), len(want["detections"]))
@@ -47,8 +49,8 @@ def assert_same_record(got: dict, want: dict) -> None:
         mine, theirs = rows(got["detections"]), rows(want["detections"])
         free = np.ones(len(theirs), bool)
         for row in mine:
-            close = free & (theirs[:, 5] == row[5]) & (np.abs(theirs[:, :4] - row[:4]).max(1) <= 0.011) & \
-                (np.abs(theirs[:, 4] - row[4]) <= 1.1e-5)
+            close = free & (theirs[:, 5] == row[5]) & (np.abs(theirs[:, :4] - row[:4]).max(1) <= 0.05) & \
+                (np.abs(theirs[:, 4] - row[4]) <= 1e-4)
             assert close.any(), f"served detection {row.tolist()} is not among infer's"
             free[np.argmax(close)] = False
         names = {d["class_id"]: d["class_name"] for d in want["detections"]}
@@ -56,5 +58,5 @@ def assert_same_record(got: dict, want: dict) -> None:
     if "top" in want:
         assert [t["class_id"] for t in got["top"]] == [t["class_id"] for t in want["top"]]
         for g, w in zip(got["top"], want["top"]):
-            assert abs(g["score"] - w["score"]) <= 1.1e-6, (g, w)
+            assert abs(g["score"] - w["score"]) <= 1e-5, (g, w)
     assert got.get("error") == want.get("error")

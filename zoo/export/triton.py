@@ -31,6 +31,8 @@ def add_arguments(parser, model) -> None:
                                                           "profile's opt and max)")
     parser.add_argument("--max-queue-delay-us", type=int, default=5000,
                         help="dynamic batching: longest wait for more requests, microseconds (default 5000)")
+    parser.add_argument("--no-dynamic-batching", action="store_true",
+                        help="no dynamic_batching in the configs: each request runs alone (a benchmark baseline)")
     parser.add_argument("--batch", type=parse_batch, default=(1, 4, 8),
                         help="without --engine: batch range MIN:OPT:MAX of the engine built (default 1:4:8)")
     add_precision_flags(parser)
@@ -56,7 +58,7 @@ def run(model, args) -> int:
     thresholds = {k: getattr(args, k) for k in vars(parser.parse_args([])) if k not in ("no_draw",)}
     options = RepositoryOptions(name=args.name or model.name, network=network, instances=args.instances, kind=kind,
                                 preferred_batch=args.preferred_batch, max_queue_delay_us=args.max_queue_delay_us,
-                                options=thresholds)
+                                dynamic_batching=not args.no_dynamic_batching, options=thresholds)
     try:
         written = write_repository(model, header, args.engine, payload, args.output, options)
     except ValueError as e:

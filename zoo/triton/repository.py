@@ -66,6 +66,7 @@ class RepositoryOptions:
     kind: str = "cpu"                  # "gpu" | "cpu": instance_group kind of the network step
     preferred_batch: tuple[int, ...] = ()
     max_queue_delay_us: int = 5000
+    dynamic_batching: bool = True      # off: each request runs alone (the baseline of tools/bench_serve.py)
     options: dict = field(default_factory=dict)
 
 
@@ -209,7 +210,8 @@ def step_config(step: str, folder: str, header: EngineHeader, shapes: dict, kind
         text += _io("input", network_outputs + [_tensor(CONTEXT, "TYPE_STRING", [1])])
         text += _io("output", _result_outputs(kind))
     # only the network gains from waiting for a batch; pre- and post-processing take whatever is queued
-    text += _batching(header, options) if step == "network" else "dynamic_batching { }\n"
+    if options.dynamic_batching:
+        text += _batching(header, options) if step == "network" else "dynamic_batching { }\n"
     on_gpu = step == "network" and options.kind == "gpu"
     count = options.instances if step == "network" else 1
     text += f"instance_group [ {{ count: {count} kind: {'KIND_GPU' if on_gpu else 'KIND_CPU'} }} ]\n"
