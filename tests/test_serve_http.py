@@ -132,6 +132,8 @@ def test_limits_health_and_metrics(server):
     assert status == 400 and answer["error"].startswith("bad.gif: not a decodable image")
     status, _, answer = predict(server.url, (IMAGES / "tiny.jpg").read_bytes(), "?conf=high")
     assert status == 400 and "conf='high'" in answer["error"]
+    status, _, answer = predict(server.url, (IMAGES / "tiny.jpg").read_bytes(), "?confidence=0.5")
+    assert status == 400 and "unknown query parameter 'confidence'" in answer["error"]
     status, _, body = request(f"{server.url}/health")
     health = json.loads(body)
     assert status == 200 and health["status"] == "ok" and health["variant"] == "yolov5n"
@@ -142,8 +144,8 @@ def test_limits_health_and_metrics(server):
     for line in text.strip().splitlines():
         assert line.startswith("# HELP ") or line.startswith("# TYPE ") or sample.match(line), line
     counts = {code: int(n) for code, n in re.findall(r'zoo_requests_total\{code="(\d+)"\} (\d+)', text)}
-    assert counts["413"] >= 1 and counts["400"] >= 3
-    assert int(re.search(r"zoo_request_errors_total (\d+)", text).group(1)) >= 4
+    assert counts["413"] >= 1 and counts["400"] >= 4
+    assert int(re.search(r"zoo_request_errors_total (\d+)", text).group(1)) >= 5
 
 
 def test_full_queue_gets_503_and_sigterm_finishes_requests_in_flight(tmp_path):

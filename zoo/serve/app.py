@@ -7,9 +7,11 @@ from importlib import resources
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from zoo.vision.images import decode_image
+
 from .batching import Batcher, QueueFull
 from .metrics import Metrics
-from .predictor import Predictor, annotated_jpeg, decode_upload
+from .predictor import Predictor, annotated_jpeg
 
 RETRY_AFTER_S = 1
 
@@ -39,6 +41,11 @@ def create_app(predictor: Predictor, metrics: Metrics, max_upload_bytes: int, ma
         reason = {413: f"upload larger than the limit of {max_upload_bytes} bytes"}.get(error.code, error.description)
         return jsonify(error=reason), error.code
 
+    @app.errorhandler(Exception)
+    def server_error(error: Exception):  # one line for the client; the traceback goes to gunicorn's log
+        app.logger.exception("request failed")
+        return jsonify(error=f"internal error: {type(error).__name__}: {error}"), 500
+
     @app.get("/")
     def upload_page():
         return Response(page.replace("{{title}}", title), mimetype="text/html")
@@ -61,7 +68,7 @@ def create_app(predictor: Predictor, metrics: Metrics, max_upload_bytes: int, ma
         data = upload.read() if upload else b"" if multipart else request.get_data(parse_form_data=False)
         if not data:
             return jsonify(error="no image: send it as a multipart file or as the request body"), 400
-        image, reason = decode_upload(data)
+        image, reason = decode_image(data)
         if image is None:
             return jsonify(error=f"{name}: {reason}"), 400
         try:

@@ -9,7 +9,6 @@ import numpy as np
 
 from zoo.engine.quantization import as_input
 from zoo.vision.draw import draw_record
-from zoo.vision.images import decode_image
 
 
 class Predictor:
@@ -27,7 +26,8 @@ class Predictor:
         for key, text in query.items():
             name = key.replace("-", "_")
             if name in ("out", "no_draw") or not hasattr(args, name):
-                continue
+                known = ", ".join(k for k in vars(self.defaults) if k != "no_draw")
+                raise ValueError(f"unknown query parameter {key!r} (thresholds: {known}; also name, annotate)")
             default = getattr(self.defaults, name)
             try:
                 if name == "classes":
@@ -51,11 +51,6 @@ class Predictor:
             one = {name: value[i:i + 1] for name, value in outputs.items()}
             records += self.model.records(one, [context], self.header.config, options)
         return records
-
-
-def decode_upload(data: bytes):
-    """(image, None) or (None, reason) for uploaded bytes."""
-    return decode_image(data)
 
 
 def annotated_jpeg(image: np.ndarray, record: dict) -> str:

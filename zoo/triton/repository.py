@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.engine.engine_file import EngineHeader
+from zoo.engine.engine_file import EngineHeader, write_engine
 
 IMAGE, CONTEXT, RECORD = "IMAGE", "CONTEXT", "RECORD"
 DETECTIONS, TOP_CLASS_IDS, TOP_SCORES = "DETECTIONS", "TOP_CLASS_IDS", "TOP_SCORES"
@@ -133,9 +133,10 @@ def write_repository(model, header: EngineHeader, engine_file: Path | None, payl
             if step == "network" and options.network == "plan":
                 (target / "1" / "model.plan").write_bytes(payload)  # the raw plan: Triton refuses the zoo header
             else:
-                if step == "network":
-                    shutil.copyfile(engine_file, target / "1" / "model.engine") if engine_file else \
-                        _write_engine(target / "1" / "model.engine", header, payload)
+                if step == "network" and engine_file:
+                    shutil.copyfile(engine_file, target / "1" / "model.engine")
+                elif step == "network":  # built from weights in memory
+                    write_engine(target / "1" / "model.engine", header, payload)
                 cls = {"preprocess": "Preprocess", "network": "Network", "postprocess": "Postprocess"}[step]
                 (target / "1" / "model.py").write_text(MODEL_PY.format(step=step, name=options.name, cls=cls))
         ensemble = staged / options.name
@@ -148,11 +149,6 @@ def write_repository(model, header: EngineHeader, engine_file: Path | None, payl
             (staged / folder).rename(final)
             written.append(final)
     return written
-
-
-def _write_engine(path: Path, header: EngineHeader, payload: bytes) -> None:
-    from zoo.engine.engine_file import write_engine
-    write_engine(path, header, payload)
 
 
 # ----------------------------------------------------------------------------------------------------------------
