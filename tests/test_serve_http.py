@@ -16,6 +16,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import cv2
 import pytest
 
 from _serving import IMAGES, ROOT, assert_same_record, free_port, infer_records, run_cli
@@ -217,7 +218,6 @@ def test_upload_page_in_headless_chromium(server, engine, tmp_path):
         assert result.get_attribute("src").startswith("data:image/jpeg;base64,")
         # the annotated image decoded in the browser, at the upload's size
         width = driver.execute_script("return arguments[0].naturalWidth", result)
-        import cv2
         assert width == cv2.imread(str(IMAGES / "street.jpg")).shape[1]
         driver.save_screenshot(str(tmp_path / "upload_page.png"))
     finally:

@@ -63,8 +63,9 @@ def load(send, concurrency: int, requests: int) -> dict:
 def builtin_route(engine: Path, batching: bool, concurrencies, requests: int) -> dict:
     port = free_port()
     flags = ["--max-batch", 8, "--max-delay-ms", 5] if batching else ["--max-batch", 1]
-    server = subprocess.Popen([sys.executable, "-m", "zoo.yolov5", "serve", "--engine", engine, "--port", port,
-                               "--workers", 1, "--threads", 64, "--max-queue", 256, *flags], cwd=ROOT,
+    command = ["serve", "--engine", engine, "--port", port, "--workers", 1, "--threads", 64, "--max-queue", 256,
+               *flags]
+    server = subprocess.Popen([sys.executable, "-m", "zoo.yolov5", *map(str, command)], cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
