@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: the checkout's zoo, not another installed one
+    sys.path.insert(0, str(ROOT))
 IMAGES = sorted((ROOT / "tests" / "data" / "images").iterdir())
 
 
