@@ -58,8 +58,11 @@ def load(send, concurrency: int, requests: int) -> dict:
     with ThreadPoolExecutor(concurrency) as pool:
         latencies = list(pool.map(timed, range(requests)))
     wall = time.perf_counter() - start
-    return {"rps": requests / wall, "p50": 1000 * float(np.percentile(latencies, 50)),
-            "p99": 1000 * float(np.percentile(latencies, 99))}
+    result = {"rps": requests / wall, "p50": 1000 * float(np.percentile(latencies, 50)),
+              "p99": 1000 * float(np.percentile(latencies, 99))}
+    print(f"  concurrency {concurrency}: {result['rps']:.1f} req/s, p50 {result['p50']:.0f} ms, "
+          f"p99 {result['p99']:.0f} ms", file=sys.stderr, flush=True)
+    return result
 
 
 def builtin_route(engine: Path, batching: bool, concurrencies, requests: int) -> dict:
