@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import dataclass
+
+import torch
 
 from gunicorn.app.base import BaseApplication
 
@@ -45,6 +48,8 @@ class ZooServer(BaseApplication):
     def load(self):
         from .app import create_app
         s = self.settings
+        # each worker gets its share of the cores: OpenMP threads beyond them spin against each other
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // s.workers))
         return create_app(self.make_predictor(), self.metrics, int(s.max_upload_mb * (1 << 20)), s.max_batch,
                           s.max_delay_ms, s.max_queue)
 

@@ -24,8 +24,11 @@ except ImportError:  # pragma: no cover - importing this module elsewhere (docs,
 
 
 class _Step:
+    threads = 1  # pre- and post-processing are light; OpenMP threads beyond the cores spin against each other
+
     def initialize(self, args: dict) -> None:
         from zoo.registry import family
+        torch.set_num_threads(self.threads or torch.get_num_threads())
         self.sidecar = Sidecar.load(Path(args["model_repository"]) / "zoo.json")
         self.header = self.sidecar.engine_header()
         self.model = family(self.header.model).load()
@@ -67,6 +70,7 @@ class Preprocess(_Step):
 
 class Network(_Step):
     """The zoo runtime on the engine file in this folder: every request of a dynamic batch in one engine call."""
+    threads = 0  # the network takes torch's default: every core
 
     def initialize(self, args):
         super().initialize(args)
