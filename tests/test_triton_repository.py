@@ -10,7 +10,6 @@ import pytest
 
 from _serving import run_cli
 from zoo.engine.engine_file import EngineHeader, read_engine, write_engine
-from zoo.engine.workflow import UserError
 from zoo.triton import context
 from zoo.triton.repository import RepositoryOptions, Sidecar, write_repository
 from zoo.vision.letterbox import letterbox_params

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from . import context as contexts
-from .repository import CONTEXT, IMAGE, RECORD, Sidecar, outputs_of_record
+from .repository import CONTEXT, IMAGE, Sidecar, outputs_of_record
 
 try:  # present inside tritonserver's python backend only
     import triton_python_backend_utils as pb_utils
