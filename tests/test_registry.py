@@ -1,4 +1,5 @@
 """The registry finds every model package, and each registration points at a working model and command."""
+import importlib
 import importlib.util
 import subprocess
 import sys
@@ -11,13 +12,23 @@ from zoo.engine.model import ZooModel
 from zoo.registry import families, family
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL_PACKAGES = sorted(p.parent.name for p in (ROOT / "zoo").glob("*/__main__.py"))
+RUNNABLE = sorted(p.parent.name for p in (ROOT / "zoo").glob("*/__main__.py"))
+# a runnable package is a model command unless it declares itself a tool (TOOL = "what it does") instead
+TOOLS = sorted(name for name in RUNNABLE if hasattr(importlib.import_module(f"zoo.{name}"), "TOOL"))
+MODEL_PACKAGES = [name for name in RUNNABLE if name not in TOOLS]
 
 
 def test_every_runnable_package_is_registered():
     # a package with a __main__ is a model command; it must be listed, and nothing else may be
     commands = {f.name for f in families()}
     assert commands == set(MODEL_PACKAGES)
+
+
+@pytest.mark.parametrize("name", TOOLS)
+def test_tools_are_not_families(name):
+    package = importlib.import_module(f"zoo.{name}")
+    assert isinstance(package.TOOL, str) and package.TOOL
+    assert not hasattr(package, "FAMILY") and not hasattr(package, "FAMILIES")
 
 
 @pytest.mark.parametrize("name", MODEL_PACKAGES)

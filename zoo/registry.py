@@ -2,7 +2,8 @@
 
 A family registers itself by defining `FAMILY = Family(...)` in its package's `__init__.py` (`zoo/<name>/`); one
 package may serve several command names (`FAMILIES = [...]`). Nothing else needs editing: packages of `zoo` without
-a `FAMILY` (the runtime, vision, serving, export) are not models. The model class is named as "module:Class" and
+a `FAMILY` (the runtime, vision, serving, export) are not models; a runnable one that is not a model (`zoo.triton`)
+declares `TOOL = "what it does"`. The model class is named as "module:Class" and
 imported only when asked for, so listing the zoo stays cheap.
 """
 from __future__ import annotations

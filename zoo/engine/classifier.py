@@ -1,13 +1,11 @@
 """What classification models share: image batches through the model's own pre-processing, top-5 records."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from zoo.vision.images import try_read_image
 from zoo.vision.imagenet import CropSpec, center_crop
 
 from .model import ZooModel
@@ -25,15 +23,14 @@ class ClassifierModel(ZooModel):
         """One image (HWC, BGR, uint8) to the network's input (C, H, W) float32."""
         return center_crop(image_bgr, self.crop_spec(config))
 
-    def load_batch(self, paths: list[Path], config: dict, device: str = "cpu") -> tuple[np.ndarray, list[Any]]:
+    def load_images(self, images, config: dict, device: str = "cpu") -> tuple[np.ndarray, list[Any]]:
         items, contexts = [], []
-        for path in paths:
-            image, reason = try_read_image(path)
+        for name, image, reason in images:
             if image is None:
-                contexts.append({"file": str(path), "error": f"{reason}, skipped"})
+                contexts.append({"file": name, "error": f"{reason}, skipped"})
                 continue
             items.append(self.preprocess(image, config))
-            contexts.append({"file": str(path)})
+            contexts.append({"file": name})
         batch = np.stack(items) if items else np.zeros((0, *self.input_shape(config)), np.float32)
         return batch, contexts
 

@@ -53,7 +53,14 @@ class ZooModel:
 
     def load_batch(self, paths: list[Path], config: dict, device: str = "cpu") -> tuple[Any, list[Any]]:
         """Inputs for `infer` from files: (float32 batch on `device`, per-item context for `records`)."""
-        raise NotImplementedError
+        from zoo.vision.images import try_read_image
+        return self.load_images([(str(path), *try_read_image(path)) for path in paths], config, device)
+
+    def load_images(self, items: list[tuple[str, np.ndarray | None, str | None]], config: dict,
+                    device: str = "cpu") -> tuple[Any, list[Any]]:
+        """`load_batch` on images already decoded (files, uploads, Triton requests): each item is (name, BGR
+        image or None, reason it could not be read). Image models implement this one; serving relies on it."""
+        raise NotImplementedError(f"{self.name} does not take images")
 
     def records(self, outputs: dict[str, torch.Tensor], contexts: list[Any], config: dict,
                 args: argparse.Namespace) -> list[dict]:

@@ -62,3 +62,12 @@ def draw_points(image_bgr: np.ndarray, points, color: tuple[int, int, int] = (0,
     for x, y in pts:
         cv2.circle(out, (int(round(float(x))), int(round(float(y)))), r, color, -1, cv2.LINE_AA)
     return out
+
+
+def draw_record(image_bgr: np.ndarray, record: dict) -> np.ndarray:
+    """A copy of ``image_bgr`` with the detections of an `infer` record ({"detections": [{box, score, class_id,
+    class_name}]}) drawn; records without detections give the image unchanged."""
+    detections = record.get("detections") or []
+    dets = np.array([[*d["box"], d["score"], d["class_id"]] for d in detections], np.float32).reshape(-1, 6)
+    names = {d["class_id"]: d.get("class_name", str(d["class_id"])) for d in detections}
+    return draw_detections(image_bgr, dets, names)

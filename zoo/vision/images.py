@@ -55,6 +55,14 @@ def try_read_image(path: str | Path) -> tuple[np.ndarray | None, str | None]:
         return None, f"cannot read: {e.strerror or e}"
     if data.size == 0:
         return None, "empty file"
+    return decode_image(data)
+
+
+def decode_image(data: bytes | np.ndarray) -> tuple[np.ndarray | None, str | None]:
+    """Encoded image bytes (a file's content, an upload) to (BGR uint8 (H, W, 3) image, None), or (None, reason)."""
+    data = np.frombuffer(data, dtype=np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data
+    if data.size == 0:
+        return None, "empty image"
     try:
         image = cv2.imdecode(data, cv2.IMREAD_COLOR)
     except cv2.error as e:

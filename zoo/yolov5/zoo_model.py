@@ -14,7 +14,6 @@ from zoo.engine.files import atomic_path
 from zoo.engine.model import ZooModel
 from zoo.vision.coco import COCO_NAMES
 from zoo.vision.draw import draw_detections
-from zoo.vision.images import try_read_image
 from zoo.vision.letterbox import preprocess, scale_boxes
 from zoo.vision.nms import batched_nms, count_matches
 from zoo.vision.synthetic import draw_scene, scene_sizes
@@ -98,15 +97,14 @@ class YoloV5Model(ZooModel):
         return preprocess(scenes, config["input_size"])[0]
 
     # --- inference
-    def load_batch(self, paths, config, device="cpu"):
+    def load_images(self, items, config, device="cpu"):
         images, contexts = [], []
-        for path in paths:
-            image, reason = try_read_image(path)
+        for name, image, reason in items:
             if image is None:
-                contexts.append({"file": str(path), "error": f"{reason}, skipped"})
+                contexts.append({"file": name, "error": f"{reason}, skipped"})
                 continue
             images.append(image)
-            contexts.append({"file": str(path), "image": image})
+            contexts.append({"file": name, "image": image})
         good = [c for c in contexts if "image" in c]
         if not images:
             return np.zeros((0, *self.input_shape(config)), np.float32), contexts

@@ -1,12 +1,13 @@
 """`infer`: run an engine (or weights built in memory) on images, a folder or a .npy tensor."""
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
 import numpy as np
 
-from ..files import write_text_atomic
+from ..files import write_bytes_atomic, write_text_atomic
 from ..quantization import as_input
 from ..workflow import UserError, add_common_flags, engine_runner, say
 
@@ -19,10 +20,16 @@ def add_arguments(parser, model) -> None:
     parser.add_argument("--source", "-s", type=Path, required=True, help="image file, folder of images, or .npy")
     parser.add_argument("--out", type=Path, help="folder for predictions.jsonl (and annotated images)")
     parser.add_argument("--batch", type=int, default=0, help="images per batch (default: the engine's max batch)")
+    parser.add_argument("--triton", metavar="URL",
+                        help="send the images to a Triton server running `export triton`'s ensemble instead "
+                             "(e.g. http://127.0.0.1:8000); its post-processing flags are those of the export")
+    parser.add_argument("--triton-model", metavar="NAME", help="the ensemble's name (default: the family's name)")
     model.add_infer_arguments(parser)
 
 
 def run(model, args) -> int:
+    if args.triton:
+        return run_triton(model, args)
     from zoo.vision.images import list_images
     header, runner = engine_runner(model, args)
     config = header.config
@@ -49,6 +56,36 @@ def run(model, args) -> int:
                 continue
             outputs = runner.run({header.input_name: as_input(batch, header.precision)})
             records += model.records(outputs, contexts, config, args)
+    report(records, out_dir)
+    return 0
+
+
+def run_triton(model, args) -> int:
+    """The records of a Triton server for each image (annotated images drawn here from the records)."""
+    from zoo.triton.client import infer_files
+    from zoo.vision.draw import draw_record
+    from zoo.vision.images import list_images, read_image
+    parser = argparse.ArgumentParser(add_help=False)
+    model.add_infer_arguments(parser)
+    changed = [k for k, v in vars(parser.parse_args([])).items() if k != "no_draw" and getattr(args, k) != v]
+    if changed:
+        raise UserError(f"--{changed[0].replace('_', '-')}: with --triton, post-processing flags are fixed by "
+                        "`export triton` (export again with them)")
+    try:
+        paths = list_images(args.source)
+        records = infer_files(args.triton, args.triton_model or model.name, paths)
+    except (FileNotFoundError, ValueError, ConnectionError) as e:
+        raise UserError(str(e)) from None
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        for path, record in zip(paths, records):
+            if "detections" in record and not getattr(args, "no_draw", False):
+                write_image_atomic(args.out / path.name, draw_record(read_image(path), record))
+    report(records, args.out)
+    return 0
+
+
+def report(records: list[dict], out_dir: Path | None) -> None:
     if out_dir:  # the file is for programs; the terminal gets one line per item
         write_jsonl(out_dir / "predictions.jsonl", records)
         for record in records:
@@ -57,7 +94,6 @@ def run(model, args) -> int:
     else:
         for record in records:
             print(json.dumps(record))
-    return 0
 
 
 def summary(record: dict) -> str:
@@ -74,3 +110,11 @@ def summary(record: dict) -> str:
 
 def write_jsonl(path: Path, records: list[dict]) -> None:
     write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
+
+
+def write_image_atomic(path: Path, image: np.ndarray) -> None:
+    import cv2
+    ok, encoded = cv2.imencode(path.suffix or ".jpg", image)
+    if not ok:
+        raise UserError(f"{path}: cannot encode an image of this type")
+    write_bytes_atomic(path, encoded.tobytes())

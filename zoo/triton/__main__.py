@@ -1,0 +1,3 @@
+from zoo.triton.server import main
+
+raise SystemExit(main())
