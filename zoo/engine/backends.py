@@ -78,6 +78,14 @@ class ReferenceRunner:
         self.executor = ReferenceExecutor(network)
 
     def run(self, feeds: dict) -> dict[str, torch.Tensor]:
+        profile = getattr(self.network, "_profile", None)
+        if profile:  # as TensorRT's set_input_shape refuses a shape outside the optimization profile
+            for tensor in self.network._inputs:
+                value = feeds.get(tensor.name)
+                batch = value.shape[0] if value is not None and len(value.shape) else None
+                if tensor.shape[0] == -1 and batch is not None and not profile[0] <= batch <= profile[2]:
+                    raise ValueError(f"input {tensor.name!r} has batch {batch}, outside the engine's optimization "
+                                     f"profile {profile[0]}..{profile[2]}")
         return self.executor.run(feeds)
 
 
@@ -92,7 +100,7 @@ class ReferenceBackend:
         from .reference.executor import ReferenceExecutor
         from .reference.serialize import dumps
         ReferenceExecutor(network)  # infers every shape and type now, so a bad network fails at build time
-        return dumps(network)
+        return dumps(network, options.batch)
 
     def load(self, payload: bytes) -> ReferenceRunner:
         from .reference.serialize import loads

@@ -12,6 +12,7 @@ from torch import nn
 import layers
 from zoo.engine.classifier import ClassifierModel
 from zoo.engine.model import randomize_batchnorm
+from zoo.engine.workflow import bounded
 
 BN_EPS = 1e-5  # torchvision's BatchNorm2d default
 DEPTHS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)), 50: ("bottleneck", (3, 4, 6, 3)),
@@ -107,8 +108,10 @@ class ResNetModel(ClassifierModel):
     def add_arguments(self, parser):
         parser.add_argument("--depth", type=int, choices=sorted(DEPTHS),
                             help="ResNet depth; random weights use it (default 18); with --weights it must agree")
-        parser.add_argument("--num-classes", type=int, default=1000, help="classes of random weights (default 1000)")
-        parser.add_argument("--input-size", type=int, default=224, help="input height and width (default 224)")
+        parser.add_argument("--num-classes", type=bounded(int, 1, 1_000_000), default=1000,
+                            help="classes of random weights (default 1000)")
+        parser.add_argument("--input-size", type=bounded(int, 32, 8192), default=224,
+                            help="input height and width (default 224)")
 
     def random_module(self, args, seed):
         generator = torch.Generator().manual_seed(seed)

@@ -7,7 +7,8 @@ import torch
 
 from ..engine_file import EngineHeader
 from ..quantization import as_input
-from ..workflow import UserError, add_common_flags, engine_runner, median_ms, reference_for
+from ..workflow import (UserError, add_common_flags, engine_runner, median_ms, non_negative_int, positive_int,
+                        reference_for)
 
 HELP = "time the network (and, with --compare-torch, PyTorch eager)"
 
@@ -15,9 +16,9 @@ HELP = "time the network (and, with --compare-torch, PyTorch eager)"
 def add_arguments(parser, model) -> None:
     add_common_flags(parser, model)
     parser.add_argument("--engine", "-e", type=Path, help="engine to time (otherwise built in memory)")
-    parser.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
-    parser.add_argument("--iterations", type=int, default=20, help="timed runs (default 20)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
+    parser.add_argument("--batch", type=positive_int, default=1, help="batch size (default 1)")
+    parser.add_argument("--iterations", type=positive_int, default=20, help="timed runs (default 20)")
+    parser.add_argument("--warmup", type=non_negative_int, default=3, help="untimed runs first (default 3)")
     parser.add_argument("--compare-torch", action="store_true",
                         help="also time the PyTorch reference eagerly on the same input, same run")
     parser.add_argument("--source", type=Path,
