@@ -194,10 +194,10 @@ def _hex_words(path, data: bytes, vstart: int, vend: int, count: int, lineno: in
                                key=name)
         digits[8 * done:8 * (done + len(tokens))] = b"".join(tokens)
         done += len(tokens)
-    return np.frombuffer(bytes(digits), np.uint64)
+    return np.frombuffer(digits, np.uint64)
 
 
-_WINDOW = 1 << 22  # bytes of a line split at once
+_WINDOW = 1 << 18  # bytes of a line split at once: its tokens as Python bytes take about 5x this
 
 
 def _windows(data: bytes, start: int, end: int):
