@@ -143,7 +143,7 @@ def test_kernel_compiles_for_a_gpu(run_fresh):
     assert proc.stdout.split() == ["letterbox_kernel", "True"]
 
 
-@pytest.mark.gpu
+@pytest.mark.cuda
 def test_kernel_on_cuda_matches_cpu_letterbox(run_fresh):
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device visible to PyTorch (CPU build of torch, or no GPU)")

@@ -25,6 +25,7 @@ class BuildOptions:
     workspace_bytes: int = 2 << 30
     timing_cache: str | None = None
     allow_tf32: bool = True                       # off for validation: TF32 would blur FP32 comparisons
+    contexts: int = 1                             # TensorRT: execution contexts that may run at once (a profile each)
 
 
 class Runner(Protocol):

@@ -215,7 +215,8 @@ def build_engine(model: ZooModel, args, backend=None) -> tuple[EngineHeader, byt
     batch = getattr(args, "batch", None) or (1, 1, 8)
     batch = batch if isinstance(batch, tuple) else (1, batch, max(8, batch))
     options = BuildOptions(model.input_name, batch, int(getattr(args, "workspace", 2.0) * (1 << 30)),
-                           str(args.timing_cache) if getattr(args, "timing_cache", None) else None)
+                           str(args.timing_cache) if getattr(args, "timing_cache", None) else None,
+                           contexts=getattr(args, "contexts", 1))
     payload = backend.build(net, options)
     say(f"built in {time.perf_counter() - started:.1f} s")
     header = EngineHeader(model=model.name, variant=model.variant(config), backend=backend.name,

@@ -17,6 +17,9 @@ def add_arguments(parser, model) -> None:
                         help="batch range of the optimization profile, N or MIN:OPT:MAX (default 1:1:8)")
     parser.add_argument("--workspace", type=bounded(float, 0, 1 << 20, lo_open=True), default=2.0, help="TensorRT workspace limit in GiB (default 2)")
     parser.add_argument("--timing-cache", type=Path, help="TensorRT timing cache file, read and updated")
+    parser.add_argument("--contexts", type=bounded(int, 1, 16), default=1,
+                        help="TensorRT: threads that may run the engine at once (one optimization profile each; "
+                             "more threads wait for a free one) (default 1)")
     add_precision_flags(parser)
 
 
