@@ -30,7 +30,8 @@ from zoo.engine.reference import plugin as _ref_plugin
 
 from .reference import OP_ID, check_attrs, decode_reference, decode_shapes
 
-_ref_plugin.register(OP_ID, shapes=decode_shapes, forward=decode_reference)
+_ref_plugin.register(OP_ID, shapes=decode_shapes, forward=decode_reference,
+                     cuda_forward="plugins.yolo_decode.kernel:decode_triton")
 
 __all__ = ["OP_ID", "add_decode", "decode_reference", "decode_shapes"]
 

@@ -71,12 +71,11 @@ class ArrayKeeper:
 
 
 class ReferenceRunner:
-    device = "cpu"
-
-    def __init__(self, network):
+    def __init__(self, network, device: str = "cpu"):
         from .reference.executor import ReferenceExecutor
         self.network = network
-        self.executor = ReferenceExecutor(network)
+        self.device = device
+        self.executor = ReferenceExecutor(network, device)
 
     def run(self, feeds: dict) -> dict[str, torch.Tensor]:
         profile = getattr(self.network, "_profile", None)
@@ -91,7 +90,14 @@ class ReferenceRunner:
 
 
 class ReferenceBackend:
+    """`device` "cuda" runs the reference executor on the GPU, with the plugins' Triton kernels."""
+
     name = "reference"
+
+    def __init__(self, device: str = "cpu"):
+        if device == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("--device cuda: PyTorch sees no CUDA device here (a CPU build of torch, or no GPU)")
+        self.device = device
 
     def create_network(self):
         from .reference.network import INetworkDefinition
@@ -105,20 +111,20 @@ class ReferenceBackend:
 
     def load(self, payload: bytes) -> ReferenceRunner:
         from .reference.serialize import loads
-        return ReferenceRunner(loads(payload))
+        return ReferenceRunner(loads(payload), self.device)
 
     def runner_for(self, network) -> ReferenceRunner:
         """Run a network just defined, without a serialisation round trip."""
-        return ReferenceRunner(network)
+        return ReferenceRunner(network, self.device)
 
     def describe(self) -> dict:
         return {"tensorrt_version": None, "gpu": None}
 
 
-def choose_backend(name: str = "auto") -> Backend:
-    """'auto' takes TensorRT when it can run here, otherwise the reference backend."""
+def choose_backend(name: str = "auto", device: str = "cpu") -> Backend:
+    """'auto' takes TensorRT when it can run here, otherwise the reference backend (on `device`)."""
     if name == "reference":
-        return ReferenceBackend()
+        return ReferenceBackend(device)
     available, reason = gpu_status()
     if name == "tensorrt":
         if not available:
@@ -130,4 +136,4 @@ def choose_backend(name: str = "auto") -> Backend:
     if available:
         from .tensorrt.backend import TensorRTBackend
         return TensorRTBackend()
-    return ReferenceBackend()
+    return ReferenceBackend(device)

@@ -146,6 +146,9 @@ def add_common_flags(parser: argparse.ArgumentParser, model: ZooModel, weights: 
         model.add_arguments(parser)
     parser.add_argument("--backend", choices=("auto", "reference", "tensorrt"), default="auto",
                         help="auto: TensorRT where a GPU and TensorRT exist, else the CPU reference backend")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where the reference backend runs: cpu (default), or cuda (the network in PyTorch on "
+                             "the GPU, plugins and pre-processing with their Triton kernels; no TensorRT needed)")
     parser.add_argument("--verbose", "-v", action="store_true", help="show tracebacks on errors")
 
 
@@ -207,7 +210,7 @@ def define_network(model: ZooModel, backend, weights: WeightMap, config: dict, p
 
 def build_engine(model: ZooModel, args, backend=None) -> tuple[EngineHeader, bytes, object]:
     weights, config, _ = load_weights(model, args)
-    backend = backend or choose_backend(args.backend)
+    backend = backend or choose_backend(args.backend, getattr(args, "device", "cpu"))
     precision = make_precision(model, args, weights, config)
     say(f"building {model.name} ({model.variant(config)}, {precision.mode}) on the {backend_label(backend)}")
     started = time.perf_counter()
@@ -265,10 +268,12 @@ def sensitivity(model: ZooModel, weights: WeightMap, config: dict, scales: dict,
 
 
 def backend_label(backend) -> str:
+    if isinstance(backend, ReferenceBackend) and backend.device == "cuda":
+        return REFERENCE_NOTE.replace("(CPU, PyTorch)", "(CUDA, PyTorch and Triton kernels)")
     return REFERENCE_NOTE if isinstance(backend, ReferenceBackend) else "TensorRT backend"
 
 
-def open_engine(model: ZooModel, path: Path):
+def open_engine(model: ZooModel, path: Path, device: str = "cpu"):
     header, payload = read_engine(path, expect_model=model.name)
     if header.backend == "tensorrt":
         try:
@@ -280,7 +285,7 @@ def open_engine(model: ZooModel, path: Path):
             raise UserError(f"{path}: built with TensorRT {header.tensorrt_version} for {header.gpu}; this machine "
                             f"has TensorRT {here['tensorrt_version']} on {here['gpu']}: rebuild the engine here")
     elif header.backend == "reference":
-        backend = ReferenceBackend()
+        backend = ReferenceBackend(device)
     else:
         raise UserError(f"{path}: damaged engine header (backend {cut(header.backend, 40)!r})")
     try:
@@ -313,7 +318,7 @@ def _check_runner_matches_header(path: Path, header: EngineHeader, runner) -> No
 def engine_runner(model: ZooModel, args):
     """(header, runner) from --engine, or from the weights built in memory."""
     if getattr(args, "engine", None):
-        header, runner, backend = open_engine(model, args.engine)
+        header, runner, backend = open_engine(model, args.engine, getattr(args, "device", "cpu"))
         say(f"engine {args.engine}: {header.variant} on the {backend_label(backend)}")
         return header, runner
     header, payload, backend = build_engine(model, args)

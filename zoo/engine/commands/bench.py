@@ -35,12 +35,19 @@ def run(model, args) -> int:
     label = "reference backend" if header.backend == "reference" else "TensorRT"
     print(f"{model.name} {header.variant} batch {args.batch}: {label} {network_ms:.2f} ms/iter, "
           f"{1000 * args.batch / network_ms:.1f} items/s")
-    if args.compare_torch:
-        reference = reference_for(model, args, "cpu")
-        tensor = torch.from_numpy(x)
+    if args.compare_torch:  # on the engine's device: GPU against GPU, CPU against CPU
+        device = runner.device
+        reference = reference_for(model, args, device)
+        tensor = torch.from_numpy(x).to(device)
+        sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+        def eager():
+            reference(tensor)
+            sync()  # CUDA launches are asynchronous: time the work, not the launch
+
         with torch.inference_mode():
-            torch_ms = median_ms(lambda: reference(tensor), args.warmup, args.iterations)
-        print(f"{model.name} {header.variant} batch {args.batch}: PyTorch eager (CPU) {torch_ms:.2f} ms/iter; "
+            torch_ms = median_ms(eager, args.warmup, args.iterations)
+        print(f"{model.name} {header.variant} batch {args.batch}: PyTorch eager ({device}) {torch_ms:.2f} ms/iter; "
               f"ratio {label} / PyTorch = {network_ms / torch_ms:.2f}")
     return 0
 

@@ -37,7 +37,7 @@ def run(model, args) -> int:
     except (FileNotFoundError, ValueError) as e:
         raise UserError(str(e)) from None
     paths = paths[:args.max_images] if args.max_images else paths
-    backend = choose_backend(args.backend)
+    backend = choose_backend(args.backend, args.device)
     say(f"calibrating {model.variant(config)} ({args.method}) on {len(paths)} images, {backend_label(backend)}")
     started = time.perf_counter()
 
