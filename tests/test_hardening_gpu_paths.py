@@ -50,3 +50,44 @@ def test_tensorrt_is_not_usable_when_torch_has_no_cuda(monkeypatch):
     assert not available and "PyTorch" in reason and "no CUDA" in reason
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert gpu.gpu_status.__wrapped__() == (True, "1 CUDA device(s)")
+
+
+def test_gpu_check_on_a_cpu_machine_skips_every_check_with_its_reason_and_exits_0(capsys):
+    import torch
+    from tools import gpu_check
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: run `make gpu-check` instead")
+    assert gpu_check.main() == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["check", "seconds", "result"]
+    rows = table[1:]
+    assert len(rows) == len(gpu_check.CHECKS)
+    for (name, _), row in zip(gpu_check.CHECKS, rows):
+        assert row.startswith(name) and "SKIP" in row, row
+    assert "no CUDA device visible to PyTorch" in rows[0] and "TensorRT cannot run here" in rows[-1]
+
+
+def test_gpu_check_reports_a_failing_check_and_exits_1(capsys):
+    from tools import gpu_check
+
+    def broken():
+        raise AssertionError("kernel output differs")
+    assert gpu_check.main([("ok", lambda: "fine"), ("broken", broken)]) == 1
+    out = capsys.readouterr().out
+    assert "PASS  fine" in out and "FAIL  AssertionError: kernel output differs" in out
+
+
+def test_bench_compare_torch_times_pytorch_on_the_engines_device(monkeypatch, capsys):
+    """A GPU engine must be compared with PyTorch on the GPU: the meta device stands in for CUDA here."""
+    import argparse
+    from zoo.engine.commands import bench
+    from zoo.lenet.model import LeNetModel
+
+    header = argparse.Namespace(config={"input_size": 32}, input_name="input", precision="fp32", backend="tensorrt",
+                                variant="lenet5")
+    runner = argparse.Namespace(device="meta", run=lambda feed: {})
+    monkeypatch.setattr(bench, "engine_runner", lambda model, args: (header, runner))
+    args = argparse.Namespace(source=None, batch=1, seed=0, warmup=0, iterations=1, compare_torch=True,
+                              weights=None, engine=None)
+    assert bench.run(LeNetModel(), args) == 0
+    assert "PyTorch eager (meta)" in capsys.readouterr().out
