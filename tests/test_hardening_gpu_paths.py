@@ -91,3 +91,31 @@ def test_bench_compare_torch_times_pytorch_on_the_engines_device(monkeypatch, ca
                               weights=None, engine=None)
     assert bench.run(LeNetModel(), args) == 0
     assert "PyTorch eager (meta)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("smi, extra", [("| NVIDIA-SMI 580.65   Driver Version: 580.65   CUDA Version: 13.0 |", "gpu-cu13"),
+                                        ("| NVIDIA-SMI 550.54   Driver Version: 550.54   CUDA Version: 12.4 |", "gpu-cu12"),
+                                        (None, None)])
+def test_setup_installs_the_gpu_extra_of_the_drivers_cuda_version(tmp_path, smi, extra):
+    """`make setup` as a dry run, with a stand-in nvidia-smi on PATH (or none)."""
+    import os
+    import shutil
+    import subprocess
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    if smi:
+        (bin_dir / "nvidia-smi").write_text(f"#!/bin/sh\necho '{smi}'\n")
+        (bin_dir / "nvidia-smi").chmod(0o755)
+    path = os.pathsep.join([str(bin_dir)] + [p for p in os.environ["PATH"].split(os.pathsep)
+                                            if not (p and os.path.exists(os.path.join(p, "nvidia-smi")))])
+    proc = subprocess.run(["make", "-n", "setup", f"VENV={tmp_path / 'venv'}"], capture_output=True, text=True,
+                          env={**os.environ, "PATH": path})
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout
+    assert lines.index("torch==2.13.0") < lines.index('".[test]"')  # torch first, pinned
+    if extra:
+        assert f'".[{extra}]"' in lines and "import torch" in lines
+    else:
+        assert 'if [ -n "" ]' in lines

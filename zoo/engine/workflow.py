@@ -19,6 +19,7 @@ from . import quantization
 from .api import trt
 from .backends import BuildOptions, ReferenceBackend, choose_backend
 from .engine_file import EngineHeader, read_engine
+from .gpu import gpu_status
 from .model import ZooModel, load_state_into, state_dict_arrays
 from .precision import PRECISIONS, Precision
 from .quantization import load_cache
@@ -213,6 +214,8 @@ def build_engine(model: ZooModel, args, backend=None) -> tuple[EngineHeader, byt
     backend = backend or choose_backend(args.backend, getattr(args, "device", "cpu"))
     precision = make_precision(model, args, weights, config)
     say(f"building {model.name} ({model.variant(config)}, {precision.mode}) on the {backend_label(backend)}")
+    if isinstance(backend, ReferenceBackend) and getattr(args, "backend", "auto") == "auto":
+        say(f"(TensorRT not used: {gpu_status()[1]})")
     started = time.perf_counter()
     net, outputs = define_network(model, backend, weights, config, precision)
     batch = getattr(args, "batch", None) or (1, 1, 8)
