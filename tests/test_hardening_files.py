@@ -111,6 +111,17 @@ def test_a_compressed_checkpoint_that_would_expand_is_refused_before_it_is_read(
     assert len(capsys.readouterr().err.strip().splitlines()) == 1  # one line, naming the file
 
 
+def test_a_legacy_checkpoint_that_declares_a_huge_storage_is_refused_before_allocating(tmp_path):
+    """torch's legacy (non-zip) format allocates each storage at the size its pickle declares."""
+    torch.save({"w": torch.arange(300.0)}, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    assert load_state_dict(tmp_path / "legacy.pt").tensors["w"].tolist() == list(range(300))
+    data = (tmp_path / "legacy.pt").read_bytes()
+    numel = b"M" + (300).to_bytes(2, "little")  # BININT2 300: the storage's declared element count comes first
+    (tmp_path / "bomb.pt").write_bytes(data.replace(numel, b"J" + (1 << 30).to_bytes(4, "little"), 1))
+    with pytest.raises(CheckpointError, match="bomb.pt: .*storages declare more bytes than the file can hold"):
+        load_state_dict(tmp_path / "bomb.pt")
+
+
 def test_the_weights_size_limit_is_configurable_and_named(tmp_path, monkeypatch):
     torch.save({"w": torch.ones(1000)}, tmp_path / "w.pt")
     wts.save(tmp_path / "w.wts", {"a": np.ones(200), "b": np.ones(200)})

@@ -31,6 +31,7 @@ import _compat_pickle
 import io
 import os
 import re
+import threading
 import pickle
 import types
 import zipfile
@@ -169,7 +170,38 @@ def _stand_in(module: str, name: str) -> type:
     return _STAND_INS[path]
 
 
+class _StorageBudget(threading.local):
+    """Bytes the storages of the file being loaded may still declare (None: no file is being loaded)."""
+    left: int | None = None
+    path: str = ""
+
+
+_BUDGET = _StorageBudget()
+_BASE_PERSISTENT_LOAD = pickle.Unpickler.__dict__["persistent_load"]
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
+    # torch.load assigns its storage-creating persistent_load to the unpickler; the legacy (non-zip) format allocates
+    # each storage at the size its pickle declares, before reading it. Wrap it: declared sizes count against the
+    # budget of the file (4x its size, and the configured limit) before anything is allocated.
+    @property
+    def persistent_load(self):
+        return _BASE_PERSISTENT_LOAD.__get__(self)
+
+    @persistent_load.setter
+    def persistent_load(self, load):
+        def bounded(saved_id):
+            if isinstance(saved_id, tuple) and len(saved_id) >= 5 and saved_id[0] == "storage" and \
+                    _BUDGET.left is not None and isinstance(saved_id[4], int):
+                dtype = getattr(saved_id[1], "dtype", torch.float64)
+                nbytes = saved_id[4] * torch.empty((), dtype=dtype).element_size()
+                if nbytes > _BUDGET.left:
+                    raise pickle.UnpicklingError(f"its storages declare more bytes than the file can hold (a "
+                                                 f"storage of {nbytes} bytes; limit {_BUDGET.limit_text})")
+                _BUDGET.left -= nbytes
+            return load(saved_id)
+        _BASE_PERSISTENT_LOAD.__set__(self, bounded)
+
     def find_class(self, module: str, name: str) -> Any:
         # protocol 2 pickles (torch.save's default) name Python 2 paths such as __builtin__.set
         if (module, name) in _compat_pickle.NAME_MAPPING:
@@ -342,21 +374,33 @@ def _script_state_dict(path: str, module: Any, declared: dict, prefix: str, out:
 
 
 def _unpickle(path: str) -> tuple[Any, str]:
-    """(the unpickled object, how it was unpickled)."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True), "weights_only=True"
-    except pickle.UnpicklingError as e:
-        first = e  # classes outside weights_only's allow-list, or not a pickle at all
-    except Exception as e:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint: {_one_line(e)}") from None
+    """(the unpickled object, how it was unpickled).
+
+    A zip checkpoint (torch.save's format since 1.6; its storage sizes were checked against the file) goes through
+    weights_only=True first. A legacy, non-zip file goes straight to the restricted unpickler, whose storage budget
+    bounds what its pickle can make torch allocate."""
+    first = None
+    if zipfile.is_zipfile(path):
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True), "weights_only=True"
+        except pickle.UnpicklingError as e:
+            first = e  # classes outside weights_only's allow-list
+        except Exception as e:
+            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint: {_one_line(e)}") from None
+    limit = wts.max_weight_bytes()
+    _BUDGET.left = min(limit, 4 * os.path.getsize(path) + (1 << 20))
+    _BUDGET.limit_text = (f"4x the file's {os.path.getsize(path)} bytes and {limit / 2**30:.1f} GiB "
+                          f"({wts.LIMIT_VARIABLE})")
     try:
         return torch.load(path, map_location="cpu", weights_only=False,
                           pickle_module=_restricted_pickle), "restricted unpickler"
     except RefusedGlobalError as e:
         raise CheckpointError(f"{path}: {e}") from None
     except Exception as e:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint: {_one_line(e)} "
-                              f"(weights_only=True said: {_one_line(first)})") from None
+        said = f" (weights_only=True said: {_one_line(first)})" if first is not None else ""
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint: {_one_line(e)}{said}") from None
+    finally:
+        _BUDGET.left = None
 
 
 def _from_object(path: str, obj: Any, how: str) -> Checkpoint:
