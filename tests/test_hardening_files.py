@@ -3,9 +3,7 @@ command writes over one of its inputs, and a killed write leaves temporaries tha
 from __future__ import annotations
 
 import importlib
-import io
 import os
-import pickle
 import shutil
 import sys
 import tracemalloc
@@ -21,7 +19,6 @@ from zoo.engine.checkpoint import CheckpointError, load_state_dict
 from zoo.engine.cli import main
 from zoo.engine.engine_file import EngineHeader, read_engine, write_engine
 from zoo.engine.files import stale_temporaries, temporary_name
-from zoo.lenet.model import LeNetModel
 from zoo.mlp.model import MLPModel
 from zoo.yolov5.zoo_model import YoloV5Model
 
