@@ -26,7 +26,6 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.pop("TRITON_INTERPRET", None)  # before anything imports triton: the real compiler, on the device
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -78,6 +77,8 @@ def _driver_check(result):
 def check_aot_ptx() -> str:
     """The PTX TensorRT would embed, loaded and launched by the driver as TensorRT launches it."""
     torch = _cuda_or_skip()
+    if os.environ.get("TRITON_INTERPRET"):
+        raise Skip("TRITON_INTERPRET is set in this process: run tools/gpu_check.py as a script")
     import ctypes
 
     import numpy as np
@@ -154,6 +155,8 @@ def check_yolov5n_end_to_end() -> str:
 def check_gpu_timings() -> str:
     """Ratios measured in the same run, GPU against GPU (and NMS on CUDA against the CPU)."""
     torch = _cuda_or_skip()
+    if os.environ.get("TRITON_INTERPRET"):
+        raise Skip("TRITON_INTERPRET is set in this process: run tools/gpu_check.py as a script")
     import numpy as np
 
     from plugins.yolo_decode import decode_reference
@@ -210,4 +213,5 @@ def main(checks=CHECKS) -> int:
 
 
 if __name__ == "__main__":
+    os.environ.pop("TRITON_INTERPRET", None)  # before anything imports triton: the real compiler, on the device
     sys.exit(main())
