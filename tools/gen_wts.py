@@ -79,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
 
         output = args.output or os.path.splitext(args.weights)[0] + ".wts"
         if same_file(output, args.weights):  # links resolved: a link to the input is the input
-            raise _UsageError(f"output {output} is the same file as the input {args.weights}; choose another "
-                              f"with -o")
+            raise _UsageError(f"output {output} is the input file {args.weights} (links resolved); choose "
+                              f"another with -o")
         if os.path.isdir(output):
             raise _UsageError(f"output {output} is a directory")
         if not os.path.isdir(os.path.dirname(os.path.abspath(output))):

@@ -38,7 +38,6 @@ def run(model, args) -> int:
         if not getattr(args, "no_draw", True):  # annotated images are named after their inputs
             for path in paths:
                 refuse_write_over(out_dir / path.name, [path])
-    batch = load_npy(args.source) if is_array else None  # a bad array fails before the engine is built
     header, runner = engine_runner(model, args)
     config = header.config
     model.check_infer_arguments(args, config)
@@ -46,6 +45,7 @@ def run(model, args) -> int:
         out_dir.mkdir(parents=True, exist_ok=True)
     records: list[dict] = []
     if is_array:
+        batch = load_npy(args.source)
         if batch.ndim != len(header.input_shape) or list(batch.shape[1:]) != header.input_shape[1:]:
             raise UserError(f"{args.source}: shape {list(batch.shape)} does not match the engine's input "
                             f"{header.input_shape} (-1: the batch)")
