@@ -21,7 +21,7 @@ from .gpu import gpu_status
 @dataclass
 class BuildOptions:
     input_name: str
-    batch: tuple[int, int, int] = (1, 1, 1)     # optimization profile: min, opt, max
+    batch: tuple[int, int, int] = (1, 1, 8)     # optimization profile: min, opt, max (enforced by both backends)
     workspace_bytes: int = 2 << 30
     timing_cache: str | None = None
     allow_tf32: bool = True                       # off for validation: TF32 would blur FP32 comparisons
