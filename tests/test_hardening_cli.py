@@ -227,3 +227,11 @@ def test_an_engine_with_the_wrong_magic_is_refused_even_when_long_enough(mlp_eng
 def test_long_values_are_cut_in_error_lines(tmp_path, capsys):
     assert run(MLPModel(), "build", "--weights", tmp_path / ("w" * 5000 + ".pt"), "-o", tmp_path / "x.engine") == 2
     assert len(one_error_line(capsys)) < 700
+
+
+def test_resnet_num_classes_that_disagrees_with_the_weights_is_an_error(tmp_path, capsys):
+    from zoo.resnet.model import ResNet
+    torch.save(ResNet(18, 4).state_dict(), tmp_path / "r18.pt")
+    assert run(ResNetModel(), "validate", "--weights", tmp_path / "r18.pt", "--num-classes", 10,
+               "--input-size", 64) == 2
+    assert "--num-classes 10 disagrees with" in one_error_line(capsys)
