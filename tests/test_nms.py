@@ -237,8 +237,7 @@ def test_reference_against_brute_force_properties(seed):
         assert any(same(c, kc) and ks >= s - 1e-7 and iou64(box, kb) > thr - eps for ks, kc, kb in kept), (s, c, box)
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device for torch")
+@pytest.mark.cuda
 def test_cuda_path_equals_reference():
     rng = np.random.default_rng(7)
     for trial in range(20):

@@ -140,7 +140,7 @@ def test_validate_fp16_and_int8_pass_on_classifiers(name, flags, tmp_path, capsy
 
 
 def test_yolov5n_fp16_and_int8_against_fp32(tmp_path):
-    """yolov5n on random weights: FP16 output cosine >= 0.9999; INT8 (percentile, our images) >= 0.9. Random
+    """yolov5n on random weights: FP16 output cosine >= 0.99997; INT8 (percentile, our images) >= 0.97. Random
     weights with randomized BatchNorm amplify any perturbation by ~20 dB over the depth (measured: quantizing only
     model.0 costs the output 20 dB), far more than trained weights, hence the looser INT8 bound; a wrong scale,
     axis or rounding mode drops the cosine well below it."""
@@ -165,8 +165,12 @@ def test_yolov5n_fp16_and_int8_against_fp32(tmp_path):
         feed = x if precision.mode == "fp32" else x.astype(np.float16)
         results[precision.mode] = ReferenceBackend().runner_for(net).run({"images": feed})[names[0]]
     cosine = lambda a, b: F.cosine_similarity(a.flatten().double(), b.flatten().double(), 0).item()  # noqa: E731
-    assert cosine(results["fp16"], results["fp32"]) >= 0.9999
-    assert cosine(results["int8"], results["fp32"]) >= 0.9
+    # Measured (this seed, these images): FP16 cosine 0.999987 / 45.9 dB; INT8 0.9790 / 13.75 dB. With every
+    # activation scale doubled INT8 falls to 0.958 / 10.5 dB and with x4 to 0.927 / 7.6 dB: the bounds sit between.
+    assert cosine(results["fp16"], results["fp32"]) >= 0.99997
+    assert output_snr_db(results["fp16"], results["fp32"]) >= 42
+    assert cosine(results["int8"], results["fp32"]) >= 0.97
+    assert output_snr_db(results["int8"], results["fp32"]) >= 12.5
     assert output_snr_db(results["fp16"], results["fp32"]) > output_snr_db(results["int8"], results["fp32"])
 
 

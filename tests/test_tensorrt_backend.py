@@ -31,7 +31,7 @@ def _compare(outputs, feed, rtol, atol):
     assert (got - expected).abs().max().item() <= atol * scale + rtol * expected.abs().max().item()
 
 
-@pytest.mark.gpu
+@pytest.mark.tensorrt
 def test_resnet18_same_outputs_on_both_backends_over_a_dynamic_batch():
     import argparse
     from zoo.resnet.model import ResNetModel
@@ -45,7 +45,7 @@ def test_resnet18_same_outputs_on_both_backends_over_a_dynamic_batch():
 
 
 @pytest.mark.parametrize("decode", ["plugin", "layers"])
-@pytest.mark.gpu
+@pytest.mark.tensorrt
 def test_yolov5n_same_outputs_on_both_backends(decode):
     import argparse
     from zoo.yolov5.zoo_model import YoloV5Model
@@ -57,7 +57,7 @@ def test_yolov5n_same_outputs_on_both_backends(decode):
     _compare(outputs, {"images": model.sample_input(config, 2)}, rtol=1e-3, atol=1e-3)
 
 
-@pytest.mark.gpu
+@pytest.mark.tensorrt
 def test_runner_accepts_cuda_array_interface_inputs_and_threads():
     import argparse
     import threading
@@ -84,7 +84,7 @@ def test_runner_accepts_cuda_array_interface_inputs_and_threads():
         torch.testing.assert_close(got, expected, rtol=1e-3, atol=1e-4)
 
 
-@pytest.mark.gpu
+@pytest.mark.tensorrt
 def test_engine_header_records_tensorrt_version_and_gpu(tmp_path):
     from zoo.engine.cli import main
     from zoo.engine.engine_file import read_header
@@ -99,7 +99,7 @@ def test_engine_header_records_tensorrt_version_and_gpu(tmp_path):
 
 
 @pytest.mark.parametrize("mode", ["fp16", "int8"])
-@pytest.mark.gpu
+@pytest.mark.tensorrt
 def test_low_precision_engines_match_the_reference_backend(mode):
     """Real FP16 and INT8 engines against the reference backend's emulation of the same network (TensorRT may pick
     other kernels and accumulation orders, so the bound is on cosine, not bits)."""

@@ -24,7 +24,7 @@ IMAGES = "tests/data/images"
 
 
 def _args(size=(256, 256), decode="plugin", **kw):
-    return argparse.Namespace(input_size=size, decode=decode, variant="n", num_classes=80, **kw)
+    return argparse.Namespace(input_size=size, decode=decode, variant=None, num_classes=None, **kw)
 
 
 @pytest.fixture(scope="module")

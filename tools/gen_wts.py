@@ -75,10 +75,12 @@ def main(argv: list[str] | None = None) -> int:
             raise _UsageError(f"{args.weights}: " + ("is a directory" if os.path.isdir(args.weights)
                                                       else "no such file"))
         from zoo.engine.checkpoint import CheckpointError, load_state_dict  # imports torch
+        from zoo.engine.files import same_file
 
         output = args.output or os.path.splitext(args.weights)[0] + ".wts"
-        if os.path.abspath(output) == os.path.abspath(args.weights):
-            raise _UsageError(f"output {output} is the input file; choose another with -o")
+        if same_file(output, args.weights):  # links resolved: a link to the input is the input
+            raise _UsageError(f"output {output} is the input file {args.weights} (links resolved); choose "
+                              f"another with -o")
         if os.path.isdir(output):
             raise _UsageError(f"output {output} is a directory")
         if not os.path.isdir(os.path.dirname(os.path.abspath(output))):

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["WtsError", "load", "save", "STYLES"]
+__all__ = ["WtsError", "load", "save", "STYLES", "max_weight_bytes", "LIMIT_VARIABLE"]
 
 # "name count" at the start of a line, then the whitespace before the first value.
 _HEADER = re.compile(rb"\s*(\S+)(?:\s+(\S+))?\s*")
@@ -36,6 +36,11 @@ _BOM = b"\xef\xbb\xbf"
 
 # style -> what follows "name count" on a line before the values, each of which is written as " " + 8 hex digits
 STYLES = {"tensorrtx": b" ", "compact": b""}
+
+
+def _cut(text: str, limit: int = 80) -> str:
+    """Long values (a 1 MB key) are cut in messages."""
+    return text if len(text) <= limit else f"{text[:limit]}...({len(text)} characters)"
 
 
 class WtsError(ValueError):
@@ -48,15 +53,31 @@ class WtsError(ValueError):
     def __init__(self, path: Any, message: str, *, line: int | None = None, key: str | None = None):
         self.path, self.line, self.key = os.fspath(path), line, key
         where = self.path if line is None else f"{self.path}:{line}"
-        prefix = f"{where}: " if key is None else f"{where}: key {key!r}: "
+        prefix = f"{where}: " if key is None else f"{where}: key {_cut(key)!r}: "
         super().__init__(prefix + message)
 
 
-def load(path: str | os.PathLike, allow_nonfinite: bool = False) -> dict[str, np.ndarray]:
+LIMIT_VARIABLE = "ZOO_MAX_WEIGHT_BYTES"
+DEFAULT_MAX_BYTES = 4 << 30  # 1 G float32 values: several times the largest model of the zoo
+
+
+def max_weight_bytes() -> int:
+    """The most float32 bytes a weights file may make the process allocate: $ZOO_MAX_WEIGHT_BYTES, else 4 GiB."""
+    text = os.environ.get(LIMIT_VARIABLE, "")
+    try:
+        return int(float(text)) if text.strip() else DEFAULT_MAX_BYTES
+    except ValueError:
+        raise ValueError(f"{LIMIT_VARIABLE}={text[:40]!r} is not a number of bytes") from None
+
+
+def load(path: str | os.PathLike, allow_nonfinite: bool = False, max_bytes: int | None = None
+         ) -> dict[str, np.ndarray]:
     """Read a ``.wts`` file into ``{name: flat float32 array}``, in file order.
 
     Raises :class:`WtsError` for any malformed content (nothing is returned partially). NaN and Inf values are
-    an error unless ``allow_nonfinite`` is true.
+    an error unless ``allow_nonfinite`` is true. The declared value counts may add up to at most ``max_bytes`` of
+    float32 (default: :func:`max_weight_bytes`); a count larger than its line can hold is refused before any
+    memory is allocated for it.
     """
     try:
         with open(path, "rb") as f:
@@ -81,6 +102,8 @@ def load(path: str | os.PathLike, allow_nonfinite: bool = False) -> dict[str, np
                              f"got {_show(first)}", line=1)
     expected = int(first)
 
+    limit = max_weight_bytes() if max_bytes is None else max_bytes
+    total_values = 0
     line_of: dict[str, int] = {}   # name -> 1-based line number, in file order
     counts: list[int] = []
     chunks: list[np.ndarray] = []  # per entry: its hex digits as uint64 words of 8 ASCII bytes
@@ -106,6 +129,11 @@ def load(path: str | os.PathLike, allow_nonfinite: bool = False) -> dict[str, np
         if name in line_of:
             raise WtsError(path, f"duplicate key (first seen on line {line_of[name]})", line=lineno, key=name)
         count = int(raw_count)
+        total_values += count
+        if 4 * total_values > limit:
+            raise WtsError(path, f"declares {total_values} values so far ({4 * total_values / 2**30:.1f} GiB), over "
+                                 f"the limit of {limit / 2**30:.1f} GiB (set {LIMIT_VARIABLE} to raise it)",
+                           line=lineno, key=name)
         vstart, vend = m.end(), end
         while vend > vstart and data[vend - 1] in _TRAILING_WS:
             vend -= 1
@@ -150,14 +178,46 @@ def _hex_words(path, data: bytes, vstart: int, vend: int, count: int, lineno: in
     # then 8 bytes every 9 bytes, which a strided view gathers without touching them in Python.
     if vend - vstart == 9 * count - 1 and data[vstart + 8:vend:9] == b" " * (count - 1):
         return np.ndarray((count,), np.uint64, data, vstart, (9,))
-    tokens = data[vstart:vend].split()
-    if len(tokens) != count:
-        raise WtsError(path, f"value count {count} does not match the {len(tokens)} values on the line",
+    # Any other layout (tabs, runs of spaces): tokens are counted before any is materialised, then split a
+    # bounded window at a time, so a line of 50 M tokens costs its 8 hex bytes per value and no more.
+    found = _count_tokens(data, vstart, vend)
+    if found != count:
+        raise WtsError(path, f"value count {count} does not match the {found} values on the line",
                        line=lineno, key=name)
-    for i, tok in enumerate(tokens):
-        if len(tok) != 8:
-            raise WtsError(path, f"value {i} {_show(tok)} is not exactly 8 hex digits", line=lineno, key=name)
-    return np.frombuffer(b"".join(tokens), np.uint64)
+    digits = bytearray(8 * count)
+    done = 0
+    for window in _windows(data, vstart, vend):
+        tokens = window.split()
+        for i, tok in enumerate(tokens):
+            if len(tok) != 8:
+                raise WtsError(path, f"value {done + i} {_show(tok)} is not exactly 8 hex digits", line=lineno,
+                               key=name)
+        digits[8 * done:8 * (done + len(tokens))] = b"".join(tokens)
+        done += len(tokens)
+    return np.frombuffer(digits, np.uint64)
+
+
+_WINDOW = 1 << 18  # bytes of a line split at once: its tokens as Python bytes take about 5x this
+
+
+def _windows(data: bytes, start: int, end: int):
+    """Slices of data[start:end] of about _WINDOW bytes, each ending on whitespace (so no token is cut)."""
+    while start < end:
+        stop = min(end, start + _WINDOW)
+        while stop < end and not data[stop:stop + 1].isspace():
+            stop += 1
+        yield data[start:stop]
+        start = stop
+
+
+def _count_tokens(data: bytes, start: int, end: int) -> int:
+    """Whitespace-separated tokens in data[start:end], counted with numpy a window at a time (nothing split)."""
+    count = 0
+    for window in _windows(data, start, end):
+        chars = np.frombuffer(window, np.uint8)
+        space = (chars == 32) | ((chars >= 9) & (chars <= 13))
+        count += int(np.count_nonzero(~space[1:] & space[:-1])) + int(window[:1] != b"" and not space[0])
+    return count
 
 
 def _bad_hex_error(path, chunks, names, lines) -> WtsError:
@@ -217,7 +277,8 @@ def save(path: str | os.PathLike, tensors: Mapping[str, Any], style: str = "tens
     total = sum(int(np.prod(getattr(t, "shape", ()), dtype=np.int64)) for t in tensors.values())
 
     folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
+    _remove_stale_temporaries(folder, os.path.basename(path))
+    tmp = os.path.join(folder, _temporary_name(os.path.basename(path)))
     written = done = 0
     try:
         with open(tmp, "xb") as f:  # 'x': created with the usual permissions (umask), never clobbering
@@ -243,3 +304,26 @@ def save(path: str | os.PathLike, tensors: Mapping[str, Any], style: str = "tens
             pass
         raise
     return written
+
+
+# Temporaries have the name zoo.engine.files gives them (this package keeps its own copy: it imports only numpy):
+# ".<name>.zoo-tmp-<12 hex><ext>". A writer killed by SIGKILL leaves one; the next write of the same file removes it.
+_TEMP_MARK = ".zoo-tmp-"
+
+
+def _temporary_name(name: str) -> str:
+    return f".{name}{_TEMP_MARK}{uuid.uuid4().hex[:12]}{os.path.splitext(name)[1]}"
+
+
+def _remove_stale_temporaries(folder: str, name: str) -> None:
+    prefix, suffix = f".{name}{_TEMP_MARK}", os.path.splitext(name)[1]
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return
+    for entry in entries:
+        if entry.startswith(prefix) and entry.endswith(suffix) and len(entry) == len(prefix) + 12 + len(suffix):
+            try:
+                os.remove(os.path.join(folder, entry))
+            except OSError:
+                pass

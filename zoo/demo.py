@@ -29,8 +29,19 @@ def run(*args: str) -> None:
     print(f"  ({time.perf_counter() - started:.1f} s)", flush=True)
 
 
+def backend_line() -> str:
+    """Which backend the demo's engine will use, and why (the build line repeats it)."""
+    from zoo.engine.gpu import gpu_status
+    available, reason = gpu_status()
+    if available:
+        return f"backend: TensorRT ({reason})"
+    return (f"backend: reference (CPU), because TensorRT cannot run here: {reason}. On a machine with an NVIDIA "
+            f"driver, `make setup` installs TensorRT and cuda-python for the driver's CUDA version")
+
+
 def main(out: Path = ROOT / "runs" / "demo") -> int:
     out.mkdir(parents=True, exist_ok=True)
+    print(backend_line(), flush=True)
     checkpoint = out / "yolov5n-random.pt"
     torch.save({"model": random_yolov5("n", seed=0).state_dict()}, checkpoint)
     print(f"wrote {checkpoint.relative_to(ROOT)} (random YOLOv5n weights, seed 0: boxes are meaningless, the "

@@ -38,7 +38,8 @@ def _decode_onnx(g, xs, ys, **attrs):
     decode_onnx(g, xs, ys, **attrs)
 
 
-_ref_plugin.register(OP_ID, shapes=decode_shapes, forward=decode_reference)
+_ref_plugin.register(OP_ID, shapes=decode_shapes, forward=decode_reference,
+                     cuda_forward="plugins.yolo_decode.kernel:decode_triton")
 _onnx_plugins.register_onnx_form(OP_ID, _decode_onnx)
 
 __all__ = ["OP_ID", "add_decode", "decode_reference", "decode_shapes"]

@@ -8,12 +8,11 @@ The AOT implementation compiles the Triton kernel of `kernel.py` to PTX for the 
 engine then carries the kernel and runs with no Python, no plugin library and no registration at load time.
 Attributes are not serialized with an AOT plugin: anchors, stride and num_outputs are constants inside the PTX.
 
-Set ZOO_PTX_VERSION (e.g. 85) when the driver of the machine that runs the engine is older than the CUDA that
-Triton ships with and rejects the PTX ISA version Triton emits by default.
+The PTX ISA version is capped at what this machine's driver accepts (`plugins.ptx`); set ZOO_PTX_VERSION (e.g. 85)
+when the engine will run on a machine whose driver is older than this one's.
 
 No `from __future__ import annotations` here: `tensorrt.plugin` inspects the annotations as objects.
 """
-import os
 from typing import List, Tuple, Union
 
 import numpy as np
@@ -21,6 +20,7 @@ import numpy.typing as npt
 import tensorrt as trt
 import tensorrt.plugin as trtp
 
+from ..ptx import ptx_version
 from .kernel import compile_decode_ptx
 from .reference import OP_ID, check_attrs
 
@@ -57,10 +57,8 @@ def yolo_decode_autotune(feat: trtp.TensorDesc, outputs: Tuple[trtp.TensorDesc])
 def yolo_decode_aot(feat: trtp.TensorDesc, stride: int, anchors: npt.NDArray[np.float32], num_outputs: int,
                     outputs: Tuple[trtp.TensorDesc], tactic: int
                     ) -> Tuple[Union[str, bytes], Union[str, bytes], trtp.KernelLaunchParams, trtp.SymIntExprs]:
-    ptx_version = os.environ.get("ZOO_PTX_VERSION")
     k = compile_decode_ptx(in_dtype="fp16" if feat.dtype == trt.float16 else "fp32", stride=stride,
-                           anchors=anchors, num_outputs=num_outputs, cc=_device_cc(),
-                           ptx_version=int(ptx_version) if ptx_version else None)
+                           anchors=anchors, num_outputs=num_outputs, cc=_device_cc(), ptx_version=ptx_version())
     e = feat.shape_expr
     launch = trtp.KernelLaunchParams()
     launch.grid_x = trtp.cdiv(e[2] * e[3], k.block_cells)

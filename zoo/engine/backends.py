@@ -21,12 +21,13 @@ from .gpu import gpu_status
 @dataclass
 class BuildOptions:
     input_name: str
-    batch: tuple[int, int, int] = (1, 1, 1)     # optimization profile: min, opt, max
+    batch: tuple[int, int, int] = (1, 1, 8)     # optimization profile: min, opt, max (enforced by both backends)
     workspace_bytes: int = 2 << 30
     timing_cache: str | None = None
     allow_tf32: bool = True                       # off for validation: TF32 would blur FP32 comparisons
     shapes: dict | None = None                    # {input name: (min, opt, max) full shapes}: a profile over more
                                                   # than the batch (e.g. a fully convolutional net's height, width)
+    contexts: int = 1                             # TensorRT: execution contexts that may run at once (a profile each)
 
 
 class Runner(Protocol):
@@ -72,19 +73,33 @@ class ArrayKeeper:
 
 
 class ReferenceRunner:
-    device = "cpu"
-
-    def __init__(self, network):
+    def __init__(self, network, device: str = "cpu"):
         from .reference.executor import ReferenceExecutor
         self.network = network
-        self.executor = ReferenceExecutor(network)
+        self.device = device
+        self.executor = ReferenceExecutor(network, device)
 
     def run(self, feeds: dict) -> dict[str, torch.Tensor]:
+        profile = getattr(self.network, "_profile", None)
+        if profile:  # as TensorRT's set_input_shape refuses a shape outside the optimization profile
+            for tensor in self.network._inputs:
+                value = feeds.get(tensor.name)
+                batch = value.shape[0] if value is not None and len(value.shape) else None
+                if tensor.shape[0] == -1 and batch is not None and not profile[0] <= batch <= profile[2]:
+                    raise ValueError(f"input {tensor.name!r} has batch {batch}, outside the engine's optimization "
+                                     f"profile {profile[0]}..{profile[2]}")
         return self.executor.run(feeds)
 
 
 class ReferenceBackend:
+    """`device` "cuda" runs the reference executor on the GPU, with the plugins' Triton kernels."""
+
     name = "reference"
+
+    def __init__(self, device: str = "cpu"):
+        if device == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("--device cuda: PyTorch sees no CUDA device here (a CPU build of torch, or no GPU)")
+        self.device = device
 
     def create_network(self):
         from .reference.network import INetworkDefinition
@@ -94,24 +109,24 @@ class ReferenceBackend:
         from .reference.executor import ReferenceExecutor
         from .reference.serialize import dumps
         ReferenceExecutor(network)  # infers every shape and type now, so a bad network fails at build time
-        return dumps(network)
+        return dumps(network, options.batch)
 
     def load(self, payload: bytes) -> ReferenceRunner:
         from .reference.serialize import loads
-        return ReferenceRunner(loads(payload))
+        return ReferenceRunner(loads(payload), self.device)
 
     def runner_for(self, network) -> ReferenceRunner:
         """Run a network just defined, without a serialisation round trip."""
-        return ReferenceRunner(network)
+        return ReferenceRunner(network, self.device)
 
     def describe(self) -> dict:
         return {"tensorrt_version": None, "gpu": None}
 
 
-def choose_backend(name: str = "auto") -> Backend:
-    """'auto' takes TensorRT when it can run here, otherwise the reference backend."""
+def choose_backend(name: str = "auto", device: str = "cpu") -> Backend:
+    """'auto' takes TensorRT when it can run here, otherwise the reference backend (on `device`)."""
     if name == "reference":
-        return ReferenceBackend()
+        return ReferenceBackend(device)
     if name == "onnx":
         from .onnx.backend import OnnxBackend
         return OnnxBackend()
@@ -126,4 +141,4 @@ def choose_backend(name: str = "auto") -> Backend:
     if available:
         from .tensorrt.backend import TensorRTBackend
         return TensorRTBackend()
-    return ReferenceBackend()
+    return ReferenceBackend(device)

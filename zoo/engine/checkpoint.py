@@ -7,7 +7,15 @@
   or with a ``state_dict`` entry;
 - a pickled ``nn.Module`` (of any class: the class does not need to be importable);
 - a plain state_dict (a dict of tensors);
-- a TorchScript archive.
+- a TorchScript archive, read as data: its ``data.pkl`` goes through the same restricted unpickler, its tensor
+  storages are read from the zip, and which attributes are parameters and buffers is read from the class
+  declarations in ``code/`` (text, never run). ``torch.jit.load`` is never called: it runs the archive's
+  ``__setstate__`` and any TorchScript it calls, which can write files.
+
+No file can make loading allocate without bound: the storages a zip checkpoint declares may add up to at most
+4 times the file's size (torch.save stores them uncompressed, so real checkpoints are about 1x) and at most
+``wts.max_weight_bytes()`` ($ZOO_MAX_WEIGHT_BYTES, 4 GiB by default); the plain-data constructors the unpickler
+allows refuse sizes over a million. Weights with NaN or Inf values are refused, as in ``.wts`` files.
 
 Unpickling is safe: ``torch.load(weights_only=True)`` is tried first. When the file holds classes that it refuses
 (e.g. a pickled ``models.yolo.DetectionModel``), the file is unpickled again by a restricted unpickler. It returns
@@ -20,10 +28,12 @@ and the like) are refused with an error that names them.
 from __future__ import annotations
 
 import _compat_pickle
+import io
 import os
+import re
+import threading
 import pickle
 import types
-import warnings
 import zipfile
 from dataclasses import dataclass
 from typing import Any
@@ -69,7 +79,25 @@ def _allowed_globals() -> dict[str, Any]:
     for t in (object, bool, int, float, complex, str, bytes, bytearray, tuple, list, dict, set, frozenset, slice,
               range):
         allowed[f"builtins.{t.__name__}"] = t
+    for path in ("builtins.bytes", "builtins.bytearray", "builtins.list", "builtins.tuple", "builtins.set",
+                 "builtins.frozenset"):  # bytearray(10**12) in a 40-byte pickle would take all memory
+        allowed[path] = _bounded_constructor(allowed[path])
     return allowed
+
+
+MAX_PICKLED_ITEMS = 1 << 20
+
+
+def _bounded_constructor(make):
+    def construct(*args):
+        for a in args:
+            if (isinstance(a, int) and not isinstance(a, bool) and a > MAX_PICKLED_ITEMS) or (
+                    isinstance(a, range) and len(a) > MAX_PICKLED_ITEMS):
+                raise pickle.UnpicklingError(f"{make.__name__}() of {_cut(repr(a))} items asked by the pickle: over "
+                                             f"the limit of {MAX_PICKLED_ITEMS}")
+        return make(*args)
+    construct.__name__ = make.__name__
+    return construct
 
 
 _ALLOWED = _allowed_globals()
@@ -142,7 +170,38 @@ def _stand_in(module: str, name: str) -> type:
     return _STAND_INS[path]
 
 
+class _StorageBudget(threading.local):
+    """Bytes the storages of the file being loaded may still declare (None: no file is being loaded)."""
+    left: int | None = None
+    path: str = ""
+
+
+_BUDGET = _StorageBudget()
+_BASE_PERSISTENT_LOAD = pickle.Unpickler.__dict__["persistent_load"]
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
+    # torch.load assigns its storage-creating persistent_load to the unpickler; the legacy (non-zip) format allocates
+    # each storage at the size its pickle declares, before reading it. Wrap it: declared sizes count against the
+    # budget of the file (4x its size, and the configured limit) before anything is allocated.
+    @property
+    def persistent_load(self):
+        return _BASE_PERSISTENT_LOAD.__get__(self)
+
+    @persistent_load.setter
+    def persistent_load(self, load):
+        def bounded(saved_id):
+            if isinstance(saved_id, tuple) and len(saved_id) >= 5 and saved_id[0] == "storage" and \
+                    _BUDGET.left is not None and isinstance(saved_id[4], int):
+                dtype = getattr(saved_id[1], "dtype", torch.float64)
+                nbytes = saved_id[4] * torch.empty((), dtype=dtype).element_size()
+                if nbytes > _BUDGET.left:
+                    raise pickle.UnpicklingError(f"its storages declare more bytes than the file can hold (a "
+                                                 f"storage of {nbytes} bytes; limit {_BUDGET.limit_text})")
+                _BUDGET.left -= nbytes
+            return load(saved_id)
+        _BASE_PERSISTENT_LOAD.__set__(self, bounded)
+
     def find_class(self, module: str, name: str) -> Any:
         # protocol 2 pickles (torch.save's default) name Python 2 paths such as __builtin__.set
         if (module, name) in _compat_pickle.NAME_MAPPING:
@@ -186,46 +245,162 @@ def load_state_dict(path: str | os.PathLike) -> Checkpoint:
 
     if path.lower().endswith(".wts") or head.split(b"\n", 1)[0].strip().isdigit():
         return Checkpoint(wts.load(path), None, "wts")
-    if _is_torchscript(path):
-        return _from_torchscript(path)
+    if zipfile.is_zipfile(path):
+        _check_declared_sizes(path)
+        if _is_torchscript(path):
+            return _from_torchscript(path)
     return _from_object(path, *_unpickle(path))
 
 
+def _check_declared_sizes(path: str) -> None:
+    """Refuse a zip checkpoint whose entries would expand beyond 4x the file or the configured limit."""
+    limit = wts.max_weight_bytes()
+    try:
+        with zipfile.ZipFile(path) as z:
+            declared = sum(info.file_size for info in z.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: damaged zip archive ({_one_line(e)})") from None
+    size = os.path.getsize(path)
+    if declared > max(4 * size, 1 << 20):
+        raise CheckpointError(f"{path}: its entries declare {declared} bytes, {declared / size:.0f}x the file's "
+                              f"{size} bytes (a compressed archive that would expand; torch.save never compresses)")
+    if declared > limit:
+        raise CheckpointError(f"{path}: holds {declared / 2**30:.1f} GiB of data, over the limit of "
+                              f"{limit / 2**30:.1f} GiB (set {wts.LIMIT_VARIABLE} to raise it)")
+
+
 def _is_torchscript(path: str) -> bool:
-    if not zipfile.is_zipfile(path):
-        return False
     with zipfile.ZipFile(path) as z:
         return any(n == "constants.pkl" or n.endswith("/constants.pkl") for n in z.namelist())
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# TorchScript archives, read as data
+
+
+class _ArchiveUnpickler(_RestrictedUnpickler):
+    """The restricted unpickler, with tensor storages read from the archive's ``data/`` entries."""
+
+    def __init__(self, archive: zipfile.ZipFile, root: str, path: str, file):
+        super().__init__(file)
+        self.archive, self.root, self.path = archive, root, path
+        self.storages: dict[str, Any] = {}
+
+    def persistent_load(self, pid):
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
+            raise pickle.UnpicklingError(f"unsupported persistent id {_cut(repr(pid))}")
+        _, storage_type, key, _location, numel = pid
+        dtype = getattr(storage_type, "dtype", None)
+        if not isinstance(dtype, torch.dtype) or not isinstance(numel, int) or not isinstance(key, str):
+            raise pickle.UnpicklingError(f"storage {_cut(repr(key))} has an unknown type {_cut(repr(storage_type))}")
+        if key not in self.storages:
+            name = f"{self.root}data/{key}"
+            try:
+                info = self.archive.getinfo(name)
+            except KeyError:
+                raise pickle.UnpicklingError(f"storage {_cut(key)!r} is missing from the archive") from None
+            nbytes = numel * torch.empty((), dtype=dtype).element_size()
+            if nbytes > info.file_size:
+                raise pickle.UnpicklingError(f"storage {_cut(key)!r} declares {nbytes} bytes but holds "
+                                             f"{info.file_size}")
+            data = bytearray(self.archive.read(name)[:nbytes])
+            untyped = torch.frombuffer(data, dtype=torch.uint8).untyped_storage() if data else \
+                torch.UntypedStorage(0)
+            self.storages[key] = torch.storage.TypedStorage(wrap_storage=untyped, dtype=dtype, _internal=True)
+        return self.storages[key]
+
+
+_CLASS_DECLARATION = re.compile(r"^class (\w+)\(Module\):\s*\n\s*__parameters__ = \[([^\]]*)\]\s*\n"
+                                r"\s*__buffers__ = \[([^\]]*)\]", re.MULTILINE)
+
+
+def _declared_modules(archive: zipfile.ZipFile, root: str) -> dict[str, tuple[list[str], list[str]]]:
+    """{'__torch__.a.b.Class': (parameter names, buffer names)}, read from the class declarations in code/."""
+    modules = {}
+    for name in archive.namelist():
+        if not (name.startswith(f"{root}code/") and name.endswith(".py")):
+            continue
+        package = name[len(root) + len("code/"):-len(".py")].replace("/", ".")
+        text = archive.read(name).decode("utf-8", "replace")
+        for m in _CLASS_DECLARATION.finditer(text):
+            names = [[n.strip().strip("\"'") for n in group.split(",") if n.strip()] for group in m.groups()[1:]]
+            modules[f"{package}.{m.group(1)}"] = (names[0], names[1])
+    return modules
+
+
 def _from_torchscript(path: str) -> Checkpoint:
     try:
-        with warnings.catch_warnings():  # torch.jit.load is deprecated, but TorchScript files still exist
-            warnings.simplefilter("ignore", DeprecationWarning)
-            module = torch.jit.load(path, map_location="cpu")
+        with zipfile.ZipFile(path) as z:
+            pickles = [n for n in z.namelist() if n.endswith("data.pkl") and n.count("/") <= 1]
+            if not pickles:
+                raise CheckpointError(f"{path}: a TorchScript archive without data.pkl")
+            root = pickles[0][:-len("data.pkl")]
+            declared = _declared_modules(z, root)
+            module = _ArchiveUnpickler(z, root, path, io.BytesIO(z.read(pickles[0]))).load()
+    except CheckpointError:
+        raise
+    except RefusedGlobalError as e:
+        raise CheckpointError(f"{path}: {e}") from None
     except Exception as e:
-        raise CheckpointError(f"{path}: cannot load the TorchScript archive: {e}") from None
-    tensors = _to_numpy(path, module.state_dict())
-    names = _class_names(getattr(module, "names", None))
-    return Checkpoint(tensors, names, f"TorchScript archive ({module.original_name})")
+        raise CheckpointError(f"{path}: cannot read the TorchScript archive as data: {_one_line(e)}") from None
+    tensors: dict[str, Any] = {}
+    _script_state_dict(path, module, declared, "", tensors)
+    if not tensors:
+        raise CheckpointError(f"{path}: a TorchScript archive with no parameters or buffers")
+    kind = getattr(type(module), "_stand_in_path", type(module).__name__).removeprefix("__torch__.")
+    return Checkpoint(_to_numpy(path, tensors), _class_names(module.__dict__.get("names")),
+                      f"TorchScript archive ({kind}), read as data")
+
+
+def _script_state_dict(path: str, module: Any, declared: dict, prefix: str, out: dict) -> None:
+    """``state_dict()`` of a TorchScript module from its pickled attributes: declared parameters, declared buffers,
+    then the submodules (attributes that are modules themselves), in declaration order."""
+    kind = getattr(type(module), "_stand_in_path", "")
+    if kind not in declared:
+        raise CheckpointError(f"{path}: {prefix or 'the root module'} is a {kind or type(module).__name__} without "
+                              f"a class declaration in the archive's code/")
+    attributes = module.__dict__
+    if "_stand_in_state" in attributes:  # a custom __getstate__: its tensors have no names to read
+        raise CheckpointError(f"{path}: {prefix or 'the root module'} ({kind}) has a custom __setstate__; its "
+                              f"state has no names, and this loader never runs an archive's code to learn them")
+    parameters, buffers = declared[kind]
+    for name in (*parameters, *buffers):
+        value = attributes.get(name)
+        if isinstance(value, torch.Tensor):
+            out[prefix + name] = value
+    for name, value in attributes.items():
+        if getattr(type(value), "_stand_in_path", "") in declared:
+            _script_state_dict(path, value, declared, f"{prefix}{name}.", out)
 
 
 def _unpickle(path: str) -> tuple[Any, str]:
-    """(the unpickled object, how it was unpickled)."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True), "weights_only=True"
-    except pickle.UnpicklingError as e:
-        first = e  # classes outside weights_only's allow-list, or not a pickle at all
-    except Exception as e:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint: {_one_line(e)}") from None
+    """(the unpickled object, how it was unpickled).
+
+    A zip checkpoint (torch.save's format since 1.6; its storage sizes were checked against the file) goes through
+    weights_only=True first. A legacy, non-zip file goes straight to the restricted unpickler, whose storage budget
+    bounds what its pickle can make torch allocate."""
+    first = None
+    if zipfile.is_zipfile(path):
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True), "weights_only=True"
+        except pickle.UnpicklingError as e:
+            first = e  # classes outside weights_only's allow-list
+        except Exception as e:
+            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint: {_one_line(e)}") from None
+    limit = wts.max_weight_bytes()
+    _BUDGET.left = min(limit, 4 * os.path.getsize(path) + (1 << 20))
+    _BUDGET.limit_text = (f"4x the file's {os.path.getsize(path)} bytes and {limit / 2**30:.1f} GiB "
+                          f"({wts.LIMIT_VARIABLE})")
     try:
         return torch.load(path, map_location="cpu", weights_only=False,
                           pickle_module=_restricted_pickle), "restricted unpickler"
     except RefusedGlobalError as e:
         raise CheckpointError(f"{path}: {e}") from None
     except Exception as e:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint: {_one_line(e)} "
-                              f"(weights_only=True said: {_one_line(first)})") from None
+        said = f" (weights_only=True said: {_one_line(first)})" if first is not None else ""
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint: {_one_line(e)}{said}") from None
+    finally:
+        _BUDGET.left = None
 
 
 def _from_object(path: str, obj: Any, how: str) -> Checkpoint:
@@ -294,8 +469,14 @@ def _to_numpy(path: str, tensors: dict[str, Any]) -> dict[str, np.ndarray]:
         if not isinstance(t, torch.Tensor):
             raise CheckpointError(f"{path}: key {name!r} holds a {type(t).__name__}, not a tensor")
         if t.is_complex() or t.is_quantized or t.layout != torch.strided:
-            raise CheckpointError(f"{path}: key {name!r}: unsupported tensor ({t.dtype}, {t.layout})")
-        out[name] = t.detach().to("cpu", torch.float32).numpy()
+            raise CheckpointError(f"{path}: key {_cut(name)!r}: unsupported tensor ({t.dtype}, {t.layout})")
+        array = t.detach().to("cpu", torch.float32).numpy()
+        finite = np.isfinite(array)
+        if not finite.all():  # the same rule as wts.load: NaN or Inf weights are refused, whatever the format
+            index = int(np.flatnonzero(~finite.ravel())[0])
+            raise CheckpointError(f"{path}: key {_cut(name)!r}: value at index {index} is {array.ravel()[index]} "
+                                  f"({int((~finite).sum())} non-finite value(s))")
+        out[name] = array
     return out
 
 
@@ -314,4 +495,9 @@ def _keys(d: dict) -> str:
 
 def _one_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0] if text else ''}"
+    return f"{type(e).__name__}: {_cut(text[0]) if text else ''}"
+
+
+def _cut(text: str, limit: int = 200) -> str:
+    """Long values (a 1 MB key) are cut in messages."""
+    return text if len(text) <= limit else f"{text[:limit]}...({len(text)} characters)"

@@ -6,15 +6,13 @@ over tolerance, 2 a user error (one line on stderr; the traceback only with --ve
 """
 from __future__ import annotations
 
-import argparse
-
 from .commands import command_modules
 from .model import ZooModel
-from .workflow import say
+from .workflow import OneLineParser, cut, say
 
 
 def make_parser(model: ZooModel) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"python -m zoo.{model.name}", description=model.summary)
+    parser = OneLineParser(prog=f"python -m zoo.{model.name}", description=model.summary)
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name, module in command_modules().items():
         module.add_arguments(subparsers.add_parser(name, help=module.HELP, description=module.HELP), model)
@@ -31,5 +29,5 @@ def main(model: ZooModel, argv: list[str] | None = None) -> int:
     except Exception as e:  # one clear line; the traceback only on request
         if getattr(args, "verbose", False):
             raise
-        say(f"zoo.{model.name} {args.command}: error: {e}")
+        say(f"zoo.{model.name} {args.command}: error: {cut(' '.join(str(e).split()), 500) or type(e).__name__}")
         return 2

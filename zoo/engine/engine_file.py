@@ -17,6 +17,8 @@ from pathlib import Path
 from .files import write_bytes_atomic
 
 MAGIC = b"ZOO-ENGINE 1\n"
+ZOO_VERSION = "0.1.0"        # the zoo that writes engines; see compatible_version
+MAX_HEADER_BYTES = 1 << 20   # real headers are a few kB; a larger length is a damaged or foreign file
 
 
 class EngineFileError(ValueError):
@@ -36,8 +38,21 @@ class EngineHeader:
     config: dict = field(default_factory=dict)   # the model's configuration, as inferred from its weights
     tensorrt_version: str | None = None
     gpu: str | None = None
-    zoo_version: str = "0.1.0"
+    zoo_version: str = ZOO_VERSION
     profile: dict | None = None       # {"min", "opt", "max": full input shapes} when more than the batch is dynamic
+
+
+def compatible_version(version: str, current: str = ZOO_VERSION) -> bool:
+    """Engines are readable by the zoo that wrote them and by later zoos of the same release series: the same
+    major version (for 0.x, the same minor, since 0.x releases may change the format), and not newer than this
+    zoo (an older zoo cannot know what a newer one wrote)."""
+    try:
+        got = tuple(int(p) for p in str(version).split("."))
+        here = tuple(int(p) for p in current.split("."))
+    except ValueError:
+        return False
+    series = 2 if here[0] == 0 else 1
+    return len(got) == 3 and got[:series] == here[:series] and got <= here
 
 
 def write_engine(path: str | os.PathLike, header: EngineHeader, payload: bytes) -> None:
@@ -54,14 +69,46 @@ def read_header(path: str | os.PathLike) -> tuple[EngineHeader, int]:
             if len(start) < len(MAGIC) + 8 or not start.startswith(MAGIC):
                 raise EngineFileError(f"{path}: not a zoo engine file (a raw TensorRT plan or another file?)")
             (length,) = struct.unpack("<Q", start[len(MAGIC):])
+            size = os.fstat(f.fileno()).st_size
+            if length > min(MAX_HEADER_BYTES, size - len(start)):
+                raise EngineFileError(f"{path}: damaged engine file (header length {length} bytes, but the file has "
+                                      f"{size - len(start)} bytes after the magic and headers are under "
+                                      f"{MAX_HEADER_BYTES})")
             head = f.read(length)
     except FileNotFoundError:
         raise EngineFileError(f"{path}: no such engine file") from None
+    except IsADirectoryError:
+        raise EngineFileError(f"{path}: is a folder, not an engine file") from None
+    except OSError as e:
+        raise EngineFileError(f"{path}: cannot read: {e.strerror or e}") from None
     try:
-        header = EngineHeader(**json.loads(head))
+        fields = json.loads(head)
+        header = EngineHeader(**fields)
     except (ValueError, TypeError) as e:
-        raise EngineFileError(f"{path}: damaged engine header ({e})") from None
+        raise EngineFileError(f"{path}: damaged engine header ({_cut(e)})") from None
+    _check_header(path, header)
     return header, len(MAGIC) + 8 + length
+
+
+def _check_header(path, header: EngineHeader) -> None:
+    """Field types a lying or damaged header could get wrong, and the zoo version that wrote it."""
+    if not compatible_version(header.zoo_version):
+        raise EngineFileError(f"{path}: written by zoo {_cut(header.zoo_version, 40)}; this zoo ({ZOO_VERSION}) reads "
+                              f"engines of zoo {ZOO_VERSION.rsplit('.', 1)[0]}.x up to {ZOO_VERSION}: rebuild it")
+    batch = header.batch
+    if not (isinstance(batch, list) and len(batch) == 3 and all(isinstance(b, int) for b in batch)
+            and 1 <= batch[0] <= batch[1] <= batch[2]):
+        raise EngineFileError(f"{path}: damaged engine header (batch {_cut(batch, 60)} is not [min, opt, max] with "
+                              f"1 <= min <= opt <= max)")
+    if not (isinstance(header.outputs, list) and all(isinstance(o, str) for o in header.outputs)
+            and isinstance(header.input_name, str) and isinstance(header.config, dict)
+            and isinstance(header.input_shape, list)):
+        raise EngineFileError(f"{path}: damaged engine header (input, outputs or config of the wrong type)")
+
+
+def _cut(value, limit: int = 200) -> str:
+    text = str(value)
+    return text if len(text) <= limit else f"{text[:limit]}...({len(text)} characters)"
 
 
 def read_engine(path: str | os.PathLike, expect_model: str | None = None) -> tuple[EngineHeader, bytes]:

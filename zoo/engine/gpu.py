@@ -21,6 +21,10 @@ def gpu_status() -> tuple[bool, str]:
         return False, f"no CUDA driver ({e.__class__.__name__})"
     if err != cudart.cudaError_t.cudaSuccess or count == 0:
         return False, f"no CUDA device ({getattr(err, 'name', err)})"
+    import torch
+    if not torch.cuda.is_available():  # the runner hands its outputs over as CUDA tensors of PyTorch
+        return False, (f"{count} CUDA device(s), but PyTorch {torch.__version__} has no CUDA (a CPU build): install "
+                       f"PyTorch's CUDA build")
     return True, f"{count} CUDA device(s)"
 
 

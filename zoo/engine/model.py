@@ -51,6 +51,9 @@ class ZooModel:
     def add_infer_arguments(self, parser: argparse.ArgumentParser) -> None:
         """Flags of `infer` that only this model has (thresholds, ...)."""
 
+    def check_infer_arguments(self, args: argparse.Namespace, config: dict) -> None:
+        """Check `infer` flags whose range depends on the model (e.g. class ids below the class count)."""
+
     def load_batch(self, paths: list[Path], config: dict, device: str = "cpu") -> tuple[Any, list[Any]]:
         """Inputs for `infer` from files: (float32 batch on `device`, per-item context for `records`)."""
         from zoo.vision.images import try_read_image

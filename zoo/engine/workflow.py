@@ -19,6 +19,7 @@ from . import quantization
 from .api import trt
 from .backends import BuildOptions, ReferenceBackend, choose_backend
 from .engine_file import EngineHeader, read_engine
+from .gpu import gpu_status
 from .model import ZooModel, load_state_into, state_dict_arrays
 from .precision import PRECISIONS, Precision
 from .quantization import load_cache
@@ -33,6 +34,90 @@ class UserError(Exception):
 
 def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def cut(text: str, limit: int = 200) -> str:
+    """Long values (a 1 MB key, a huge flag value) are cut in messages."""
+    text = str(text)
+    return text if len(text) <= limit else f"{text[:limit]}...({len(text)} characters)"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# flag types: every value range-checked, one line naming the value and the range (argparse adds the flag)
+
+
+def bounded(kind=float, lo=None, hi=None, *, lo_open: bool = False, hi_open: bool = False):
+    """An argparse `type` that parses `kind` (int or float) and checks lo <= value <= hi (< with *_open).
+
+        parser.add_argument("--conf", type=bounded(float, 0, 1))      # --conf 2: "2 is not in [0, 1]"
+
+    NaN and infinities are refused for floats. The error is one line; argparse prefixes it with the flag.
+    """
+    left, right = "(" if lo_open else "[", ")" if hi_open else "]"
+    if lo is not None and hi is not None:
+        allowed = f"{left}{lo:g}, {hi:g}{right}"
+    elif lo is not None:
+        allowed = f"{'>' if lo_open else '>='} {lo:g}"
+    else:
+        allowed = f"{'<' if hi_open else '<='} {hi:g}" if hi is not None else "any value"
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"{cut(text, 40)!r} is not {'an integer' if kind is int else 'a number'}"
+                                             f" (allowed: {allowed})") from None
+        if kind is float and not np.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{cut(text, 40)} is not a finite number (allowed: {allowed})")
+        if lo is not None and (value < lo or (lo_open and value == lo)) or \
+                hi is not None and (value > hi or (hi_open and value == hi)):
+            raise argparse.ArgumentTypeError(f"{cut(text, 40)} is out of range (allowed: {allowed})")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in some messages
+    return parse
+
+
+def positive_int(text: str) -> int:
+    return bounded(int, 1)(text)
+
+
+def non_negative_int(text: str) -> int:
+    return bounded(int, 0)(text)
+
+
+probability = bounded(float, 0, 1)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with its errors as one line (`prog: error: --conf: 2 is out of range ...`), not a usage dump.
+
+    Subparsers made by `add_subparsers` are of the same class, so every command of a model gets it."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {cut(message, 300)} (see --help)\n")
+
+
+def load_npy(path) -> np.ndarray:
+    """A .npy file as float32, refusing what would lose data or run code: object, complex, non-numeric arrays."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except (ValueError, OSError, EOFError) as e:
+        raise UserError(f"{path}: not a readable .npy array ({cut(e, 120)})") from None
+    if not isinstance(array, np.ndarray) or array.dtype.kind not in "biuf":
+        kind = "complex" if array.dtype.kind == "c" else str(array.dtype)
+        raise UserError(f"{path}: holds a {kind} array; expected real numbers (float or integer)")
+    return array.astype(np.float32)
+
+
+def check_batch_in_profile(batch: int, profile, source) -> None:
+    """An engine runs only batches inside the optimization profile it was built with, as TensorRT requires."""
+    low, _, high = profile
+    if not low <= batch <= high:
+        raise UserError(f"{source}: batch {batch} is outside the engine's profile {low}..{high} (rebuild with "
+                        f"--batch {low}:{max(low, min(batch, high))}:{max(batch, high)} or use smaller batches)")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -57,11 +142,15 @@ def add_common_flags(parser: argparse.ArgumentParser, model: ZooModel, weights: 
         parser.add_argument("--weights", "-w", type=Path,
                             help="a .wts file or a PyTorch checkpoint (.pt/.pth: state_dict, pickled model, "
                                  "TorchScript); without it, seeded random weights are used")
-        parser.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
+        parser.add_argument("--seed", type=non_negative_int, default=0,
+                            help="seed of the random weights (default 0)")
         model.add_arguments(parser)
     parser.add_argument("--backend", choices=("auto", "reference", "tensorrt", "onnx"), default="auto",
                         help="auto: TensorRT where a GPU and TensorRT exist, else the CPU reference backend; onnx: "
                              "the network written as ONNX and run by ONNX Runtime (CPU)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where the reference backend runs: cpu (default), or cuda (the network in PyTorch on "
+                             "the GPU, plugins and pre-processing with their Triton kernels; no TensorRT needed)")
     parser.add_argument("--verbose", "-v", action="store_true", help="show tracebacks on errors")
 
 
@@ -72,7 +161,7 @@ def add_precision_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calib", type=Path, help="calibration cache written by `calibrate` (int8)")
     parser.add_argument("--keep-fp16", type=lambda t: [n for n in t.split(",") if n], default=[],
                         metavar="NAME,...", help="int8: layers (e.g. model.24.m.0) left unquantized, in FP16")
-    parser.add_argument("--auto-keep", type=int, default=0, metavar="K",
+    parser.add_argument("--auto-keep", type=non_negative_int, default=0, metavar="K",
                         help="int8: leave the K layers whose quantization costs the most unquantized (ranked by "
                              "a sensitivity pass on the reference backend)")
 
@@ -123,15 +212,18 @@ def define_network(model: ZooModel, backend, weights: WeightMap, config: dict, p
 
 def build_engine(model: ZooModel, args, backend=None) -> tuple[EngineHeader, bytes, object]:
     weights, config, _ = load_weights(model, args)
-    backend = backend or choose_backend(args.backend)
+    backend = backend or choose_backend(args.backend, getattr(args, "device", "cpu"))
     precision = make_precision(model, args, weights, config)
     say(f"building {model.name} ({model.variant(config)}, {precision.mode}) on the {backend_label(backend)}")
+    if isinstance(backend, ReferenceBackend) and getattr(args, "backend", "auto") == "auto":
+        say(f"(TensorRT not used: {gpu_status()[1]})")
     started = time.perf_counter()
     net, outputs = define_network(model, backend, weights, config, precision)
-    batch = getattr(args, "batch", (1, 1, 8))
-    batch = batch if isinstance(batch, tuple) else (1, max(1, batch), max(1, batch))
+    batch = getattr(args, "batch", None) or (1, 1, 8)
+    batch = batch if isinstance(batch, tuple) else (1, batch, max(8, batch))
     options = BuildOptions(model.input_name, batch, int(getattr(args, "workspace", 2.0) * (1 << 30)),
-                           str(args.timing_cache) if getattr(args, "timing_cache", None) else None)
+                           str(args.timing_cache) if getattr(args, "timing_cache", None) else None,
+                           contexts=getattr(args, "contexts", 1))
     payload = backend.build(net, options)
     say(f"built in {time.perf_counter() - started:.1f} s")
     header = EngineHeader(model=model.name, variant=model.variant(config), backend=backend.name,
@@ -182,28 +274,59 @@ def sensitivity(model: ZooModel, weights: WeightMap, config: dict, scales: dict,
 def backend_label(backend) -> str:
     if getattr(backend, "name", "") == "onnx":
         return "ONNX backend (the network as ONNX, run by ONNX Runtime on the CPU)"
+    if isinstance(backend, ReferenceBackend) and backend.device == "cuda":
+        return REFERENCE_NOTE.replace("(CPU, PyTorch)", "(CUDA, PyTorch and Triton kernels)")
     return REFERENCE_NOTE if isinstance(backend, ReferenceBackend) else "TensorRT backend"
 
 
-def open_engine(model: ZooModel, path: Path):
+def open_engine(model: ZooModel, path: Path, device: str = "cpu"):
     header, payload = read_engine(path, expect_model=model.name)
     if header.backend == "tensorrt":
-        backend = choose_backend("tensorrt")  # raises with the reason when no GPU/TensorRT is here
+        try:
+            backend = choose_backend("tensorrt")  # raises with the reason when no GPU/TensorRT is here
+        except RuntimeError as e:
+            raise UserError(f"{path}: a TensorRT engine, but {e}") from None
         here = backend.describe()
         if header.tensorrt_version != here["tensorrt_version"] or header.gpu != here["gpu"]:
             raise UserError(f"{path}: built with TensorRT {header.tensorrt_version} for {header.gpu}; this machine "
                             f"has TensorRT {here['tensorrt_version']} on {here['gpu']}: rebuild the engine here")
     elif header.backend == "onnx":
         backend = choose_backend("onnx")
+    elif header.backend == "reference":
+        backend = ReferenceBackend(device)
     else:
-        backend = ReferenceBackend()
-    return header, backend.load(payload), backend
+        raise UserError(f"{path}: damaged engine header (backend {cut(header.backend, 40)!r})")
+    try:
+        runner = backend.load(payload)
+    except Exception as e:  # a damaged payload: name the file and what is wrong, whatever the backend said
+        raise UserError(f"{path}: damaged engine payload ({cut(' '.join(str(e).split()), 200)})") from None
+    _check_runner_matches_header(path, header, runner)
+    return header, runner, backend
+
+
+def _check_runner_matches_header(path: Path, header: EngineHeader, runner) -> None:
+    """A header that lies about the payload's tensors would fail later with a bare KeyError: say it here."""
+    inputs, outputs = getattr(runner, "inputs", None), getattr(runner, "outputs", None)
+    network = getattr(runner, "network", None)
+    if network is not None and hasattr(network, "_inputs"):
+        inputs = [t.name for t in network._inputs]
+        outputs = [t.name for t in network._outputs]
+        shapes = {t.name: list(t.shape) for t in network._inputs}
+        if header.input_name in shapes and shapes[header.input_name] != list(header.input_shape):
+            raise UserError(f"{path}: the header says input shape {cut(header.input_shape, 60)} but the engine's "
+                            f"input is {shapes[header.input_name]}")
+    if inputs is not None and header.input_name not in inputs:
+        raise UserError(f"{path}: the header names input {cut(header.input_name, 60)!r} but the engine's inputs are "
+                        f"{cut(inputs, 100)}")
+    if outputs is not None and sorted(header.outputs) != sorted(outputs):
+        raise UserError(f"{path}: the header names outputs {cut(header.outputs, 100)} but the engine has "
+                        f"{cut(outputs, 100)}")
 
 
 def engine_runner(model: ZooModel, args):
     """(header, runner) from --engine, or from the weights built in memory."""
     if getattr(args, "engine", None):
-        header, runner, backend = open_engine(model, args.engine)
+        header, runner, backend = open_engine(model, args.engine, getattr(args, "device", "cpu"))
         say(f"engine {args.engine}: {header.variant} on the {backend_label(backend)}")
         return header, runner
     header, payload, backend = build_engine(model, args)

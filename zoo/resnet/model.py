@@ -12,6 +12,7 @@ from torch import nn
 import layers
 from zoo.engine.classifier import ClassifierModel
 from zoo.engine.model import randomize_batchnorm
+from zoo.engine.workflow import bounded
 
 BN_EPS = 1e-5  # torchvision's BatchNorm2d default
 DEPTHS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)), 50: ("bottleneck", (3, 4, 6, 3)),
@@ -107,13 +108,15 @@ class ResNetModel(ClassifierModel):
     def add_arguments(self, parser):
         parser.add_argument("--depth", type=int, choices=sorted(DEPTHS),
                             help="ResNet depth; random weights use it (default 18); with --weights it must agree")
-        parser.add_argument("--num-classes", type=int, default=1000, help="classes of random weights (default 1000)")
-        parser.add_argument("--input-size", type=int, default=224, help="input height and width (default 224)")
+        parser.add_argument("--num-classes", type=bounded(int, 1, 1_000_000),
+                            help="classes of random weights (default 1000); with --weights it must agree")
+        parser.add_argument("--input-size", type=bounded(int, 32, 8192), default=224,
+                            help="input height and width (default 224)")
 
     def random_module(self, args, seed):
         generator = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)
-        module = ResNet(args.depth or 18, args.num_classes)
+        module = ResNet(args.depth or 18, args.num_classes or 1000)
         randomize_batchnorm(module, generator)
         return module.eval()
 
@@ -121,6 +124,9 @@ class ResNetModel(ClassifierModel):
         depth, num_classes = infer_depth(weights, weights.source)
         if args.depth and args.depth != depth:
             raise ValueError(f"--depth {args.depth} disagrees with {weights.source}, which holds a ResNet-{depth}")
+        if getattr(args, "num_classes", None) and args.num_classes != num_classes:
+            raise ValueError(f"--num-classes {args.num_classes} disagrees with {weights.source}, which has "
+                             f"{num_classes} classes")
         if args.input_size % 32:
             raise ValueError(f"--input-size {args.input_size} is not a multiple of 32 (ResNet's total stride)")
         return {"variant": f"resnet{depth}", "depth": depth, "num_classes": num_classes,

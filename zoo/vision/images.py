@@ -36,7 +36,9 @@ def list_images(path: str | Path, recursive: bool = False) -> list[Path]:
         return [p]
     if not p.is_dir():
         raise ImageSourceError(f"{p}: neither a file nor a folder")
-    files = sorted(f for f in (p.rglob("*") if recursive else p.iterdir()) if f.is_file() and is_image_path(f))
+    # Everything with an image name that is not a folder: a dangling link or a link loop is listed too, so that
+    # reading it reports it like any unreadable image instead of dropping it without a word.
+    files = sorted(f for f in (p.rglob("*") if recursive else p.iterdir()) if is_image_path(f) and not f.is_dir())
     if not files:
         raise ImageSourceError(f"{p}: folder has no images ({exts})")
     return files
@@ -48,7 +50,7 @@ def try_read_image(path: str | Path) -> tuple[np.ndarray | None, str | None]:
     try:
         data = np.fromfile(str(p), dtype=np.uint8)  # imdecode also copes with non-ASCII paths
     except FileNotFoundError:
-        return None, "no such file"
+        return None, "dangling link (its target does not exist)" if p.is_symlink() else "no such file"
     except IsADirectoryError:
         return None, "is a folder"
     except OSError as e:

@@ -10,8 +10,9 @@ import cv2
 import numpy as np
 import torch
 
-from zoo.engine.files import atomic_path
+from zoo.engine.files import atomic_path, refuse_write_over
 from zoo.engine.model import ZooModel
+from zoo.engine.workflow import UserError, bounded, non_negative_int, probability
 from zoo.vision.coco import COCO_NAMES
 from zoo.vision.draw import draw_detections
 from zoo.vision.letterbox import preprocess, scale_boxes
@@ -31,8 +32,8 @@ def parse_size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"input size {text!r} is not N or HxW") from None
     if len(parts) == 1:
         parts *= 2
-    if len(parts) != 2 or min(parts) <= 0:
-        raise argparse.ArgumentTypeError(f"input size {text!r} is not N or HxW with positive numbers")
+    if len(parts) != 2 or min(parts) <= 0 or max(parts) > 16384:
+        raise argparse.ArgumentTypeError(f"input size {text!r} is out of range (allowed: N or HxW, each in 1..16384)")
     return parts[0], parts[1]
 
 
@@ -49,9 +50,11 @@ class YoloV5Model(ZooModel):
 
     def add_arguments(self, parser):
         variants = sorted(VARIANTS) + [v + "6" for v in sorted(VARIANTS)]
-        parser.add_argument("--variant", default="n", choices=variants,
-                            help="random-weight variant when no --weights are given (default n)")
-        parser.add_argument("--num-classes", type=int, default=80, help="classes of random weights (default 80)")
+        parser.add_argument("--variant", choices=variants,
+                            help="random-weight variant when no --weights are given (default n); with --weights it "
+                                 "must agree with them")
+        parser.add_argument("--num-classes", type=bounded(int, 1, 100_000),
+                            help="classes of random weights (default 80); with --weights it must agree with them")
         parser.add_argument("--input-size", type=parse_size, default=(640, 640),
                             help="network input, N or HxW, multiples of the largest stride (default 640)")
         parser.add_argument("--decode", choices=DECODES, default="plugin",
@@ -59,20 +62,34 @@ class YoloV5Model(ZooModel):
                                  "TensorRT layers, an engine without custom plugins (default plugin)")
 
     def add_infer_arguments(self, parser):
-        parser.add_argument("--conf", type=float, default=0.25, help="confidence threshold (default 0.25)")
-        parser.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold (default 0.45)")
-        parser.add_argument("--max-det", type=int, default=1000, help="detections kept per image (default 1000)")
+        parser.add_argument("--conf", type=probability, default=0.25, help="confidence threshold (default 0.25)")
+        parser.add_argument("--iou", type=probability, default=0.45, help="NMS IoU threshold (default 0.45)")
+        parser.add_argument("--max-det", type=bounded(int, 1, 100_000), default=1000,
+                            help="detections kept per image (default 1000)")
         parser.add_argument("--agnostic", action="store_true", help="class-agnostic NMS")
-        parser.add_argument("--classes", type=int, nargs="+", help="keep only these class ids")
+        parser.add_argument("--classes", type=non_negative_int, nargs="+",
+                            help="keep only these class ids (each below the model's class count)")
         parser.add_argument("--no-draw", action="store_true", help="do not write annotated images to --out")
+
+    def check_infer_arguments(self, args, config):
+        if args.classes and max(args.classes) >= config["num_classes"]:
+            raise UserError(f"--classes: {max(args.classes)} is out of range (the model has {config['num_classes']} "
+                            f"classes: allowed 0..{config['num_classes'] - 1})")
 
     # --- configuration
     def random_module(self, args, seed):
-        p6 = args.variant.endswith("6")
-        return random_yolov5(args.variant.rstrip("6"), args.num_classes, seed, p6=p6).eval()
+        variant = args.variant or "n"
+        return random_yolov5(variant.rstrip("6"), args.num_classes or 80, seed, p6=variant.endswith("6")).eval()
 
     def config_from_weights(self, weights, args):
         config = infer_config(weights.arrays(), source_name=weights.source)
+        # one rule for every model: a flag that disagrees with the weights is an error, never silently ignored
+        if getattr(args, "variant", None) and args.variant != config.variant:
+            raise UserError(f"--variant {args.variant} disagrees with {weights.source}, which holds "
+                            f"yolov5{config.variant or '-custom'}")
+        if getattr(args, "num_classes", None) and args.num_classes != config.num_classes:
+            raise UserError(f"--num-classes {args.num_classes} disagrees with {weights.source}, which has "
+                            f"{config.num_classes} classes")
         height, width = args.input_size
         config.check_input_size(height, width)
         values = dataclasses.asdict(config)
@@ -119,7 +136,11 @@ class YoloV5Model(ZooModel):
 
     def detections(self, outputs: dict, config: dict, args) -> list[torch.Tensor]:
         """NMS (upstream semantics) on the decoded output, on whichever device it lives on."""
-        prediction = outputs[f"model.{33 if config['p6'] else 24}"]
+        name = f"model.{33 if config['p6'] else 24}"
+        if name not in outputs:  # an engine whose header's config does not describe its network
+            raise UserError(f"the network has no output {name!r} (it has {sorted(outputs)[:4]}): the engine "
+                            f"header's configuration does not match the engine")
+        prediction = outputs[name]
         return batched_nms(prediction, args.conf, args.iou, args.classes, args.agnostic, args.max_det)
 
     def agreement(self, fp32_outputs: dict, low_outputs: dict, config: dict) -> tuple[int, int]:
@@ -137,13 +158,15 @@ class YoloV5Model(ZooModel):
                 records.append({"file": context["file"], "error": context["error"]})
                 continue
             dets = next(kept).float().cpu().numpy()
-            image = context["image"]
+            image = context.get("image")
+            if image is None:  # a .npy input: boxes stay in the network input's pixels
+                records.append({"index": context.get("index"), "detections": _detections(dets, names)})
+                continue
             dets[:, :4] = scale_boxes(dets[:, :4], config["input_size"], image.shape[:2], context["letterbox"])
-            records.append({"file": context["file"], "detections": [
-                {"box": [round(float(v), 2) for v in d[:4]], "score": round(float(d[4]), 5), "class_id": int(d[5]),
-                 "class_name": names[int(d[5])] if names else str(int(d[5]))} for d in dets]})
+            records.append({"file": context["file"], "detections": _detections(dets, names)})
             if getattr(args, "out", None) and not args.no_draw:
-                _write_image(Path(args.out) / Path(context["file"]).name, draw_detections(image, dets, names))
+                _write_image(Path(args.out) / Path(context["file"]).name, draw_detections(image, dets, names),
+                             context["file"])
         return records
 
 
@@ -189,8 +212,15 @@ def _stage_times(preprocess_fn, network_fn, nms_fn, device: str) -> dict[str, fl
     return {"preprocess": after_pre - start, "network": after_net - after_pre, "nms": clock() - after_net}
 
 
-def _write_image(path: Path, image: np.ndarray) -> None:
-    """Through a temporary file of the same extension (cv2 picks the format from it), then renamed."""
+def _detections(dets: np.ndarray, names) -> list[dict]:
+    return [{"box": [round(float(v), 2) for v in d[:4]], "score": round(float(d[4]), 5), "class_id": int(d[5]),
+             "class_name": names[int(d[5])] if names else str(int(d[5]))} for d in dets]
+
+
+def _write_image(path: Path, image: np.ndarray, source: str) -> None:
+    """Through a temporary file of the same extension (cv2 picks the format from it), then renamed; never over
+    the input image itself."""
+    refuse_write_over(path, [source])
     with atomic_path(path) as tmp:
         if not cv2.imwrite(str(tmp), image):
             raise OSError(f"cannot write image {path}")

@@ -7,7 +7,8 @@ import torch
 
 from ..engine_file import EngineHeader
 from ..quantization import as_input
-from ..workflow import UserError, add_common_flags, engine_runner, median_ms, reference_for
+from ..workflow import (UserError, add_common_flags, engine_runner, median_ms, non_negative_int, positive_int,
+                        reference_for)
 
 BACKEND_LABELS = {"reference": "reference backend", "tensorrt": "TensorRT", "onnx": "ONNX Runtime"}
 HELP = "time the network (and, with --compare-torch, PyTorch eager)"
@@ -16,9 +17,9 @@ HELP = "time the network (and, with --compare-torch, PyTorch eager)"
 def add_arguments(parser, model) -> None:
     add_common_flags(parser, model)
     parser.add_argument("--engine", "-e", type=Path, help="engine to time (otherwise built in memory)")
-    parser.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
-    parser.add_argument("--iterations", type=int, default=20, help="timed runs (default 20)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
+    parser.add_argument("--batch", type=positive_int, default=1, help="batch size (default 1)")
+    parser.add_argument("--iterations", type=positive_int, default=20, help="timed runs (default 20)")
+    parser.add_argument("--warmup", type=non_negative_int, default=3, help="untimed runs first (default 3)")
     parser.add_argument("--compare-torch", action="store_true",
                         help="also time the PyTorch reference eagerly on the same input, same run")
     parser.add_argument("--source", type=Path,
@@ -35,12 +36,19 @@ def run(model, args) -> int:
     label = BACKEND_LABELS.get(header.backend, header.backend)
     print(f"{model.name} {header.variant} batch {args.batch}: {label} {network_ms:.2f} ms/iter, "
           f"{1000 * args.batch / network_ms:.1f} items/s")
-    if args.compare_torch:
-        reference = reference_for(model, args, "cpu")
-        tensor = torch.from_numpy(x)
+    if args.compare_torch:  # on the engine's device: GPU against GPU, CPU against CPU
+        device = runner.device
+        reference = reference_for(model, args, device)
+        tensor = torch.from_numpy(x).to(device)
+        sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+        def eager():
+            reference(tensor)
+            sync()  # CUDA launches are asynchronous: time the work, not the launch
+
         with torch.inference_mode():
-            torch_ms = median_ms(lambda: reference(tensor), args.warmup, args.iterations)
-        print(f"{model.name} {header.variant} batch {args.batch}: PyTorch eager (CPU) {torch_ms:.2f} ms/iter; "
+            torch_ms = median_ms(eager, args.warmup, args.iterations)
+        print(f"{model.name} {header.variant} batch {args.batch}: PyTorch eager ({device}) {torch_ms:.2f} ms/iter; "
               f"ratio {label} / PyTorch = {network_ms / torch_ms:.2f}")
     return 0
 

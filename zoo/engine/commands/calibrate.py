@@ -7,7 +7,9 @@ from pathlib import Path
 from .. import quantization
 from ..backends import choose_backend
 from ..calibration import CalibrationCache
-from ..workflow import UserError, add_common_flags, backend_label, define_network, load_weights, say
+from ..files import refuse_overwrite
+from ..workflow import (UserError, add_common_flags, backend_label, bounded, define_network, load_weights,
+                        non_negative_int, positive_int, say)
 
 HELP = "INT8 calibration over a folder of images -> cache file"
 
@@ -18,21 +20,24 @@ def add_arguments(parser, model) -> None:
     parser.add_argument("--method", choices=("entropy", "percentile", "max"), default="percentile",
                         help="threshold per tensor: percentile (default; measured best on the zoo's models), "
                              "entropy (TensorRT's KL search, which clips SiLU tails hard), max")
-    parser.add_argument("--percentile", type=float, default=99.99, help="for --method percentile (99.99)")
-    parser.add_argument("--batch", type=int, default=4, help="images per batch (default 4)")
-    parser.add_argument("--max-images", type=int, default=0, help="use at most this many images (0: all)")
+    parser.add_argument("--percentile", type=bounded(float, 0, 100, lo_open=True), default=99.99,
+                        help="for --method percentile (99.99)")
+    parser.add_argument("--batch", type=positive_int, default=4, help="images per batch (default 4)")
+    parser.add_argument("--max-images", type=non_negative_int, default=0,
+                        help="use at most this many images (0: all)")
     parser.add_argument("--output", "-o", type=Path, required=True, help="calibration cache to write")
 
 
 def run(model, args) -> int:
     from zoo.vision.images import list_images
+    refuse_overwrite({"--output": args.output}, {"--weights": args.weights})
     weights, config, _ = load_weights(model, args)
     try:
         paths = list_images(args.images)
     except (FileNotFoundError, ValueError) as e:
         raise UserError(str(e)) from None
     paths = paths[:args.max_images] if args.max_images else paths
-    backend = choose_backend(args.backend)
+    backend = choose_backend(args.backend, args.device)
     say(f"calibrating {model.variant(config)} ({args.method}) on {len(paths)} images, {backend_label(backend)}")
     started = time.perf_counter()
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..files import write_bytes_atomic, write_text_atomic
+from ..files import refuse_overwrite, refuse_write_over, write_bytes_atomic, write_text_atomic
 from ..quantization import as_input
-from ..workflow import UserError, add_common_flags, engine_runner, say
+from ..workflow import UserError, add_common_flags, check_batch_in_profile, engine_runner, load_npy, positive_int, say
 
 HELP = "run an engine (or weights) on images, a folder or a .npy tensor"
 
@@ -19,7 +19,7 @@ def add_arguments(parser, model) -> None:
     parser.add_argument("--engine", "-e", type=Path, help="engine built by `build` (otherwise built in memory)")
     parser.add_argument("--source", "-s", type=Path, required=True, help="image file, folder of images, or .npy")
     parser.add_argument("--out", type=Path, help="folder for predictions.jsonl (and annotated images)")
-    parser.add_argument("--batch", type=int, default=0, help="images per batch (default: the engine's max batch)")
+    parser.add_argument("--batch", type=positive_int, help="images per batch (default: the engine's max batch)")
     parser.add_argument("--triton", metavar="URL",
                         help="send the images to a Triton server running `export triton`'s ensemble instead "
                              "(e.g. http://127.0.0.1:8000); its post-processing flags are those of the export")
@@ -31,22 +31,37 @@ def run(model, args) -> int:
     if args.triton:
         return run_triton(model, args)
     from zoo.vision.images import list_images
-    header, runner = engine_runner(model, args)
-    config = header.config
     out_dir = args.out
-    if out_dir:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    records: list[dict] = []
-    if args.source.suffix == ".npy":
-        batch = np.load(args.source, allow_pickle=False).astype(np.float32)
-        outputs = runner.run({header.input_name: as_input(batch, header.precision)})
-        records = model.records(outputs, [None] * len(batch), config, args)
-    else:
+    is_array = args.source.suffix == ".npy"
+    paths = []
+    if not is_array:
         try:
             paths = list_images(args.source)
         except (FileNotFoundError, ValueError) as e:
             raise UserError(str(e)) from None
+    inputs = {"--source": args.source, "--weights": getattr(args, "weights", None), "--engine": args.engine}
+    if out_dir:
+        refuse_overwrite({"--out": out_dir, "--out predictions.jsonl": out_dir / "predictions.jsonl"}, inputs)
+        if not getattr(args, "no_draw", True):  # annotated images are named after their inputs
+            for path in paths:
+                refuse_write_over(out_dir / path.name, [path])
+    header, runner = engine_runner(model, args)
+    config = header.config
+    model.check_infer_arguments(args, config)
+    if out_dir:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    records: list[dict] = []
+    if is_array:
+        batch = load_npy(args.source)
+        if batch.ndim != len(header.input_shape) or list(batch.shape[1:]) != header.input_shape[1:]:
+            raise UserError(f"{args.source}: shape {list(batch.shape)} does not match the engine's input "
+                            f"{header.input_shape} (-1: the batch)")
+        check_batch_in_profile(len(batch), header.batch, args.source)
+        outputs = runner.run({header.input_name: as_input(batch, header.precision)})
+        records = model.records(outputs, [{"index": i} for i in range(len(batch))], config, args)
+    else:
         size = args.batch or header.batch[2]
+        check_batch_in_profile(size, header.batch, f"--batch {size}")
         for start in range(0, len(paths), size):
             chunk = paths[start:start + size]
             say(f"[{min(start + size, len(paths))}/{len(paths)}] {chunk[0].name} ...")
@@ -77,8 +92,11 @@ def run_triton(model, args) -> int:
     except (FileNotFoundError, ValueError, ConnectionError) as e:
         raise UserError(str(e)) from None
     if args.out:
+        refuse_overwrite({"--out": args.out, "--out predictions.jsonl": args.out / "predictions.jsonl"},
+                         {"--source": args.source})
         args.out.mkdir(parents=True, exist_ok=True)
         for path, record in zip(paths, records):
+            refuse_write_over(args.out / path.name, [path])
             if "detections" in record and not getattr(args, "no_draw", False):
                 write_image_atomic(args.out / path.name, draw_record(read_image(path), record))
     report(records, args.out)
@@ -93,7 +111,7 @@ def report(records: list[dict], out_dir: Path | None) -> None:
         say(f"wrote {out_dir / 'predictions.jsonl'}")
     else:
         for record in records:
-            print(json.dumps(record))
+            print(json_line(record))
 
 
 def summary(record: dict) -> str:
@@ -109,7 +127,22 @@ def summary(record: dict) -> str:
 
 
 def write_jsonl(path: Path, records: list[dict]) -> None:
-    write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
+    write_text_atomic(path, "".join(json_line(r) + "\n" for r in records))
+
+
+def json_line(record) -> str:
+    """Strict JSON: a NaN or infinite score (NaN inputs give them) becomes null, never the invalid token NaN."""
+    return json.dumps(_finite(record), allow_nan=False)
+
+
+def _finite(value):
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def write_image_atomic(path: Path, image: np.ndarray) -> None:

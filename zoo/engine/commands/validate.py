@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from wts.weight_map import WeightMap
@@ -13,8 +12,8 @@ from ..backends import choose_backend
 from ..model import load_state_into
 from ..precision import Precision
 from ..quantization import as_input
-from ..workflow import (UserError, add_common_flags, add_precision_flags, backend_label, define_network,
-                        load_weights, make_precision, runner_for, say, sensitivity)
+from ..workflow import (UserError, add_common_flags, add_precision_flags, backend_label, bounded, define_network,
+                        load_npy, load_weights, make_precision, positive_int, runner_for, say, sensitivity)
 
 HELP = "compare every layer with the PyTorch reference"
 MIN_COSINE = {"fp16": 0.999, "int8": 0.98}
@@ -22,12 +21,12 @@ MIN_COSINE = {"fp16": 0.999, "int8": 0.98}
 
 def add_arguments(parser, model) -> None:
     add_common_flags(parser, model)
-    parser.add_argument("--tolerance", type=float, default=1e-4,
+    parser.add_argument("--tolerance", type=bounded(float, 0), default=1e-4,
                         help="max |net - ref| allowed, relative to max(1, max|ref|) per layer (default 1e-4)")
-    parser.add_argument("--batch", type=int, default=1, help="batch size of the random input (default 1)")
+    parser.add_argument("--batch", type=positive_int, default=1, help="batch size of the random input (default 1)")
     parser.add_argument("--input", type=Path, help="a .npy input instead of the seeded random one")
     add_precision_flags(parser)
-    parser.add_argument("--min-cosine", type=float,
+    parser.add_argument("--min-cosine", type=bounded(float, -1, 1),
                         help="fp16/int8: a layer passes when its cosine to FP32 is at least this (default 0.999 "
                              "fp16, 0.98 int8)")
     parser.add_argument("--images", type=Path,
@@ -39,10 +38,9 @@ def add_arguments(parser, model) -> None:
 def run(model, args) -> int:
     weights, config, _ = load_weights(model, args)
     reference = load_state_into(model.reference_module(config), WeightMap(weights.arrays(), weights.source))
-    x = np.load(args.input, allow_pickle=False).astype(np.float32) if args.input else \
-        model.sample_input(config, args.batch, args.seed)
+    x = load_npy(args.input) if args.input else model.sample_input(config, args.batch, args.seed)
     expected = validation.reference_outputs(reference, torch.from_numpy(x))
-    backend = choose_backend(args.backend)
+    backend = choose_backend(args.backend, args.device)
     precision = make_precision(model, args, weights, config)
     say(f"validating {model.name} ({model.variant(config)}, {precision.mode}) against PyTorch FP32 on the "
         f"{backend_label(backend)}")

@@ -16,17 +16,23 @@ _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
 class ReferenceExecutor:
-    def __init__(self, network: INetworkDefinition):
+    """`device`: where the network runs ("cpu", or "cuda" where PyTorch has CUDA: weights are moved there once,
+    inputs on each run, and plugins run their GPU kernels instead of their PyTorch references)."""
+
+    def __init__(self, network: INetworkDefinition, device: str = "cpu"):
         if not network.num_outputs:
             raise NetworkError("the network has no outputs: mark at least one tensor with mark_output")
         self.network = network
+        self.device = torch.device(device)
         self.layers = self._needed_layers()
         for layer in self.layers:  # infers every shape and type; raises NetworkError naming the layer
             for out in layer._outputs:
                 network._meta(out)
-        for layer in self.layers:
-            layer._prepare()
-        self._fused = fuse(self.layers, {id(t) for t in network._outputs})
+        with self.device:  # tensors that layers and fusion create land on the device
+            for layer in self.layers:
+                layer._prepare()
+                _move_tensors(layer, self.device)
+            self._fused = fuse(self.layers, {id(t) for t in network._outputs})
         self._last_use = self._last_uses(self._fused)
         self._constant_pointers = {layer._t.data_ptr() for layer in self.layers if hasattr(layer, "_t")
                                    and isinstance(layer._t, torch.Tensor)}
@@ -60,11 +66,20 @@ class ReferenceExecutor:
         if value.dim() != len(declared) or any(d >= 0 and d != v for d, v in zip(declared, value.shape)):
             raise NetworkError(f"input {tensor.name!r} has shape {tuple(value.shape)}, the network declares "
                                f"{tuple(declared)}")
-        return value.cpu()
+        return value.to(self.device)
 
     @torch.inference_mode()
     def run(self, feeds: dict, capture: bool = False) -> dict[str, torch.Tensor]:
         """Outputs by name; with `capture`, every tensor computed (by tensor name) as well."""
+        tf32 = torch.backends.cudnn.allow_tf32
+        torch.backends.cudnn.allow_tf32 = False  # FP32 means FP32 on a GPU too: TF32 convolutions lose 1e-3
+        try:
+            with self.device:  # tensors a layer creates while running (index grids, constants) land on the device
+                return self._run(feeds, capture)
+        finally:
+            torch.backends.cudnn.allow_tf32 = tf32
+
+    def _run(self, feeds: dict, capture: bool) -> dict[str, torch.Tensor]:
         values: dict[int, torch.Tensor] = {}
         inputs = {id(t) for t in self.network._inputs}
         for tensor in self.network._inputs:
@@ -89,3 +104,14 @@ class ReferenceExecutor:
         outputs = {t.name: values[id(t)].clone() if values[id(t)].data_ptr() in shared else values[id(t)]
                    for t in self.network._outputs}
         return {**captured, **outputs} if capture else outputs
+
+
+def _move_tensors(layer, device: torch.device) -> None:
+    """A prepared layer's tensors (weights, folded kernels, tables) onto `device`, once."""
+    if device.type == "cpu":
+        return
+    for name, value in vars(layer).items():
+        if isinstance(value, torch.Tensor):
+            setattr(layer, name, value.to(device))
+        elif isinstance(value, dict) and any(isinstance(v, torch.Tensor) for v in value.values()):
+            setattr(layer, name, {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in value.items()})

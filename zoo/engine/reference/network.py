@@ -1114,11 +1114,14 @@ class IPluginV3Layer(ILayer):
         return [(Dims(o.shape), o.dtype) for o in outs]
 
     def _prepare(self):
-        self._forward = self._definition().forward
+        definition = self._definition()
+        self._forward = definition.forward
+        self._cuda_forward = definition.cuda_forward  # the plugin's GPU kernel, run on CUDA tensors
         self._call_attrs = self._plugin_attrs()
 
     def _run(self, xs):
-        out = self._forward(*xs, **self._call_attrs)
+        cuda = self._cuda_forward is not None and xs and xs[0].is_cuda
+        out = (ref_plugin.resolve(self._cuda_forward) if cuda else self._forward)(*xs, **self._call_attrs)
         return list(out) if isinstance(out, (tuple, list)) else [out]
 
 

@@ -27,16 +27,27 @@ class PluginDefinition:
     shapes: Callable[..., list[TensorSpec]]   # (list[TensorSpec] of inputs, **attrs) -> specs of the outputs
     forward: Callable[..., Any]                # (*torch inputs, **attrs) -> tensor or tuple of tensors
     module: str                                # imported again when an engine using it is loaded
+    cuda_forward: str | None = None            # "plugins.x.kernel:function": the GPU kernel, same signature
 
 
 _REGISTRY: dict[str, PluginDefinition] = {}
 _TRUSTED_PREFIX = "plugins."
 
 
-def register(op_id: str, *, shapes: Callable, forward: Callable) -> None:
+def register(op_id: str, *, shapes: Callable, forward: Callable, cuda_forward: str | None = None) -> None:
+    """`cuda_forward` names the plugin's GPU kernel launcher ("module:function", imported on first use so that
+    triton is not needed on a CPU); the reference executor runs it instead of `forward` on CUDA tensors."""
     if "::" not in op_id:
         raise ValueError(f"plugin id {op_id!r} must be 'namespace::name'")
-    _REGISTRY[op_id] = PluginDefinition(op_id, shapes, forward, forward.__module__)
+    if cuda_forward is not None and not cuda_forward.startswith(_TRUSTED_PREFIX):
+        raise ValueError(f"plugin {op_id!r}: cuda_forward {cuda_forward!r} is outside the zoo's plugins package")
+    _REGISTRY[op_id] = PluginDefinition(op_id, shapes, forward, forward.__module__, cuda_forward)
+
+
+def resolve(path: str) -> Callable:
+    """'plugins.x.kernel:function' -> the function."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def lookup(op_id: str, module: str | None = None) -> PluginDefinition:

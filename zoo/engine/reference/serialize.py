@@ -46,7 +46,8 @@ def _decode(value: Any) -> Any:
     return value
 
 
-def dumps(network: INetworkDefinition) -> bytes:
+def dumps(network: INetworkDefinition, profile: tuple[int, int, int] | None = None) -> bytes:
+    """The network as a payload; `profile` (min, opt, max batch) is enforced when the payload is run."""
     refs: dict[int, Any] = {id(t): ["input", i] for i, t in enumerate(network._inputs)}
     arrays: dict[str, np.ndarray] = {}
     layers = []
@@ -67,6 +68,7 @@ def dumps(network: INetworkDefinition) -> bytes:
         "inputs": [{"name": t.name, "dtype": _encode(t.dtype), "shape": list(t.shape)} for t in network._inputs],
         "layers": layers,
         "outputs": [refs[id(t)] for t in network._outputs],
+        "profile": list(profile) if profile else None,
     }
     buffer = io.BytesIO()
     np.savez(buffer, __graph__=np.frombuffer(json.dumps(graph).encode(), np.uint8), **arrays)
@@ -108,4 +110,6 @@ def _loads(data: bytes) -> INetworkDefinition:
             tensors[(i, j)] = layer._outputs[j]
     for ref in graph["outputs"]:
         network.mark_output(tensors[tuple(ref)])
+    profile = graph.get("profile")
+    network._profile = tuple(int(b) for b in profile) if profile else None
     return network
