@@ -7,7 +7,8 @@
   or with a ``state_dict`` entry;
 - a pickled ``nn.Module`` (of any class: the class does not need to be importable);
 - a plain state_dict (a dict of tensors);
-- a TorchScript archive.
+- a TorchScript archive;
+- an ONNX file: its initializers under their state_dict names (zoo.engine.onnx_weights; BatchNorm usually folded).
 
 Unpickling is safe: ``torch.load(weights_only=True)`` is tried first. When the file holds classes that it refuses
 (e.g. a pickled ``models.yolo.DetectionModel``), the file is unpickled again by a restricted unpickler. It returns
@@ -187,6 +188,9 @@ def load_state_dict(path: str | os.PathLike) -> Checkpoint:
 
     if path.lower().endswith(".wts") or head.split(b"\n", 1)[0].strip().isdigit():
         return Checkpoint(wts.load(path), None, "wts")
+    if path.lower().endswith(".onnx"):
+        from .onnx_weights import load_onnx_weights
+        return load_onnx_weights(path)
     if _is_torchscript(path):
         return _from_torchscript(path)
     return _from_object(path, *_unpickle(path))
