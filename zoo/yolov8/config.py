@@ -13,6 +13,7 @@ type, which is the only way to know SPPF's cv1 activation (SiLU in released weig
 """
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import asdict, dataclass, fields, replace
@@ -140,12 +141,25 @@ def _inner_blocks(tensors: Mapping[str, np.ndarray], layer: int) -> int:
 def _solve_max_channels(width: float, widths: Mapping[int, int], family: str, source: str) -> int:
     """The max_channels that, with `width`, reproduces the widths of the yaml-512 and -1024 layers."""
     candidates = [1024] + sorted({s[2] for s in SCALES[family].values()} - {1024}, reverse=True)
-    candidates += sorted({round(c / width) for c in widths.values()}, reverse=True)
+    candidates += sorted({f(c / width) for c in widths.values() for f in (math.floor, round)}, reverse=True)
     for mc in candidates:
         if all(Scaling(1.0, width, mc).channels(cy) == c for cy, c in widths.items()):
             return mc
     shown = ", ".join(f"{cy}->{c}" for cy, c in sorted(widths.items()))
     raise ConfigError(f"{source}: no width / max_channels reproduces the channel counts (yaml -> channels: {shown})")
+
+
+def _solve_width(widths: Mapping[int, int], family: str, source: str) -> tuple[float, int]:
+    """(width, max_channels): the width from the layers below max_channels (all of them first, then fewer), and the
+    max_channels that caps the others."""
+    last_error = None
+    for below in (1024, 512, 256):
+        try:
+            width = solve_width_multiple({cy: c for cy, c in widths.items() if cy <= below})
+            return width, _solve_max_channels(width, widths, family, source)
+        except ValueError as e:
+            last_error = e
+    raise ConfigError(f"{source}: {last_error}")
 
 
 def _official_scale(family: str, widths: Mapping[int, int], repeats: Mapping[int, int]) -> tuple | None:
@@ -177,8 +191,7 @@ def infer_config(tensors: Mapping[str, np.ndarray], source: str = "weights", met
     if official:
         depth, width, max_channels = official
     else:
-        width = solve_width_multiple({cy: c for cy, c in widths.items() if cy <= 256})
-        max_channels = _solve_max_channels(width, widths, family, source)
+        width, max_channels = _solve_width(widths, family, source)
         depth = solve_depth_multiple(repeats)
     num_classes = _count(tensors, f"model.{d}.cv3.0.2.bias", source)
     box = _count(tensors, f"model.{d}.cv2.0.2.bias", source)
@@ -250,9 +263,18 @@ def _check_meta(config: YoloV8Config, meta: Mapping | None, source: str) -> None
 
 def expected_shapes(config: YoloV8Config, keys: Sequence[str] = ()) -> dict[str, tuple[int, ...]]:
     """state_dict key -> shape of the reference module (folded where `keys` are folded), built on 'meta'."""
+    if not any(k.endswith(".conv.bias") for k in keys):
+        return dict(_unfolded_shapes(config.architecture()))
     with torch.device("meta"):
         module = match_folding(config.build_module(), keys)
     return {k: tuple(v.shape) for k, v in module.state_dict().items()}
+
+
+@functools.lru_cache(maxsize=16)
+def _unfolded_shapes(arch: Architecture) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    with torch.device("meta"):
+        module = YoloV8(arch)
+    return tuple((k, tuple(v.shape)) for k, v in module.state_dict().items())
 
 
 def check_weights(tensors: Mapping[str, np.ndarray], config: YoloV8Config, source: str = "weights") -> None:
