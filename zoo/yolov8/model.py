@@ -12,7 +12,7 @@ box branch ``cv2[i]`` and a class branch ``cv3[i]`` (:meth:`Detect.branches`), t
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
