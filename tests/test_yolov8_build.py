@@ -303,3 +303,15 @@ def test_weights_of_another_architecture_or_with_a_missing_key_are_one_line(tmp_
     assert main(V8, ["build", "--weights", str(tmp_path / "broken.pt"), "-o", str(tmp_path / "e")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert "missing: model.12.m.0.cv2.bn.running_var" in err[-1] and not (tmp_path / "e").exists()
+
+
+def test_the_sppf_choice_is_written_in_the_engine_header(tmp_path, yolov8n):
+    from zoo.engine.engine_file import read_header
+    torch.save(yolov8n.state_dict(), tmp_path / "v8n.pt")
+    engine = tmp_path / "v8n.engine"
+    assert main(Y11, ["build", "--weights", str(tmp_path / "v8n.pt"), "-o", str(engine), "--input-size", "64",
+                      "--sppf-act", "none", "--decode", "layers"]) == 0
+    header = read_header(engine)[0]
+    assert (header.model, header.variant) == ("yolo11", "yolov8n")
+    assert header.config["sppf_act"] is False and header.config["sppf_act_name"] == "none"
+    assert header.config["decode"] == "layers"
