@@ -13,6 +13,9 @@ Per image (pred rows: [cx, cy, w, h, obj, cls_0 .. cls_{nc-1}]):
    already kept box is ``> iou_thres``;
 7. keep the first ``max_det``. Rows out: [x1, y1, x2, y2, score, cls] float32.
 
+``objectness=False`` gives ultralytics' YOLOv8 / YOLO11 semantics on rows [cx, cy, w, h, cls_0 .. cls_{nc-1}]
+(the (B, 4 + nc, A) output transposed): no step 1, the class scores are used as they are; the rest is the same.
+
 Both implementations compute in float32 with the same operations in the same order (torchvision's IoU formula:
 ``inter / ((area_i + area_j) - inter)`` on the offset boxes; thresholds compared as float32), so their results are
 exactly equal, ties and IoU-at-threshold cases included. Upstream's sort (and torchvision's) is not stable; that is
@@ -45,26 +48,30 @@ def xywh2xyxy_np(x: np.ndarray) -> np.ndarray:
     return y
 
 
-def _check_pred(shape: Sequence[int], batched: bool) -> None:
+def _check_pred(shape: Sequence[int], batched: bool, objectness: bool = True) -> None:
     want = 3 if batched else 2
-    if len(shape) != want or shape[-1] < 6:
-        form = "(B, N, 5+nc)" if batched else "(N, 5+nc)"
+    fields = 5 if objectness else 4
+    if len(shape) != want or shape[-1] < fields + 1:
+        form = f"(B, N, {fields}+nc)" if batched else f"(N, {fields}+nc)"
         raise ValueError(f"predictions must be {form} with nc >= 1, got shape {tuple(shape)}")
 
 
 def nms_reference(pred: np.ndarray, conf_thres: float = 0.25, iou_thres: float = 0.45,
                   classes: Sequence[int] | None = None, agnostic: bool = False, max_det: int = 300,
-                  multi_label: bool = False, max_nms: int = MAX_NMS, max_wh: int = MAX_WH) -> np.ndarray:
-    """One image: pred (N, 5+nc) -> detections (K, 6) [x1, y1, x2, y2, score, cls], float32. A plain loop."""
-    _check_pred(np.shape(pred), batched=False)
+                  multi_label: bool = False, max_nms: int = MAX_NMS, max_wh: int = MAX_WH,
+                  objectness: bool = True) -> np.ndarray:
+    """One image: pred (N, 5+nc) (or (N, 4+nc) without objectness) -> detections (K, 6) [x1, y1, x2, y2, score,
+    cls], float32. A plain loop."""
+    _check_pred(np.shape(pred), batched=False, objectness=objectness)
     x = np.asarray(pred, dtype=np.float32)
     conf_t, iou_t = np.float32(conf_thres), np.float32(iou_thres)
     empty = np.zeros((0, 6), dtype=np.float32)
 
-    x = x[x[:, 4] > conf_t]
+    if objectness:
+        x = x[x[:, 4] > conf_t]
     if not len(x) or max_det <= 0:
         return empty
-    scores = x[:, 5:] * x[:, 4:5]
+    scores = x[:, 5:] * x[:, 4:5] if objectness else x[:, 4:]
     box = xywh2xyxy_np(x[:, :4])
     if multi_label:
         i, j = np.nonzero(scores > conf_t)  # row-major order
@@ -141,8 +148,9 @@ def _greedy_rows(sup, alive):
 
 def batched_nms(pred, conf_thres: float = 0.25, iou_thres: float = 0.45, classes: Sequence[int] | None = None,
                 agnostic: bool = False, max_det: int = 300, multi_label: bool = False, max_nms: int = MAX_NMS,
-                max_wh: int = MAX_WH, chunk: int = 1024) -> list:
-    """pred (B, N, 5+nc) torch tensor -> list of B (K_i, 6) float32 tensors, on pred's device. Torch ops only.
+                max_wh: int = MAX_WH, chunk: int = 1024, objectness: bool = True) -> list:
+    """pred (B, N, 5+nc) (or (B, N, 4+nc) without objectness) torch tensor -> list of B (K_i, 6) float32 tensors,
+    on pred's device. Torch ops only.
 
     All images are processed together: the candidates of each image are sorted (stable) into a padded (B, K) table;
     the greedy pass walks it in blocks of ``chunk`` candidates. In a block, suppression by boxes kept in earlier
@@ -155,19 +163,23 @@ def batched_nms(pred, conf_thres: float = 0.25, iou_thres: float = 0.45, classes
     """
     import torch
 
-    _check_pred(tuple(pred.shape), batched=True)
+    _check_pred(tuple(pred.shape), batched=True, objectness=objectness)
     x = pred.float()
     dev = x.device
     bs, n, _ = x.shape
-    nc = x.shape[2] - 5
+    nc = x.shape[2] - (5 if objectness else 4)
     conf_t = torch.tensor(conf_thres, dtype=torch.float32, device=dev)
     iou_t = torch.tensor(iou_thres, dtype=torch.float32, device=dev)
     empty = [torch.zeros((0, 6), dtype=torch.float32, device=dev) for _ in range(bs)]
     if n == 0 or bs == 0:
         return empty
 
-    obj_ok = x[..., 4] > conf_t  # (B, N)
-    scores = x[..., 5:] * x[..., 4:5]  # (B, N, nc)
+    if objectness:
+        obj_ok = x[..., 4] > conf_t  # (B, N)
+        scores = x[..., 5:] * x[..., 4:5]  # (B, N, nc)
+    else:
+        obj_ok = torch.ones((bs, n), dtype=torch.bool, device=dev)
+        scores = x[..., 4:]
     box = torch.empty_like(x[..., :4])
     half_w, half_h = x[..., 2] / 2, x[..., 3] / 2
     box[..., 0] = x[..., 0] - half_w
