@@ -125,6 +125,14 @@ def batch_norm(net, weights: WeightMap, prefix: str, x, eps: float):
     return named(layer, prefix)
 
 
+def channel_affine(net, x, scale: np.ndarray, shift: np.ndarray, name: str):
+    """y = x * scale[c] + shift[c] per channel (axis 1), for constants that no BatchNorm key holds."""
+    dtype = weight_dtype(x)
+    layer = net.add_scale(x, trt.ScaleMode.CHANNEL, np.asarray(shift, dtype), np.asarray(scale, dtype), None)
+    layer.channel_axis = 1
+    return named(layer, name)
+
+
 def activation(net, x, kind: str, name: str, alpha: float = 0.0, beta: float = 0.0):
     """relu, sigmoid, tanh, leaky_relu (alpha = slope), silu (x * sigmoid(x): TensorRT has no SiLU), gelu."""
     if kind == "silu":
@@ -145,9 +153,13 @@ def _pool(net, x, kind, window, stride, padding):
     return layer
 
 
-def max_pool(net, x, name: str, window, stride=None, padding=0):
-    """Like nn.MaxPool2d: stride defaults to the window (TensorRT's own default is 1)."""
-    return named(_pool(net, x, trt.PoolingType.MAX, window, stride, padding), name)
+def max_pool(net, x, name: str, window, stride=None, padding=0, ceil_mode: bool = False):
+    """Like nn.MaxPool2d: stride defaults to the window (TensorRT's own default is 1); ceil_mode is TensorRT's
+    EXPLICIT_ROUND_UP padding mode."""
+    layer = _pool(net, x, trt.PoolingType.MAX, window, stride, padding)
+    if ceil_mode:
+        layer.padding_mode = trt.PaddingMode.EXPLICIT_ROUND_UP
+    return named(layer, name)
 
 
 def avg_pool(net, x, name: str, window, stride=None, padding=0, count_include_pad: bool = True):
@@ -186,21 +198,31 @@ def constant(net, array: np.ndarray, name: str):
 
 
 def linear(net, weights: WeightMap, prefix: str, x, out_features: int, bias: bool = True):
-    """nn.Linear on a [B, K] input: a matrix multiply with the transposed weight (TensorRT has no FC layer)."""
-    k, dtype = x.shape[-1], weight_dtype(x)
-    w32 = weights.take(f"{prefix}.weight", (out_features, k))
-    scale = precision_of(weights).input_scale(prefix, x)
+    """nn.Linear on a [..., K] input: a matrix multiply with the transposed weight (TensorRT has no FC layer)."""
+    w32 = weights.take(f"{prefix}.weight", (out_features, x.shape[-1]))
+    b32 = weights.take(f"{prefix}.bias", (out_features,)) if bias else None
+    return linear_from_arrays(net, weights, prefix, x, w32, b32)
+
+
+def linear_from_arrays(net, weights: WeightMap, name: str, x, w32: np.ndarray, b32: np.ndarray | None):
+    """x @ w32.T + b32 for FP32 arrays that are not one `<name>.weight` key (e.g. a slice of an attention's
+    in_proj_weight). TensorRT's matrix multiply needs operands of equal rank: for a rank-n input the weight and bias
+    get n - 2 leading ones."""
+    dtype, lead = weight_dtype(x), (1,) * (len(x.shape) - 2)
+    scale = precision_of(weights).input_scale(name, x)
     if scale is None:
-        w = constant(net, w32.astype(dtype), f"{prefix}.weight")
+        w = constant(net, w32.astype(dtype), f"{name}.weight")
     else:  # INT8: Q/DQ on the input (per tensor) and on the weight (per output feature)
-        x = quantize_dequantize(net, x, scale, f"{prefix}/input")
-        w = _quantized_weights(net, w32, f"{prefix}.weight", x.dtype)
+        x = quantize_dequantize(net, x, scale, f"{name}/input")
+        w = _quantized_weights(net, w32, f"{name}.weight", x.dtype)
+    if lead:
+        w = reshape(net, w, (*lead, *w32.shape), f"{name}.weight/reshape")
     y = net.add_matrix_multiply(x, trt.MatrixOperation.NONE, w, trt.MatrixOperation.TRANSPOSE)
-    if not bias:
-        return named(y, prefix)
-    named(y, f"{prefix}/matmul")
-    b = constant(net, weights.take(f"{prefix}.bias", (1, out_features), dtype), f"{prefix}.bias")
-    return named(net.add_elementwise(y.get_output(0), b, trt.ElementWiseOperation.SUM), prefix)
+    if b32 is None:
+        return named(y, name)
+    named(y, f"{name}/matmul")
+    b = constant(net, b32.reshape(*lead, 1, -1).astype(dtype), f"{name}.bias")
+    return named(net.add_elementwise(y.get_output(0), b, trt.ElementWiseOperation.SUM), name)
 
 
 def add(net, a, b, name: str):
