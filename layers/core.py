@@ -73,17 +73,19 @@ def conv2d(net, weights: WeightMap, prefix: str, x, out_channels: int, kernel, s
 
 
 def conv_bn(net, weights: WeightMap, conv: str, bn: str, x, out_channels: int, kernel, stride=1, padding=0,
-            groups=1, eps: float = 1e-5):
-    """Conv2d(bias=False) then BatchNorm2d (eval). In FP32 two layers, so validation sees both outputs; in FP16 and
-    INT8 the BatchNorm is folded into the convolution in FP32 first, as TensorRT would fuse it: an FP16 conv output
-    stored before a BatchNorm that subtracts a large mean loses most of its digits (and INT8 weight scales must
-    be those of the folded weights)."""
+            groups=1, eps: float = 1e-5, bias: bool = False):
+    """Conv2d (bias=False unless `bias`, as in VGG-BN) then BatchNorm2d (eval). In FP32 two layers, so validation
+    sees both outputs; in FP16 and INT8 the BatchNorm is folded into the convolution in FP32 first, as TensorRT would
+    fuse it: an FP16 conv output stored before a BatchNorm that subtracts a large mean loses most of its digits (and
+    INT8 weight scales must be those of the folded weights)."""
     if precision_of(weights).mode == "fp32":
-        y = conv2d(net, weights, conv, x, out_channels, kernel, stride, padding, groups, bias=False)
+        y = conv2d(net, weights, conv, x, out_channels, kernel, stride, padding, groups, bias=bias)
         return batch_norm(net, weights, bn, y, eps)
     k = _pair(kernel)
     w = weights.take(f"{conv}.weight", (out_channels, x.shape[1] // groups, *k))
     scale, shift = _batch_norm_affine(weights, bn, out_channels, eps)
+    if bias:
+        shift = (shift + scale * weights.take(f"{conv}.bias", (out_channels,))).astype(np.float32)
     return _convolution(net, weights, conv, bn, x, w * scale.reshape(-1, 1, 1, 1), shift, stride, padding, groups)
 
 
