@@ -5,6 +5,6 @@ from .core import (activation, add, avg_pool, batch_norm, cast, channel_affine, 
 from .blocks import bottleneck, c3, conv_bn_act, sppf  # noqa: F401
 from .pooling import adaptive_avg_pool  # noqa: F401
 from .shuffle import channel_shuffle, channel_split  # noqa: F401
-from .transformer import layer_norm, multi_head_attention, prepend_token, token  # noqa: F401
+from .transformer import layer_norm, layer_norm_2d, multi_head_attention, prepend_token, token  # noqa: F401
 from .heads import vgg_head  # noqa: F401
 from .inception import basic_conv2d, mark_auxiliary_used, transform_input  # noqa: F401

@@ -28,6 +28,21 @@ def layer_norm(net, weights: WeightMap, prefix: str, x, eps: float = 1e-5):
     return named(layer, prefix)
 
 
+def layer_norm_2d(net, weights: WeightMap, prefix: str, x, eps: float = 1e-6):
+    """LayerNorm over the channels of NCHW (torchvision's LayerNorm2d): to channels-last, layer_norm, back, as the
+    PyTorch module does; the output is named `<prefix>`."""
+    to_last = named(_permute(net, x, (0, 2, 3, 1)), f"{prefix}/channels_last")
+    y = layer_norm(net, weights, prefix, to_last, eps)
+    y.name = f"{prefix}/normalized"
+    return named(_permute(net, y, (0, 3, 1, 2)), prefix)
+
+
+def _permute(net, x, perm):
+    layer = net.add_shuffle(x)
+    layer.first_transpose = tuple(perm)
+    return layer
+
+
 def _heads(net, x, num_heads: int, name: str):
     """[N, L, D] -> [N, heads, L, D / heads]."""
     layer = net.add_shuffle(x)
