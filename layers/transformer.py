@@ -21,8 +21,8 @@ def layer_norm(net, weights: WeightMap, prefix: str, x, eps: float = 1e-5):
     rank, c = len(x.shape), x.shape[-1]
     dtype = weight_dtype(x)
     lead = (1,) * (rank - 1)
-    scale = constant(net, weights.take(f"{prefix}.weight", (*lead, c), dtype), f"{prefix}.weight")
-    bias = constant(net, weights.take(f"{prefix}.bias", (*lead, c), dtype), f"{prefix}.bias")
+    scale = constant(net, weights.take(f"{prefix}.weight", (c,), dtype).reshape(*lead, c), f"{prefix}.weight")
+    bias = constant(net, weights.take(f"{prefix}.bias", (c,), dtype).reshape(*lead, c), f"{prefix}.bias")
     layer = net.add_normalization(x, scale, bias, 1 << (rank - 1))
     layer.epsilon = eps
     return named(layer, prefix)

@@ -1,8 +1,9 @@
 """Layer-by-layer checks of a classifier family on the reference backend, shared by tests/test_classifiers_*.py.
 
-`check_family` takes a reference module with random weights (BatchNorm statistics randomized), hands its state_dict
-to the family as a .wts file would (flat arrays: the configuration must come from key names and value counts
-alone), defines the network, and compares every tensor that a PyTorch module outputs (forward hooks, matched by
+`check_family` takes a reference module with random weights (BatchNorm statistics randomized), defines the network
+from its state_dict as a checkpoint gives it (shapes checked key by key), then hands the state_dict to the family as
+a .wts file would (flat arrays: the configuration must come from key names and value counts alone), defines the
+network again, and compares every tensor that a PyTorch module outputs (forward hooks, matched by
 name) at the given tolerance, relative to max(1, max|ref|). It also asserts that every module holding weights was
 compared (under its own name or, when its output is its parent's, the parent's), so a layer cannot escape
 validation by being misnamed.
@@ -34,6 +35,8 @@ def check_family(model, module: torch.nn.Module, cli_args: argparse.Namespace, x
                  tolerance: float = 1e-4, skip_coverage: tuple[str, ...] = ()) -> dict:
     """Validate every layer; returns the configuration read from the flat weights."""
     module = module.eval()
+    shaped = WeightMap(state_dict_arrays(module), "random.pt")  # as a checkpoint gives them: every key checked
+    define_network(model, ReferenceBackend(), shaped, model.config_from_weights(shaped, cli_args))
     weights = flat_weights(module)
     config = model.config_from_weights(weights, cli_args)
     expected = validate.reference_outputs(module, x)

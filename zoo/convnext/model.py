@@ -106,8 +106,8 @@ def cn_block(net, weights, prefix, x):
     y = layers.activation(net, y, "gelu", f"{prefix}.block.4")
     y = layers.linear(net, weights, f"{prefix}.block.5", y, dim)
     y = layers.transpose(net, y, (0, 3, 1, 2), f"{prefix}.block")
-    scale = layers.constant(net, weights.take(f"{prefix}.layer_scale", (1, dim, 1, 1), layers.weight_dtype(x)),
-                            f"{prefix}.layer_scale")
+    gamma = weights.take(f"{prefix}.layer_scale", (dim, 1, 1), layers.weight_dtype(x))
+    scale = layers.constant(net, gamma.reshape(1, dim, 1, 1), f"{prefix}.layer_scale")
     y = layers.multiply(net, y, scale, f"{prefix}.stochastic_depth")
     return layers.add(net, y, x, prefix)
 
