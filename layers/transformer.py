@@ -13,11 +13,12 @@ import numpy as np
 from wts.weight_map import WeightMap
 from zoo.engine.api import trt
 
-from .core import constant, linear_from_arrays, named, weight_dtype
+from .core import constant, linear_from_arrays, named, rename, weight_dtype
 
 
-def layer_norm(net, weights: WeightMap, prefix: str, x, eps: float = 1e-5):
-    """nn.LayerNorm(C) over the last axis: TensorRT's normalization layer with the axis as its mask."""
+def layer_norm(net, weights: WeightMap, prefix: str, x, eps: float = 1e-5, name: str | None = None):
+    """nn.LayerNorm(C) over the last axis: TensorRT's normalization layer with the axis as its mask, named `name`
+    (default `<prefix>`)."""
     rank, c = len(x.shape), x.shape[-1]
     dtype = weight_dtype(x)
     lead = (1,) * (rank - 1)
@@ -25,15 +26,14 @@ def layer_norm(net, weights: WeightMap, prefix: str, x, eps: float = 1e-5):
     bias = constant(net, weights.take(f"{prefix}.bias", (c,), dtype).reshape(*lead, c), f"{prefix}.bias")
     layer = net.add_normalization(x, scale, bias, 1 << (rank - 1))
     layer.epsilon = eps
-    return named(layer, prefix)
+    return named(layer, name or prefix)
 
 
 def layer_norm_2d(net, weights: WeightMap, prefix: str, x, eps: float = 1e-6):
     """LayerNorm over the channels of NCHW (torchvision's LayerNorm2d): to channels-last, layer_norm, back, as the
     PyTorch module does; the output is named `<prefix>`."""
     to_last = named(_permute(net, x, (0, 2, 3, 1)), f"{prefix}/channels_last")
-    y = layer_norm(net, weights, prefix, to_last, eps)
-    y.name = f"{prefix}/normalized"
+    y = layer_norm(net, weights, prefix, to_last, eps, name=f"{prefix}/normalize")
     return named(_permute(net, y, (0, 3, 1, 2)), prefix)
 
 
@@ -83,7 +83,7 @@ def multi_head_attention(net, weights: WeightMap, prefix: str, x, num_heads: int
     merged = named(merge, f"{prefix}/merge_heads")
     out_w = weights.take(f"{prefix}.out_proj.weight", (d_model, d_model))
     out_b = weights.take(f"{prefix}.out_proj.bias", (d_model,))
-    return linear_from_arrays(net, weights, prefix, merged, out_w, out_b)
+    return rename(linear_from_arrays(net, weights, f"{prefix}.out_proj", merged, out_w, out_b), prefix)
 
 
 def token(net, x, index: int, name: str):

@@ -42,6 +42,9 @@ def check_family(model, module: torch.nn.Module, cli_args: argparse.Namespace, x
     expected = validate.reference_outputs(module, x)
     backend = ReferenceBackend()
     net, outputs = define_network(model, backend, weights, config)
+    layer_names = [net.get_layer(i).name for i in range(net.num_layers)]
+    repeated = sorted({n for n in layer_names if layer_names.count(n) > 1})
+    assert not repeated, f"TensorRT needs distinct layer names; repeated: {repeated[:5]}"
     compared = validate.mark_comparable(net, set(expected))
     got = backend.runner_for(net).run({model.input_name: x.numpy()})
     rows = [validate.compare(name, got[name], expected[name], tolerance) for name in compared]
