@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from wts.weight_map import WeightMap
+from zoo.vision.imagenet import IMAGENET_MEAN, IMAGENET_STD
 
 from . import core
 
 INCEPTION_BN_EPS = 1e-3
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def basic_conv2d(net, weights: WeightMap, prefix: str, x, kernel, stride=1, padding=0):

@@ -15,6 +15,7 @@ from torch import nn
 import layers
 from zoo.engine.classifier import ClassifierModel
 from zoo.engine.model import randomize_batchnorm
+from zoo.vision.imagenet import IMAGENET_MEAN, IMAGENET_STD
 
 # in, 1x1, 3x3 reduce, 3x3, "5x5" reduce, "5x5" (a 3x3 in torchvision), pool projection
 INCEPTIONS = {"inception3a": (192, 64, 96, 128, 16, 32, 32), "inception3b": (256, 128, 128, 192, 32, 96, 64),
@@ -81,7 +82,7 @@ class GoogLeNet(nn.Module):
 
     def forward(self, x):
         if self.transform_input:
-            std, mean = torch.tensor(layers.inception.IMAGENET_STD), torch.tensor(layers.inception.IMAGENET_MEAN)
+            std, mean = torch.tensor(IMAGENET_STD), torch.tensor(IMAGENET_MEAN)
             x = x * (std / 0.5).view(1, 3, 1, 1) + ((mean - 0.5) / 0.5).view(1, 3, 1, 1)
         x = self.maxpool2(self.conv3(self.conv2(self.maxpool1(self.conv1(x)))))
         for name in INCEPTIONS:

@@ -15,7 +15,7 @@ import layers
 from zoo.engine.classifier import ClassifierModel
 from zoo.engine.model import randomize_batchnorm
 from zoo.googlenet.model import BasicConv2d, add_transform_input_flag
-from zoo.vision.imagenet import CropSpec
+from zoo.vision.imagenet import IMAGENET_MEAN, IMAGENET_STD, CropSpec
 
 AUX = ("AuxLogits.",)
 MIN_SIZE = 75
@@ -125,7 +125,7 @@ class Inception3(nn.Module):
 
     def forward(self, x):
         if self.transform_input:
-            std, mean = torch.tensor(layers.inception.IMAGENET_STD), torch.tensor(layers.inception.IMAGENET_MEAN)
+            std, mean = torch.tensor(IMAGENET_STD), torch.tensor(IMAGENET_MEAN)
             x = x * (std / 0.5).view(1, 3, 1, 1) + ((mean - 0.5) / 0.5).view(1, 3, 1, 1)
         x = self.maxpool1(self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x))))
         x = self.maxpool2(self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x)))
