@@ -1026,6 +1026,11 @@ class INormalizationLayer(ILayer):
     def _run(self, xs):
         x, scale, bias = xs
         axes = tuple(_axes_from_mask(self._attrs["axes"], x.dim()))
+        last = x.shape[-1]
+        per_feature = scale.numel() == bias.numel() == last and scale.shape[-1] == bias.shape[-1] == last
+        if axes == (x.dim() - 1,) and per_feature:
+            # LayerNorm over the last axis: the same formula in one fused kernel
+            return [F.layer_norm(x, (last,), scale.reshape(-1), bias.reshape(-1), self._attrs["epsilon"])]
         var, mean = torch.var_mean(x, axes, correction=0, keepdim=True)
         return [(x - mean) * torch.rsqrt(var + self._attrs["epsilon"]) * scale + bias]
 
