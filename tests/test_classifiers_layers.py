@@ -191,3 +191,17 @@ def test_averaging_matrix_rows_are_torchs_bins():
     assert np.allclose(p.sum(1), 1)
     assert [tuple(np.nonzero(r)[0]) for r in p] == [(0, 1), (1, 2, 3), (3, 4)]
     assert math.isclose(p[1, 1], 1 / 3, rel_tol=1e-6)
+
+
+def test_linear_runs_fused_as_one_step_and_equals_the_unfused_layers():
+    w, b = _randn(6, 8, seed=1), _randn(6, seed=2)
+    weights = WeightMap({"fc.weight": w.numpy(), "fc.bias": b.numpy()})
+    net = INetworkDefinition()
+    t = net.add_input("x", trt.float32, (-1, 5, 8))
+    net.mark_output(layers.linear(net, weights, "fc", t, 6))
+    executor = ReferenceExecutor(net)
+    assert "IMatrixMultiplyLayer" not in [type(s).__name__ for s in executor._fused]
+    x = _randn(3, 5, 8)
+    fused = executor.run({"x": x.numpy()})["fc"]
+    _close(fused, executor.run({"x": x.numpy()}, capture=True)["fc"])
+    _close(fused, F.linear(x, w, b))
