@@ -1,6 +1,11 @@
 """Ops and blocks over TensorRT's network API, shared by every model of the zoo (see layers/core.py for naming)."""
-from .core import (activation, add, avg_pool, batch_norm, cast, concat, constant, conv2d, conv_bn, flatten,  # noqa: F401
-                   global_avg_pool, is_folded, linear, max_pool, multiply, named, prelu, rename, reshape, softmax,
-                   split, transpose, upsample_nearest, weight_dtype)
+from .core import (activation, add, avg_pool, batch_norm, cast, channel_affine, concat, constant,  # noqa: F401
+                   conv2d, conv_bn, flatten, global_avg_pool, is_folded, linear, linear_from_arrays, max_pool,
+                   multiply, named, prelu, rename, reshape, softmax, split, transpose, upsample_nearest, weight_dtype)
 from .blocks import bottleneck, c3, conv_bn_act, sppf  # noqa: F401
 from .yolov8_blocks import attention, c2f, c2psa, c3k, c3k2, dwconv, psa_block  # noqa: F401
+from .pooling import adaptive_avg_pool  # noqa: F401
+from .shuffle import channel_shuffle, channel_split  # noqa: F401
+from .transformer import layer_norm, layer_norm_2d, multi_head_attention, prepend_token, token  # noqa: F401
+from .heads import vgg_head  # noqa: F401
+from .inception import basic_conv2d, mark_auxiliary_used, transform_input  # noqa: F401

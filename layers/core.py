@@ -73,22 +73,24 @@ def conv2d(net, weights: WeightMap, prefix: str, x, out_channels: int, kernel, s
 
 
 def conv_bn(net, weights: WeightMap, conv: str, bn: str, x, out_channels: int, kernel, stride=1, padding=0,
-            groups=1, eps: float = 1e-5):
-    """Conv2d(bias=False) then BatchNorm2d (eval). In FP32 two layers, so validation sees both outputs; in FP16 and
-    INT8 the BatchNorm is folded into the convolution in FP32 first, as TensorRT would fuse it: an FP16 conv output
-    stored before a BatchNorm that subtracts a large mean loses most of its digits (and INT8 weight scales must
-    be those of the folded weights).
+            groups=1, eps: float = 1e-5, bias: bool = False):
+    """Conv2d (bias=False unless `bias`, as in VGG-BN) then BatchNorm2d (eval). In FP32 two layers, so validation
+    sees both outputs; in FP16 and INT8 the BatchNorm is folded into the convolution in FP32 first, as TensorRT would
+    fuse it: an FP16 conv output stored before a BatchNorm that subtracts a large mean loses most of its digits (and
+    INT8 weight scales must be those of the folded weights).
 
     Folded weights (an ONNX export, a fused model: `<conv>.bias` present, no `<bn>.*` keys) are a biased
     convolution, named `conv` as in the folded PyTorch module (zoo.engine.folding)."""
     if is_folded(weights, conv, bn):
         return conv2d(net, weights, conv, x, out_channels, kernel, stride, padding, groups, bias=True)
     if precision_of(weights).mode == "fp32":
-        y = conv2d(net, weights, conv, x, out_channels, kernel, stride, padding, groups, bias=False)
+        y = conv2d(net, weights, conv, x, out_channels, kernel, stride, padding, groups, bias=bias)
         return batch_norm(net, weights, bn, y, eps)
     k = _pair(kernel)
     w = weights.take(f"{conv}.weight", (out_channels, x.shape[1] // groups, *k))
     scale, shift = _batch_norm_affine(weights, bn, out_channels, eps)
+    if bias:
+        shift = (shift + scale * weights.take(f"{conv}.bias", (out_channels,))).astype(np.float32)
     return _convolution(net, weights, conv, bn, x, w * scale.reshape(-1, 1, 1, 1), shift, stride, padding, groups)
 
 
@@ -133,6 +135,14 @@ def batch_norm(net, weights: WeightMap, prefix: str, x, eps: float):
     dtype = weight_dtype(x)
     layer = net.add_scale(x, trt.ScaleMode.CHANNEL, shift.astype(dtype), scale.astype(dtype), None)
     return named(layer, prefix)
+
+
+def channel_affine(net, x, scale: np.ndarray, shift: np.ndarray, name: str):
+    """y = x * scale[c] + shift[c] per channel (axis 1), for constants that no BatchNorm key holds."""
+    dtype = weight_dtype(x)
+    layer = net.add_scale(x, trt.ScaleMode.CHANNEL, np.asarray(shift, dtype), np.asarray(scale, dtype), None)
+    layer.channel_axis = 1
+    return named(layer, name)
 
 
 def activation(net, x, kind: str, name: str, alpha: float = 0.0, beta: float = 0.0):
@@ -206,21 +216,31 @@ def constant(net, array: np.ndarray, name: str):
 
 
 def linear(net, weights: WeightMap, prefix: str, x, out_features: int, bias: bool = True):
-    """nn.Linear on a [B, K] input: a matrix multiply with the transposed weight (TensorRT has no FC layer)."""
-    k, dtype = x.shape[-1], weight_dtype(x)
-    w32 = weights.take(f"{prefix}.weight", (out_features, k))
-    scale = precision_of(weights).input_scale(prefix, x)
+    """nn.Linear on a [..., K] input: a matrix multiply with the transposed weight (TensorRT has no FC layer)."""
+    w32 = weights.take(f"{prefix}.weight", (out_features, x.shape[-1]))
+    b32 = weights.take(f"{prefix}.bias", (out_features,)) if bias else None
+    return linear_from_arrays(net, weights, prefix, x, w32, b32)
+
+
+def linear_from_arrays(net, weights: WeightMap, name: str, x, w32: np.ndarray, b32: np.ndarray | None):
+    """x @ w32.T + b32 for FP32 arrays that are not one `<name>.weight` key (e.g. a slice of an attention's
+    in_proj_weight). TensorRT's matrix multiply needs operands of equal rank: for a rank-n input the weight and bias
+    get n - 2 leading ones."""
+    dtype, lead = weight_dtype(x), (1,) * (len(x.shape) - 2)
+    scale = precision_of(weights).input_scale(name, x)
     if scale is None:
-        w = constant(net, w32.astype(dtype), f"{prefix}.weight")
+        w = constant(net, w32.astype(dtype), f"{name}.weight")
     else:  # INT8: Q/DQ on the input (per tensor) and on the weight (per output feature)
-        x = quantize_dequantize(net, x, scale, f"{prefix}/input")
-        w = _quantized_weights(net, w32, f"{prefix}.weight", x.dtype)
+        x = quantize_dequantize(net, x, scale, f"{name}/input")
+        w = _quantized_weights(net, w32, f"{name}.weight", x.dtype)
+    if lead:
+        w = reshape(net, w, (*lead, *w32.shape), f"{name}.weight/reshape")
     y = net.add_matrix_multiply(x, trt.MatrixOperation.NONE, w, trt.MatrixOperation.TRANSPOSE)
-    if not bias:
-        return named(y, prefix)
-    named(y, f"{prefix}/matmul")
-    b = constant(net, weights.take(f"{prefix}.bias", (1, out_features), dtype), f"{prefix}.bias")
-    return named(net.add_elementwise(y.get_output(0), b, trt.ElementWiseOperation.SUM), prefix)
+    if b32 is None:
+        return named(y, name)
+    named(y, f"{name}/matmul")
+    b = constant(net, b32.reshape(*lead, 1, -1).astype(dtype), f"{name}.bias")
+    return named(net.add_elementwise(y.get_output(0), b, trt.ElementWiseOperation.SUM), name)
 
 
 def add(net, a, b, name: str):

@@ -103,3 +103,13 @@ def randomize_batchnorm(module: torch.nn.Module, generator: torch.Generator) -> 
                 m.bias.copy_(torch.randn(c, generator=generator) * 0.1)
                 m.running_mean.copy_(torch.randn(c, generator=generator) * 0.1)
                 m.running_var.copy_(torch.rand(c, generator=generator) * 1.5 + 0.5)
+
+
+def randomize_layer_norms(module: torch.nn.Module, generator: torch.Generator) -> None:
+    """LayerNorm affine parameters that are not the identity (ones and zeros at initialisation), so a swapped or
+    missing scale or bias shows in validation."""
+    for m in module.modules():
+        if isinstance(m, torch.nn.LayerNorm) and m.elementwise_affine:
+            with torch.no_grad():
+                m.weight.copy_(torch.rand(m.weight.shape, generator=generator) * 0.5 + 0.75)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=generator) * 0.1)

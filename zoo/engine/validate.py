@@ -35,6 +35,8 @@ def reference_outputs(module: torch.nn.Module, x: torch.Tensor) -> dict[str, tor
 
         def hook(_mod, _inputs, output, name=name):
             calls[name] += 1
+            if isinstance(output, tuple) and output and isinstance(output[0], torch.Tensor):
+                output = output[0]  # nn.MultiheadAttention returns (output, weights): the output is compared
             if isinstance(output, torch.Tensor):
                 key = name if calls[name] == 1 else f"{name}#{calls[name]}"
                 captured[key] = output.detach().float().clone()

@@ -2,7 +2,8 @@
 
 - a convolution whose only consumer is a per-channel scale (a BatchNorm) runs as one convolution with the scale
   folded into its kernel and bias;
-- sigmoid(x) whose only consumer is x * sigmoid(x) runs as one SiLU.
+- sigmoid(x) whose only consumer is x * sigmoid(x) runs as one SiLU;
+- x @ W^T whose only consumer adds a per-feature bias runs as one F.linear (layers.linear's matrix multiply and sum).
 
 A fused step has the interface the executor uses for layers (`_inputs`, `_outputs`, `_run`), so the executor's
 loop, typing and freeing stay as they are. Fusion skips the rounding of the hidden intermediate, as TensorRT's
@@ -14,7 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from ..api import trt
-from .network import IActivationLayer, IConvolutionLayer, IElementWiseLayer, ILayer, IScaleLayer
+from .network import (IActivationLayer, IConvolutionLayer, IElementWiseLayer, ILayer, IMatrixMultiplyLayer,
+                      IScaleLayer)
 
 
 class _Fused:
@@ -50,7 +52,27 @@ def _silu(sigmoid: IActivationLayer, product: IElementWiseLayer) -> _Fused | Non
     return _Fused([x], product._outputs, lambda xs: [F.silu(xs[0])])
 
 
-_PATTERNS = ((IConvolutionLayer, IScaleLayer, _fold_conv_scale), (IActivationLayer, IElementWiseLayer, _silu))
+def _linear(matmul: IMatrixMultiplyLayer, add: IElementWiseLayer) -> _Fused | None:
+    """x @ W^T + b with W of shape [1, ..., 1, out, k] and b of shape [1, ..., 1, out]."""
+    hidden = matmul._outputs[0]
+    if matmul._attrs["op0"] != trt.MatrixOperation.NONE or matmul._attrs["op1"] != trt.MatrixOperation.TRANSPOSE \
+            or add._attrs["op"] != trt.ElementWiseOperation.SUM:
+        return None
+    others = [t for t in add._inputs if t is not hidden]
+    if len(others) != 1:
+        return None
+    x, w, bias = matmul._inputs[0], matmul._inputs[1], others[0]
+    w_shape, b_shape, out_shape = tuple(w.shape), tuple(bias.shape), tuple(hidden.shape)
+    out = w_shape[-2] if len(w_shape) >= 2 else -1
+    if len(w_shape) < 2 or any(d != 1 for d in w_shape[:-2]) or len(b_shape) != len(out_shape) \
+            or any(d != 1 for d in b_shape[:-1]) or b_shape[-1] != out or out < 0:
+        return None
+    return _Fused([x, w, bias], add._outputs,
+                  lambda xs: [F.linear(xs[0], xs[1].reshape(xs[1].shape[-2:]), xs[2].reshape(-1))])
+
+
+_PATTERNS = ((IConvolutionLayer, IScaleLayer, _fold_conv_scale), (IActivationLayer, IElementWiseLayer, _silu),
+             (IMatrixMultiplyLayer, IElementWiseLayer, _linear))
 
 
 def fuse(layers: list[ILayer], keep: set[int]) -> list:
@@ -60,9 +82,10 @@ def fuse(layers: list[ILayer], keep: set[int]) -> list:
         for t in layer._inputs:
             if t is not None:
                 consumers.setdefault(id(t), []).append(layer)
-    steps, absorbed = [], set()
+    steps, deferred = [], {}  # id(second layer) -> the fused step that runs in its place
     for layer in layers:
-        if id(layer) in absorbed:
+        if id(layer) in deferred:  # the fused step runs where its second layer was: all its inputs exist by then
+            steps.append(deferred.pop(id(layer)))
             continue
         hidden = layer._outputs[0]
         users = consumers.get(id(hidden), [])
@@ -73,8 +96,7 @@ def fuse(layers: list[ILayer], keep: set[int]) -> list:
                     fused = make(layer, users[0])
                     break
         if fused is not None:
-            steps.append(fused)
-            absorbed.add(id(users[0]))
+            deferred[id(users[0])] = fused
         else:
             steps.append(layer)
     return steps

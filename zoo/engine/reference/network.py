@@ -1016,6 +1016,44 @@ class IGatherLayer(ILayer):
         return [flat.reshape(*data.shape[:axis], *indices.shape, *data.shape[axis + 1:])]
 
 
+class INormalizationLayer(ILayer):
+    """TensorRT's normalization: Y = (X - mean(X, axes)) / sqrt(var(X, axes) + epsilon) * S + B, with the biased
+    variance, S and B of the input's rank broadcast against it (LayerNorm over the last axis: S, B of shape
+    [1, ..., 1, C]). epsilon defaults to 1e-5. Group normalization (num_groups > 1) is not implemented here."""
+
+    _TYPE, _TYPE_LABEL = "NORMALIZATION", "Normalization"
+    epsilon = _setting("epsilon", float)
+    axes = _setting("axes", int)
+    num_groups = _setting("num_groups", int)
+
+    @property
+    def is_v2(self) -> bool:
+        return False
+
+    def _infer(self, shapes, dtypes):
+        dtype = _same_float_dtype(self, dtypes)
+        shape = shapes[0]
+        _axes_from_mask(self._attrs["axes"], len(shape))
+        if self._attrs["num_groups"] != 1:
+            raise NotImplementedError("normalization with num_groups > 1 is not implemented by the reference backend")
+        for what, s in (("scale", shapes[1]), ("bias", shapes[2])):
+            if len(s) != len(shape):
+                raise self._fail(f"{what} has shape {tuple(s)}; it needs the input's rank {len(shape)}")
+            _broadcast(self, shape, s)
+        return [(shape, dtype)]
+
+    def _run(self, xs):
+        x, scale, bias = xs
+        axes = tuple(_axes_from_mask(self._attrs["axes"], x.dim()))
+        last = x.shape[-1]
+        per_feature = scale.numel() == bias.numel() == last and scale.shape[-1] == bias.shape[-1] == last
+        if axes == (x.dim() - 1,) and per_feature:
+            # LayerNorm over the last axis: the same formula in one fused kernel
+            return [F.layer_norm(x, (last,), scale.reshape(-1), bias.reshape(-1), self._attrs["epsilon"])]
+        var, mean = torch.var_mean(x, axes, correction=0, keepdim=True)
+        return [(x - mean) * torch.rsqrt(var + self._attrs["epsilon"]) * scale + bias]
+
+
 class ICastLayer(ILayer):
     _TYPE, _TYPE_LABEL = "CAST", "Cast"
     to_type = _setting("to_type")
@@ -1129,7 +1167,7 @@ LAYER_CLASSES = {cls.__name__: cls for cls in (
     IConvolutionLayer, IPoolingLayer, IScaleLayer, IActivationLayer, IUnaryLayer, IElementWiseLayer, ISelectLayer,
     IConcatenationLayer, IResizeLayer, IParametricReLULayer, IShuffleLayer, ISliceLayer, IMatrixMultiplyLayer,
     IConstantLayer, IReduceLayer, ISoftMaxLayer, ITopKLayer, IGatherLayer, ICastLayer, IIdentityLayer,
-    IQuantizeLayer, IDequantizeLayer, IPluginV3Layer)}
+    IQuantizeLayer, IDequantizeLayer, IPluginV3Layer, INormalizationLayer)}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -1309,6 +1347,9 @@ class INetworkDefinition:
     def add_gather(self, input, indices, axis) -> IGatherLayer:
         return self._add(IGatherLayer, [input, indices], axis=int(axis), mode=trt.GatherMode.DEFAULT,
                          num_elementwise_dims=0)
+
+    def add_normalization(self, input, scale, bias, axesMask) -> INormalizationLayer:  # noqa: N803 (TensorRT's name)
+        return self._add(INormalizationLayer, [input, scale, bias], epsilon=1e-5, axes=int(axesMask), num_groups=1)
 
     def add_cast(self, input, to_type) -> ICastLayer:
         return self._add(ICastLayer, [input], to_type=to_type)

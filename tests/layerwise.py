@@ -1,0 +1,76 @@
+"""Layer-by-layer checks of a classifier family on the reference backend, shared by tests/test_classifiers_*.py.
+
+`check_family` takes a reference module with random weights (BatchNorm statistics randomized), defines the network
+from its state_dict as a checkpoint gives it (shapes checked key by key), then hands the state_dict to the family as
+a .wts file would (flat arrays: the configuration must come from key names and value counts alone), defines the
+network again, and compares every tensor that a PyTorch module outputs (forward hooks, matched by
+name) at the given tolerance, relative to max(1, max|ref|). It also asserts that every module holding weights was
+compared (under its own name or, when its output is its parent's, the parent's), so a layer cannot escape
+validation by being misnamed.
+"""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+
+from wts.weight_map import WeightMap
+from zoo.engine import validate
+from zoo.engine.backends import ReferenceBackend
+from zoo.engine.model import state_dict_arrays
+from zoo.engine.workflow import define_network
+
+
+def flat_weights(module: torch.nn.Module, source: str = "random.wts") -> WeightMap:
+    """What wts.load gives: every tensor flattened, shapes forgotten."""
+    return WeightMap({k: v.reshape(-1) for k, v in state_dict_arrays(module).items()}, source)
+
+
+def args(**kw) -> argparse.Namespace:
+    return argparse.Namespace(**kw)
+
+
+def check_family(model, module: torch.nn.Module, cli_args: argparse.Namespace, x: torch.Tensor,
+                 tolerance: float = 1e-4, skip_coverage: tuple[str, ...] = ()) -> dict:
+    """Validate every layer; returns the configuration read from the flat weights."""
+    module = module.eval()
+    shaped = WeightMap(state_dict_arrays(module), "random.pt")  # as a checkpoint gives them: every key checked
+    define_network(model, ReferenceBackend(), shaped, model.config_from_weights(shaped, cli_args))
+    weights = flat_weights(module)
+    config = model.config_from_weights(weights, cli_args)
+    expected = validate.reference_outputs(module, x)
+    backend = ReferenceBackend()
+    net, outputs = define_network(model, backend, weights, config)
+    layer_names = [net.get_layer(i).name for i in range(net.num_layers)]
+    repeated = sorted({n for n in layer_names if layer_names.count(n) > 1})
+    assert not repeated, f"TensorRT needs distinct layer names; repeated: {repeated[:5]}"
+    compared = validate.mark_comparable(net, set(expected))
+    got = backend.runner_for(net).run({model.input_name: x.numpy()})
+    rows = [validate.compare(name, got[name], expected[name], tolerance) for name in compared]
+    rows.append(validate.compare("output", got[outputs[0]], expected["__output__"], tolerance))
+    bad = [r for r in rows if not r.ok]
+    assert not bad, validate.format_table(rows, f"tolerance {tolerance:g}")
+    weighted = {name for name, sub in module.named_modules()
+                if name in expected and any(True for _ in sub.parameters(recurse=False))}
+    missing = sorted(n for n in weighted - set(compared)
+                     if not n.startswith(skip_coverage) and not _covered_by_ancestor(n, compared, expected))
+    assert not missing, f"modules with weights whose outputs no network tensor is named after: {missing[:10]}"
+    return config
+
+
+def _covered_by_ancestor(name: str, compared: list[str], expected: dict) -> bool:
+    """A module whose output is its enclosing module's output (the last layer of a Sequential) is compared under
+    the outermost name, as the naming contract says."""
+    return any(name.startswith(f"{a}.") and torch.equal(expected[name], expected[a]) for a in compared)
+
+
+def parameter_count(module_class, *args, **kwargs) -> int:
+    """Parameters of a module built on the meta device (no memory, no initialisation)."""
+    with torch.device("meta"):
+        module = module_class(*args, **kwargs)
+    return sum(p.numel() for p in module.parameters())
+
+
+def random_input(shape, seed: int = 0) -> torch.Tensor:
+    return torch.from_numpy(np.random.default_rng(seed).standard_normal(shape, dtype=np.float32))
