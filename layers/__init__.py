@@ -3,3 +3,4 @@ from .core import (activation, add, avg_pool, batch_norm, cast, concat, constant
                    global_avg_pool, linear, max_pool, multiply, named, rename, reshape, softmax, transpose,
                    upsample_nearest, weight_dtype)
 from .blocks import bottleneck, c3, conv_bn_act, sppf  # noqa: F401
+from .core import conv2d_arrays  # noqa: F401  (a convolution from arrays the builder derived)

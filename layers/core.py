@@ -72,6 +72,14 @@ def conv2d(net, weights: WeightMap, prefix: str, x, out_channels: int, kernel, s
     return _convolution(net, weights, prefix, prefix, x, w, b, stride, padding, groups, dilation)
 
 
+def conv2d_arrays(net, weights: WeightMap, name: str, x, w: np.ndarray, b: np.ndarray | None, stride=1, padding=0,
+                  groups=1):
+    """A convolution from FP32 arrays the builder derived itself (e.g. some output channels of a stored conv),
+    named `name`; precision and INT8 Q/DQ as for `conv2d`. `weights` is only asked for the precision."""
+    return _convolution(net, weights, name, name, x, np.ascontiguousarray(w, np.float32),
+                        None if b is None else np.ascontiguousarray(b, np.float32), stride, padding, groups)
+
+
 def conv_bn(net, weights: WeightMap, conv: str, bn: str, x, out_channels: int, kernel, stride=1, padding=0,
             groups=1, eps: float = 1e-5):
     """Conv2d(bias=False) then BatchNorm2d (eval). In FP32 two layers, so validation sees both outputs; in FP16 and
