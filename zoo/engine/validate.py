@@ -42,7 +42,10 @@ def reference_outputs(module: torch.nn.Module, x: torch.Tensor) -> dict[str, tor
         hooks.append(sub.register_forward_hook(hook))
     try:
         with torch.no_grad():
-            captured["__output__"] = module(x).detach().float().clone()
+            outputs = module(x)
+        # a module with several outputs (a segmentation model's boxes and prototypes): __output__, __output__1, ...
+        for i, output in enumerate(outputs if isinstance(outputs, (tuple, list)) else [outputs]):
+            captured[f"__output__{i or ''}"] = output.detach().float().clone()
     finally:
         for h in hooks:
             h.remove()

@@ -13,6 +13,9 @@ Per image (pred rows: [cx, cy, w, h, obj, cls_0 .. cls_{nc-1}]):
    already kept box is ``> iou_thres``;
 7. keep the first ``max_det``. Rows out: [x1, y1, x2, y2, score, cls] float32.
 
+With ``nm`` > 0 (segmentation), the last ``nm`` columns of each prediction are mask coefficients, not classes:
+they are carried along and appended to the kept rows, [x1, y1, x2, y2, score, cls, coefficients...].
+
 Both implementations compute in float32 with the same operations in the same order (torchvision's IoU formula:
 ``inter / ((area_i + area_j) - inter)`` on the offset boxes; thresholds compared as float32), so their results are
 exactly equal, ties and IoU-at-threshold cases included. Upstream's sort (and torchvision's) is not stable; that is
@@ -45,34 +48,36 @@ def xywh2xyxy_np(x: np.ndarray) -> np.ndarray:
     return y
 
 
-def _check_pred(shape: Sequence[int], batched: bool) -> None:
+def _check_pred(shape: Sequence[int], batched: bool, nm: int = 0) -> None:
     want = 3 if batched else 2
-    if len(shape) != want or shape[-1] < 6:
+    if len(shape) != want or shape[-1] < 6 + nm or nm < 0:
         form = "(B, N, 5+nc)" if batched else "(N, 5+nc)"
         raise ValueError(f"predictions must be {form} with nc >= 1, got shape {tuple(shape)}")
 
 
 def nms_reference(pred: np.ndarray, conf_thres: float = 0.25, iou_thres: float = 0.45,
                   classes: Sequence[int] | None = None, agnostic: bool = False, max_det: int = 300,
-                  multi_label: bool = False, max_nms: int = MAX_NMS, max_wh: int = MAX_WH) -> np.ndarray:
-    """One image: pred (N, 5+nc) -> detections (K, 6) [x1, y1, x2, y2, score, cls], float32. A plain loop."""
-    _check_pred(np.shape(pred), batched=False)
+                  multi_label: bool = False, max_nms: int = MAX_NMS, max_wh: int = MAX_WH, nm: int = 0) -> np.ndarray:
+    """One image: pred (N, 5+nc[+nm]) -> detections (K, 6[+nm]) [x1, y1, x2, y2, score, cls], float32. A plain
+    loop."""
+    _check_pred(np.shape(pred), batched=False, nm=nm)
     x = np.asarray(pred, dtype=np.float32)
     conf_t, iou_t = np.float32(conf_thres), np.float32(iou_thres)
-    empty = np.zeros((0, 6), dtype=np.float32)
+    empty = np.zeros((0, 6 + nm), dtype=np.float32)
 
     x = x[x[:, 4] > conf_t]
     if not len(x) or max_det <= 0:
         return empty
-    scores = x[:, 5:] * x[:, 4:5]
+    carried = x[:, x.shape[1] - nm:]
+    scores = x[:, 5:x.shape[1] - nm] * x[:, 4:5]
     box = xywh2xyxy_np(x[:, :4])
     if multi_label:
         i, j = np.nonzero(scores > conf_t)  # row-major order
-        det = np.concatenate([box[i], scores[i, j][:, None], j[:, None].astype(np.float32)], 1)
+        det = np.concatenate([box[i], scores[i, j][:, None], j[:, None].astype(np.float32), carried[i]], 1)
     else:
         j = scores.argmax(1)  # first maximum on ties
         conf = scores[np.arange(len(scores)), j]
-        det = np.concatenate([box, conf[:, None], j[:, None].astype(np.float32)], 1)[conf > conf_t]
+        det = np.concatenate([box, conf[:, None], j[:, None].astype(np.float32), carried], 1)[conf > conf_t]
     cls_filter = _classes_array(classes)
     if cls_filter is not None:
         det = det[(det[:, 5:6] == cls_filter).any(1)]
@@ -131,8 +136,9 @@ def _greedy_rows(sup, alive):
 
 def batched_nms(pred, conf_thres: float = 0.25, iou_thres: float = 0.45, classes: Sequence[int] | None = None,
                 agnostic: bool = False, max_det: int = 300, multi_label: bool = False, max_nms: int = MAX_NMS,
-                max_wh: int = MAX_WH, chunk: int = 1024) -> list:
-    """pred (B, N, 5+nc) torch tensor -> list of B (K_i, 6) float32 tensors, on pred's device. Torch ops only.
+                max_wh: int = MAX_WH, chunk: int = 1024, nm: int = 0) -> list:
+    """pred (B, N, 5+nc[+nm]) torch tensor -> list of B (K_i, 6[+nm]) float32 tensors, on pred's device. Torch
+    ops only.
 
     All images are processed together: the candidates of each image are sorted (stable) into a padded (B, K) table;
     the greedy pass walks it in blocks of ``chunk`` candidates. In a block, suppression by boxes kept in earlier
@@ -145,19 +151,19 @@ def batched_nms(pred, conf_thres: float = 0.25, iou_thres: float = 0.45, classes
     """
     import torch
 
-    _check_pred(tuple(pred.shape), batched=True)
+    _check_pred(tuple(pred.shape), batched=True, nm=nm)
     x = pred.float()
     dev = x.device
     bs, n, _ = x.shape
-    nc = x.shape[2] - 5
+    nc = x.shape[2] - 5 - nm
     conf_t = torch.tensor(conf_thres, dtype=torch.float32, device=dev)
     iou_t = torch.tensor(iou_thres, dtype=torch.float32, device=dev)
-    empty = [torch.zeros((0, 6), dtype=torch.float32, device=dev) for _ in range(bs)]
+    empty = [torch.zeros((0, 6 + nm), dtype=torch.float32, device=dev) for _ in range(bs)]
     if n == 0 or bs == 0:
         return empty
 
     obj_ok = x[..., 4] > conf_t  # (B, N)
-    scores = x[..., 5:] * x[..., 4:5]  # (B, N, nc)
+    scores = x[..., 5:5 + nc] * x[..., 4:5]  # (B, N, nc)
     box = torch.empty_like(x[..., :4])
     half_w, half_h = x[..., 2] / 2, x[..., 3] / 2
     box[..., 0] = x[..., 0] - half_w
@@ -190,8 +196,10 @@ def batched_nms(pred, conf_thres: float = 0.25, iou_thres: float = 0.45, classes
     ok = torch.arange(k, device=dev)[None, :] < counts[:, None]  # (B, K) real candidates
     s_score = cand_score.gather(1, order)
     s_cls = cand_cls.gather(1, order)
-    s_box = box.gather(1, cand_row.gather(1, order)[..., None].expand(bs, k, 4))
-    det = torch.cat((s_box, s_score[..., None], s_cls[..., None].float()), 2)  # (B, K, 6)
+    s_row = cand_row.gather(1, order)
+    s_box = box.gather(1, s_row[..., None].expand(bs, k, 4))
+    s_carried = x[..., 5 + nc:].gather(1, s_row[..., None].expand(bs, k, nm))
+    det = torch.cat((s_box, s_score[..., None], s_cls[..., None].float(), s_carried), 2)  # (B, K, 6 + nm)
     offset_box = s_box + det[..., 5:6] * torch.tensor(0 if agnostic else max_wh, dtype=torch.float32, device=dev)
 
     keep = torch.zeros((bs, k), dtype=torch.bool, device=dev)

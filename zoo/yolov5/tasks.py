@@ -121,7 +121,7 @@ def randomize_task_(model: nn.Module, seed: int = 0) -> nn.Module:
     g = torch.Generator().manual_seed(seed + 1)
     for m in model.modules():
         if isinstance(m, nn.Linear):
-            m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (3.0 / math.sqrt(m.in_features)))
+            m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (1.0 / math.sqrt(m.in_features)))
             m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.5)
     return randomize_(model, seed)
 
