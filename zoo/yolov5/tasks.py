@@ -115,7 +115,7 @@ class YoloV5Classify(nn.Module):
 
 
 @torch.no_grad()
-def randomize_task_(model: nn.Module, seed: int = 0) -> nn.Module:
+def randomize_task_(model: nn.Module, seed: int = 0, calib_size: int = 256) -> nn.Module:
     """`randomize_` (seeded convs, BatchNorm statistics from a calibration pass), plus seeded Linear layers whose
     logits spread over a few units, so a softmax of random weights is not flat."""
     g = torch.Generator().manual_seed(seed + 1)
@@ -123,19 +123,22 @@ def randomize_task_(model: nn.Module, seed: int = 0) -> nn.Module:
         if isinstance(m, nn.Linear):
             m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (1.0 / math.sqrt(m.in_features)))
             m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.5)
-    return randomize_(model, seed)
+    return randomize_(model, seed, calib_size)
 
 
 def random_yolov5_segment(variant: str = "n", num_classes: int = 80, seed: int = 0, p6: bool = False,
-                          num_masks: int = 32) -> YoloV5Segment:
+                          num_masks: int = 32, calib_size: int = 256) -> YoloV5Segment:
+    """Seeded random weights (see `randomize_`; `calib_size`: the BatchNorm calibration images' side)."""
     from .model import parse_variant
     gd, gw, v_p6 = parse_variant(variant)
-    return randomize_task_(YoloV5Segment(num_classes, gd, gw, p6 or v_p6, num_masks=num_masks), seed).eval()
+    module = YoloV5Segment(num_classes, gd, gw, p6 or v_p6, num_masks=num_masks)
+    return randomize_task_(module, seed, calib_size).eval()
 
 
-def random_yolov5_classify(variant: str = "n", num_classes: int = 1000, seed: int = 0) -> YoloV5Classify:
+def random_yolov5_classify(variant: str = "n", num_classes: int = 1000, seed: int = 0,
+                           calib_size: int = 256) -> YoloV5Classify:
     from .model import parse_variant
     gd, gw, p6 = parse_variant(variant)
     if p6:
         raise ValueError("YOLOv5 classification models are built from the P5 backbone; no P6 variant exists")
-    return randomize_task_(YoloV5Classify(num_classes, gd, gw), seed).eval()
+    return randomize_task_(YoloV5Classify(num_classes, gd, gw), seed, calib_size).eval()
