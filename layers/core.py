@@ -85,7 +85,12 @@ def conv_bn(net, weights: WeightMap, conv: str, bn: str, x, out_channels: int, k
     """Conv2d(bias=False) then BatchNorm2d (eval). In FP32 two layers, so validation sees both outputs; in FP16 and
     INT8 the BatchNorm is folded into the convolution in FP32 first, as TensorRT would fuse it: an FP16 conv output
     stored before a BatchNorm that subtracts a large mean loses most of its digits (and INT8 weight scales must
-    be those of the folded weights)."""
+    be those of the folded weights).
+
+    Folded weights (an ONNX export, a fused model: `<conv>.bias` present, no `<bn>.*` keys) are a biased
+    convolution, named `conv` as in the folded PyTorch module (zoo.engine.folding)."""
+    if is_folded(weights, conv, bn):
+        return conv2d(net, weights, conv, x, out_channels, kernel, stride, padding, groups, bias=True)
     if precision_of(weights).mode == "fp32":
         y = conv2d(net, weights, conv, x, out_channels, kernel, stride, padding, groups, bias=False)
         return batch_norm(net, weights, bn, y, eps)
@@ -93,6 +98,11 @@ def conv_bn(net, weights: WeightMap, conv: str, bn: str, x, out_channels: int, k
     w = weights.take(f"{conv}.weight", (out_channels, x.shape[1] // groups, *k))
     scale, shift = _batch_norm_affine(weights, bn, out_channels, eps)
     return _convolution(net, weights, conv, bn, x, w * scale.reshape(-1, 1, 1, 1), shift, stride, padding, groups)
+
+
+def is_folded(weights: WeightMap, conv: str, bn: str) -> bool:
+    """Whether BatchNorm `bn` was folded into convolution `conv` (a conv bias, no BatchNorm statistics)."""
+    return f"{bn}.running_mean" not in weights and f"{conv}.bias" in weights
 
 
 def _convolution(net, weights: WeightMap, layer_name: str, output_name: str, x, w: np.ndarray, b, stride, padding,
@@ -223,6 +233,19 @@ def concat(net, tensors, name: str, axis: int = 1):
     layer = net.add_concatenation(list(tensors))
     layer.axis = axis
     return named(layer, name)
+
+
+def split(net, x, sizes, names, axis: int = 1):
+    """torch.split along a static axis as gathers with constant indices (a slice would need the dynamic batch
+    dimension as a shape input). Returns one tensor per size, named by `names`."""
+    if sum(sizes) != x.shape[axis]:
+        raise ValueError(f"split of {x.name!r}: sizes {list(sizes)} do not add up to its {x.shape[axis]} channels")
+    parts, start = [], 0
+    for size, name in zip(sizes, names):
+        indices = constant(net, np.arange(start, start + size, dtype=np.int32), f"{name}/indices")
+        parts.append(named(net.add_gather(x, indices, axis), name))
+        start += size
+    return parts
 
 
 def softmax(net, x, name: str, axis: int = 1):

@@ -7,7 +7,8 @@
   or with a ``state_dict`` entry;
 - a pickled ``nn.Module`` (of any class: the class does not need to be importable);
 - a plain state_dict (a dict of tensors);
-- a TorchScript archive.
+- a TorchScript archive;
+- an ONNX file: its initializers under their state_dict names (zoo.engine.onnx_weights; BatchNorm usually folded).
 
 Unpickling is safe: ``torch.load(weights_only=True)`` is tried first. When the file holds classes that it refuses
 (e.g. a pickled ``models.yolo.DetectionModel``), the file is unpickled again by a restricted unpickler. It returns
@@ -45,6 +46,7 @@ class Checkpoint:
     tensors: dict[str, np.ndarray]                      # float32, original shapes, state_dict order
     names: list[str] | dict[int, str] | None = None     # class names, when the checkpoint carries them
     source: str = ""                                    # what kind of file it was
+    meta: dict | None = None                            # what a pickled model recorded (see _model_meta)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -186,6 +188,9 @@ def load_state_dict(path: str | os.PathLike) -> Checkpoint:
 
     if path.lower().endswith(".wts") or head.split(b"\n", 1)[0].strip().isdigit():
         return Checkpoint(wts.load(path), None, "wts")
+    if path.lower().endswith(".onnx"):
+        from .onnx_weights import load_onnx_weights
+        return load_onnx_weights(path)
     if _is_torchscript(path):
         return _from_torchscript(path)
     return _from_object(path, *_unpickle(path))
@@ -245,9 +250,11 @@ def _from_object(path: str, obj: Any, how: str) -> Checkpoint:
         kind = f"checkpoint dict, {key!r} entry"
         obj = obj[key]
 
+    meta = None
     if _is_module(obj):
         tensors = _module_state_dict(obj)
         names = _class_names(obj.__dict__.get("names")) or names
+        meta = _model_meta(obj, names)
         what = getattr(type(obj), "_stand_in_path", f"{type(obj).__module__}.{type(obj).__qualname__}")
         source = f"{kind}: pickled module {what}"
     elif isinstance(obj, dict) and _is_state_dict(obj):
@@ -257,7 +264,45 @@ def _from_object(path: str, obj: Any, how: str) -> Checkpoint:
         raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a module or a state_dict")
     if not tensors:
         raise CheckpointError(f"{path}: holds no tensors")
-    return Checkpoint(_to_numpy(path, tensors), names, f"{source} [{how}]")
+    return Checkpoint(_to_numpy(path, tensors), names, f"{source} [{how}]", meta)
+
+
+def _model_meta(module: Any, names) -> dict:
+    """What a pickled model says about itself beyond its tensors: `yaml` (ultralytics' architecture dict, plain
+    data only), `stride`, class `names`, and `activations`: the class path of every submodule's `act` child by
+    module path (ultralytics pickles each Conv's activation module, which the state_dict cannot show)."""
+    d = module.__dict__
+    stride = d.get("stride")
+    activations: dict[str, str] = {}
+
+    def walk(m: Any, prefix: str) -> None:
+        for name, child in m.__dict__["_modules"].items():
+            if child is None or not _is_module(child):
+                continue
+            path = f"{prefix}{name}"
+            if name == "act":
+                cls = type(child)
+                activations[prefix[:-1]] = getattr(cls, "_stand_in_path", f"{cls.__module__}.{cls.__qualname__}")
+            walk(child, path + ".")
+
+    walk(module, "")
+    return {"yaml": _plain_data(d.get("yaml")), "names": names, "activations": activations,
+            "stride": stride.tolist() if isinstance(stride, torch.Tensor) else None}
+
+
+def _plain_data(obj: Any, depth: int = 0) -> Any:
+    """obj if it is JSON-like builtins (dicts, lists, strings, numbers) to a sane depth, else None."""
+    if depth > 12:
+        return None
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if isinstance(obj, (list, tuple)):
+        items = [_plain_data(v, depth + 1) for v in obj]
+        return None if any(v is None and o is not None for v, o in zip(items, obj)) else items
+    if isinstance(obj, dict) and all(isinstance(k, (str, int)) for k in obj):
+        items = {k: _plain_data(v, depth + 1) for k, v in obj.items()}
+        return None if any(items[k] is None and obj[k] is not None for k in obj) else items
+    return None
 
 
 def _is_state_dict(obj: dict) -> bool:

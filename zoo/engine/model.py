@@ -67,7 +67,10 @@ class ZooModel:
 
 
 def load_state_into(module: torch.nn.Module, weights: WeightMap) -> torch.nn.Module:
-    """Copy a weight map (flat or shaped) into a module's state_dict, checking every key and shape."""
+    """Copy a weight map (flat or shaped) into a module's state_dict, checking every key and shape. Folded weights
+    (conv biases, no BatchNorm keys) first fold the module's matching BatchNorms (zoo.engine.folding)."""
+    from .folding import match_folding
+    module = match_folding(module, weights.keys())
     state = {}
     for key, value in module.state_dict().items():
         array = weights.take(key, tuple(value.shape), np.float32)

@@ -90,6 +90,7 @@ def load_weights(model: ZooModel, args) -> tuple[WeightMap, dict, torch.nn.Modul
     say(f"loading weights {args.weights} ...")
     checkpoint = load_state_dict(args.weights)
     weights = WeightMap(checkpoint.tensors, str(args.weights))
+    weights.meta = checkpoint.meta  # what a pickled model recorded about itself (yaml, activations), or None
     config = model.config_from_weights(weights, args)
     if checkpoint.names is not None:
         names = checkpoint.names

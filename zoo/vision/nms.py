@@ -13,6 +13,9 @@ Per image (pred rows: [cx, cy, w, h, obj, cls_0 .. cls_{nc-1}]):
    already kept box is ``> iou_thres``;
 7. keep the first ``max_det``. Rows out: [x1, y1, x2, y2, score, cls] float32.
 
+``objectness=False`` gives ultralytics' YOLOv8 / YOLO11 semantics on rows [cx, cy, w, h, cls_0 .. cls_{nc-1}]
+(the (B, 4 + nc, A) output transposed): no step 1, the class scores are used as they are; the rest is the same.
+
 With ``nm`` > 0 (segmentation), the last ``nm`` columns of each prediction are mask coefficients, not classes:
 they are carried along and appended to the kept rows, [x1, y1, x2, y2, score, cls, coefficients...].
 
@@ -48,28 +51,31 @@ def xywh2xyxy_np(x: np.ndarray) -> np.ndarray:
     return y
 
 
-def _check_pred(shape: Sequence[int], batched: bool, nm: int = 0) -> None:
+def _check_pred(shape: Sequence[int], batched: bool, objectness: bool = True, nm: int = 0) -> None:
     want = 3 if batched else 2
-    if len(shape) != want or shape[-1] < 6 + nm or nm < 0:
-        form = "(B, N, 5+nc)" if batched else "(N, 5+nc)"
+    fields = 5 if objectness else 4
+    if len(shape) != want or shape[-1] < fields + 1 + nm or nm < 0:
+        form = f"(B, N, {fields}+nc)" if batched else f"(N, {fields}+nc)"
         raise ValueError(f"predictions must be {form} with nc >= 1, got shape {tuple(shape)}")
 
 
 def nms_reference(pred: np.ndarray, conf_thres: float = 0.25, iou_thres: float = 0.45,
                   classes: Sequence[int] | None = None, agnostic: bool = False, max_det: int = 300,
-                  multi_label: bool = False, max_nms: int = MAX_NMS, max_wh: int = MAX_WH, nm: int = 0) -> np.ndarray:
-    """One image: pred (N, 5+nc[+nm]) -> detections (K, 6[+nm]) [x1, y1, x2, y2, score, cls], float32. A plain
-    loop."""
-    _check_pred(np.shape(pred), batched=False, nm=nm)
+                  multi_label: bool = False, max_nms: int = MAX_NMS, max_wh: int = MAX_WH,
+                  objectness: bool = True, nm: int = 0) -> np.ndarray:
+    """One image: pred (N, 5+nc[+nm]) (or (N, 4+nc[+nm]) without objectness) -> detections (K, 6[+nm])
+    [x1, y1, x2, y2, score, cls(, mask coefficients)], float32. A plain loop."""
+    _check_pred(np.shape(pred), batched=False, objectness=objectness, nm=nm)
     x = np.asarray(pred, dtype=np.float32)
     conf_t, iou_t = np.float32(conf_thres), np.float32(iou_thres)
     empty = np.zeros((0, 6 + nm), dtype=np.float32)
 
-    x = x[x[:, 4] > conf_t]
+    if objectness:
+        x = x[x[:, 4] > conf_t]
     if not len(x) or max_det <= 0:
         return empty
-    carried = x[:, x.shape[1] - nm:]
-    scores = x[:, 5:x.shape[1] - nm] * x[:, 4:5]
+    carried, x = x[:, x.shape[1] - nm:], x[:, :x.shape[1] - nm]
+    scores = x[:, 5:] * x[:, 4:5] if objectness else x[:, 4:]
     box = xywh2xyxy_np(x[:, :4])
     if multi_label:
         i, j = np.nonzero(scores > conf_t)  # row-major order
@@ -136,9 +142,9 @@ def _greedy_rows(sup, alive):
 
 def batched_nms(pred, conf_thres: float = 0.25, iou_thres: float = 0.45, classes: Sequence[int] | None = None,
                 agnostic: bool = False, max_det: int = 300, multi_label: bool = False, max_nms: int = MAX_NMS,
-                max_wh: int = MAX_WH, chunk: int = 1024, nm: int = 0) -> list:
-    """pred (B, N, 5+nc[+nm]) torch tensor -> list of B (K_i, 6[+nm]) float32 tensors, on pred's device. Torch
-    ops only.
+                max_wh: int = MAX_WH, chunk: int = 1024, objectness: bool = True, nm: int = 0) -> list:
+    """pred (B, N, 5+nc[+nm]) (or (B, N, 4+nc[+nm]) without objectness) torch tensor -> list of B (K_i, 6[+nm])
+    float32 tensors, on pred's device. Torch ops only.
 
     All images are processed together: the candidates of each image are sorted (stable) into a padded (B, K) table;
     the greedy pass walks it in blocks of ``chunk`` candidates. In a block, suppression by boxes kept in earlier
@@ -151,19 +157,23 @@ def batched_nms(pred, conf_thres: float = 0.25, iou_thres: float = 0.45, classes
     """
     import torch
 
-    _check_pred(tuple(pred.shape), batched=True, nm=nm)
-    x = pred.float()
+    _check_pred(tuple(pred.shape), batched=True, objectness=objectness, nm=nm)
+    carried, x = pred[..., pred.shape[2] - nm:].float(), pred[..., :pred.shape[2] - nm].float()
     dev = x.device
     bs, n, _ = x.shape
-    nc = x.shape[2] - 5 - nm
+    nc = x.shape[2] - (5 if objectness else 4)
     conf_t = torch.tensor(conf_thres, dtype=torch.float32, device=dev)
     iou_t = torch.tensor(iou_thres, dtype=torch.float32, device=dev)
     empty = [torch.zeros((0, 6 + nm), dtype=torch.float32, device=dev) for _ in range(bs)]
     if n == 0 or bs == 0:
         return empty
 
-    obj_ok = x[..., 4] > conf_t  # (B, N)
-    scores = x[..., 5:5 + nc] * x[..., 4:5]  # (B, N, nc)
+    if objectness:
+        obj_ok = x[..., 4] > conf_t  # (B, N)
+        scores = x[..., 5:] * x[..., 4:5]  # (B, N, nc)
+    else:
+        obj_ok = torch.ones((bs, n), dtype=torch.bool, device=dev)
+        scores = x[..., 4:]
     box = torch.empty_like(x[..., :4])
     half_w, half_h = x[..., 2] / 2, x[..., 3] / 2
     box[..., 0] = x[..., 0] - half_w
@@ -198,7 +208,7 @@ def batched_nms(pred, conf_thres: float = 0.25, iou_thres: float = 0.45, classes
     s_cls = cand_cls.gather(1, order)
     s_row = cand_row.gather(1, order)
     s_box = box.gather(1, s_row[..., None].expand(bs, k, 4))
-    s_carried = x[..., 5 + nc:].gather(1, s_row[..., None].expand(bs, k, nm))
+    s_carried = carried.gather(1, s_row[..., None].expand(bs, k, nm))
     det = torch.cat((s_box, s_score[..., None], s_cls[..., None].float(), s_carried), 2)  # (B, K, 6 + nm)
     offset_box = s_box + det[..., 5:6] * torch.tensor(0 if agnostic else max_wh, dtype=torch.float32, device=dev)
 

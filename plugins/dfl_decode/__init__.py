@@ -1,0 +1,49 @@
+"""`zoo::dfl_decode`: the anchor-free decode of YOLOv8 / YOLO11 for ONE detection level, as a plugin op.
+
+Inputs: box logits (B, 4*reg_max, H, W), channel = side * reg_max + bin with side in (l, t, r, b), and class
+logits (B, nc, H, W); both FP32 or both FP16 (computed in FP32). Attributes: `stride` (int), `reg_max` (int).
+
+Output: (B, 4 + nc, H*W) FP32, channel-first like the official output. Column y*W + x of batch item b holds
+    d_side = sum_k k * softmax_k(logits[side])          (DFL: expectation over the reg_max bins)
+    x1, y1 = (x + 0.5, y + 0.5) - (d_l, d_t)            x2, y2 = (x + 0.5, y + 0.5) + (d_r, d_b)
+    cx, cy, w, h = ((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1) * stride
+    sigmoid(cls_0) .. sigmoid(cls_{nc-1})
+Concatenating the levels' outputs along axis 2 (P3 first) gives ultralytics' eval output (B, 4 + nc, A). The
+output is dense: every element is written every time, nothing is filtered or counted (unlike tensorrtx's decode,
+which atomically appended survivors of a baked-in threshold for batch item 0 only).
+
+Three implementations, held equal by tests/test_dfl_decode.py:
+- `reference.decode_reference`: plain PyTorch, what the reference backend runs (registered at import below);
+- `kernel.decode_triton`: the Triton kernel;
+- `trt_plugin`: the TensorRT QDP registration whose AOT implementation embeds that kernel's PTX in the engine.
+"""
+from __future__ import annotations
+
+from zoo.engine.reference import plugin as _ref_plugin
+
+from .reference import OP_ID, check_attrs, decode_reference, decode_shapes
+
+_ref_plugin.register(OP_ID, shapes=decode_shapes, forward=decode_reference)
+
+__all__ = ["OP_ID", "add_dfl_decode", "decode_reference", "decode_shapes"]
+
+
+def add_dfl_decode(net, box, cls, *, stride, reg_max, name: str):
+    """Add one level's decode to `net` (TensorRT's or the reference backend's) as the AOT plugin op named `name`.
+    Returns its (B, 4 + nc, H*W) FP32 output."""
+    from plugins.yolo_decode import _is_reference_network
+
+    stride, reg_max = check_attrs(stride, reg_max)  # TensorRT checks attribute types exactly (int, not np.int64)
+    if _is_reference_network(net):
+        request = _ref_plugin.op.zoo.dfl_decode(box, cls, stride=stride, reg_max=reg_max)
+    else:
+        import tensorrt.plugin as trtp
+
+        from . import trt_plugin  # noqa: F401  registers the QDP op with TensorRT, once
+
+        request = trtp.op.zoo.dfl_decode(box, cls, stride=stride, reg_max=reg_max)
+    layer = net.add_plugin(request, aot=True)
+    layer.name = name
+    out = layer.get_output(0)
+    out.name = name
+    return out

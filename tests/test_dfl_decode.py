@@ -1,0 +1,116 @@
+"""zoo::dfl_decode: the PyTorch reference against the reference module's Detect.decode (written independently),
+the Triton kernel against the reference under TRITON_INTERPRET=1, the reference backend's plugin path, and the
+AOT PTX compiled for sm_90 without a GPU."""
+import numpy as np
+import pytest
+import torch
+
+from plugins.dfl_decode import OP_ID, add_dfl_decode, decode_reference, decode_shapes
+from zoo.engine.api import trt
+from zoo.engine.reference import plugin as ref_plugin
+from zoo.engine.reference.plugin import TensorSpec
+from zoo.yolov8.model import Detect
+
+needs_interpreter = pytest.mark.skipif(
+    not __import__("os").environ.get("TRITON_INTERPRET"), reason="kernel tests run under TRITON_INTERPRET=1")
+
+
+def levels(batch, nc, sizes, reg_max=16, dtype=torch.float32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [((torch.randn(batch, 4 * reg_max, h, w, generator=g) * 3).to(dtype),
+             (torch.randn(batch, nc, h, w, generator=g) * 3).to(dtype)) for h, w in sizes]
+
+
+@pytest.mark.parametrize("nc,reg_max", [(80, 16), (3, 16), (1, 8)])
+def test_reference_per_level_equals_the_detect_head_decode(nc, reg_max):
+    raw = levels(2, nc, [(4, 6), (2, 3), (1, 2)], reg_max)
+    head = Detect(nc, (16, 16, 16), reg_max=reg_max)
+    expected = head.decode(raw)
+    got = torch.cat([decode_reference(b, c, stride=s, reg_max=reg_max) for (b, c), s in zip(raw, (8, 16, 32))], 2)
+    assert got.shape == expected.shape == (2, 4 + nc, 24 + 6 + 2)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("attrs,match", [(dict(stride=0), "stride"), (dict(stride=8.5), "stride"),
+                                         (dict(reg_max=0), "reg_max"), (dict(reg_max=16.0), "reg_max"),
+                                         (dict(reg_max=True), "reg_max")])
+def test_bad_attributes_are_named(attrs, match):
+    kw = {**dict(stride=8, reg_max=16), **attrs}
+    with pytest.raises(ValueError, match=match):
+        decode_shapes([TensorSpec((1, 64, 4, 4), trt.float32), TensorSpec((1, 80, 4, 4), trt.float32)], **kw)
+
+
+def test_shape_checks_name_the_mismatch():
+    with pytest.raises(ValueError, match="box input has 60 channels, expected 4 \\* reg_max = 64"):
+        decode_shapes([TensorSpec((1, 60, 4, 4), trt.float32), TensorSpec((1, 80, 4, 4), trt.float32)], stride=8,
+                      reg_max=16)
+    with pytest.raises(ValueError, match="does not match box input"):
+        decode_reference(torch.zeros(1, 64, 4, 4), torch.zeros(1, 80, 4, 5), stride=8, reg_max=16)
+    with pytest.raises(ValueError, match="must both be FP32 or both FP16"):
+        decode_shapes([TensorSpec((1, 64, 4, 4), trt.float16), TensorSpec((1, 80, 4, 4), trt.float32)], stride=8,
+                      reg_max=16)
+
+
+def test_registered_with_the_reference_backend_and_runs_with_dynamic_batch():
+    from zoo.engine.backends import BuildOptions, ReferenceBackend
+
+    assert ref_plugin.lookup(OP_ID).forward is decode_reference
+    backend = ReferenceBackend()
+    net = backend.create_network()
+    raw = levels(3, 5, [(4, 6), (2, 3)])
+    outs, feeds = [], {}
+    for i, ((b, c), s) in enumerate(zip(raw, (8, 16))):
+        xb = net.add_input(f"b{i}", trt.float32, (-1, *b.shape[1:]))
+        xc = net.add_input(f"c{i}", trt.float32, (-1, *c.shape[1:]))
+        y = add_dfl_decode(net, xb, xc, stride=np.int64(s), reg_max=np.int32(16), name=f"model.23/decode{i}")
+        assert tuple(y.shape) == (-1, 9, b.shape[2] * b.shape[3]) and y.name == f"model.23/decode{i}"
+        outs.append(y)
+        feeds.update({f"b{i}": b, f"c{i}": c})
+    cat = net.add_concatenation(outs)
+    cat.axis = 2
+    net.mark_output(cat.get_output(0))
+    runner = backend.load(backend.build(net, BuildOptions(input_name="b0", batch=(1, 3, 4))))
+    (got,) = runner.run(feeds).values()
+    torch.testing.assert_close(got, torch.cat([decode_reference(b, c, stride=s, reg_max=16)
+                                               for (b, c), s in zip(raw, (8, 16))], 2), rtol=0, atol=0)
+
+
+@needs_interpreter
+@pytest.mark.parametrize("batch,nc,hw,reg_max", [(1, 80, (5, 7), 16), (3, 3, (9, 10), 16), (2, 1, (1, 1), 16),
+                                                 (2, 33, (3, 4), 7)])
+def test_kernel_equals_reference(batch, nc, hw, reg_max):
+    from plugins.dfl_decode.kernel import decode_triton
+
+    ((box, cls),) = levels(batch, nc, [hw], reg_max, seed=batch * 10 + nc)
+    got = decode_triton(box, cls, stride=16, reg_max=reg_max)
+    torch.testing.assert_close(got, decode_reference(box, cls, stride=16, reg_max=reg_max), rtol=1e-5, atol=1e-4)
+
+
+@needs_interpreter
+def test_kernel_reads_fp16_writes_fp32_and_every_element(monkeypatch):
+    from plugins.dfl_decode.kernel import decode_triton
+
+    empty = torch.empty
+    monkeypatch.setattr(torch, "empty", lambda *s, **k: empty(*s, **k).fill_(float("nan")))
+    ((box, cls),) = levels(2, 40, [(9, 11)], dtype=torch.float16)
+    got = decode_triton(box, cls, stride=32, reg_max=16)
+    assert got.dtype == torch.float32 and not torch.isnan(got).any()
+    torch.testing.assert_close(got, decode_reference(box, cls, stride=32, reg_max=16), rtol=1e-5, atol=1e-4)
+
+
+def test_aot_ptx_for_sm90_within_the_isa_cap(run_fresh):
+    """PTX compiles without a GPU, for sm_90, capped at ISA 9.0 (what the lent H200's driver accepts); its entry
+    takes exactly (box, cls, H, W, out), TensorRT's order of inputs, int32 scalars, outputs."""
+    pytest.importorskip("triton", reason="triton is not installed")
+    proc = run_fresh("""
+        import re
+        from plugins.dfl_decode.kernel import compile_decode_ptx
+        from plugins.yolo_decode.kernel import entry_params
+        k = compile_decode_ptx(in_dtype="fp16", stride=8, reg_max=16, num_classes=80, cc=90, ptx_version=90)
+        params = entry_params(k.ptx, k.name)
+        print(k.name, k.threads, [p.split()[1] for p in params], re.search(r"\\.version (\\S+)", k.ptx).group(1),
+              re.search(r"\\.target (\\S+)", k.ptx).group(1), ".b16" in k.ptx)
+    """)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert lines == ["dfl_decode_kernel 128 ['.u64', '.u64', '.u32', '.u32', '.u64'] 9.0 sm_90a True"], lines
