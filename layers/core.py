@@ -264,3 +264,14 @@ def upsample_nearest(net, x, name: str, factor: int = 2):
 
 def cast(net, x, to_type, name: str):
     return named(net.add_cast(x, to_type), name)
+
+
+def conv_transpose2d(net, weights: WeightMap, prefix: str, x, out_channels: int, kernel, stride=1, bias: bool = True):
+    """nn.ConvTranspose2d (no padding, groups or dilation) as `add_deconvolution_nd`: TensorRT takes PyTorch's
+    (in, out, kh, kw) kernel layout as it is. Named `prefix`; never quantized (INT8 builds keep it in FP16)."""
+    k, dtype = _pair(kernel), weight_dtype(x)
+    w = weights.take(f"{prefix}.weight", (x.shape[1], out_channels, *k)).astype(dtype)
+    b = weights.take(f"{prefix}.bias", (out_channels,)).astype(dtype) if bias else None
+    layer = net.add_deconvolution_nd(x, out_channels, k, w, b)
+    layer.stride_nd = _pair(stride)
+    return named(layer, prefix)

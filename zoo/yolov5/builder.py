@@ -200,10 +200,7 @@ def backbone_p5(b: _Blocks, x):
 
 def classify_head(b: _Blocks, x, prefix: str = "model.9", hidden: int = CLASSIFY_HIDDEN):
     """Classify: Conv 1x1 to 1280 -> global average pool -> flatten (Dropout is the identity) -> Linear: logits."""
-    y = layers.conv_bn_act(b.net, b.weights, f"{prefix}.conv", x, hidden, 1)
-    y = layers.global_avg_pool(b.net, y, f"{prefix}.pool")
-    y = layers.flatten(b.net, y, f"{prefix}.drop")
-    return layers.rename(layers.linear(b.net, b.weights, f"{prefix}.linear", y, b.config.num_classes), prefix)
+    return layers.classify(b.net, b.weights, prefix, x, b.config.num_classes, hidden)
 
 
 def _take_anchor_keys(weights: WeightMap, detect: str) -> None:

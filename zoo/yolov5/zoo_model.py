@@ -16,7 +16,7 @@ from zoo.engine.model import ZooModel
 from zoo.vision.coco import COCO_NAMES
 from zoo.vision.draw import draw_detections
 from zoo.vision.images import try_read_image
-from zoo.vision.letterbox import preprocess, scale_boxes
+from zoo.vision.letterbox import letterbox_params, preprocess, scale_boxes
 from zoo.vision.nms import batched_nms, count_matches
 from zoo.vision.synthetic import draw_scene, scene_sizes
 
@@ -150,11 +150,15 @@ class YoloV5Model(ZooModel):
     def detections(self, outputs: dict, config: dict, args) -> list[torch.Tensor]:
         """NMS (upstream semantics) on the decoded output, on whichever device it lives on. Segment: the mask
         coefficients follow each kept row, (K, 6 + nm)."""
-        prediction = outputs[f"model.{33 if config['p6'] else 24}"]
+        prediction = outputs[self.output_name(config)]
         if config.get("task") != "segment":
             return batched_nms(prediction, args.conf, args.iou, args.classes, args.agnostic, args.max_det)
         return batched_nms(prediction, args.conf, args.iou, args.classes, args.agnostic, args.max_det,
                            nm=config["num_masks"])
+
+    def output_name(self, config) -> str:
+        """The head's output: model.24 (model.33 for P6), model.9 for a classifier."""
+        return "model.9" if config.get("task") == "classify" else f"model.{33 if config['p6'] else 24}"
 
     def agreement(self, fp32_outputs: dict, low_outputs: dict, config: dict) -> tuple[int, int]:
         """(FP32 detections reproduced by the low-precision outputs, FP32 detections), at the infer defaults;
@@ -171,7 +175,7 @@ class YoloV5Model(ZooModel):
             return _Classifier().records(outputs, contexts, config, args)
         names = config.get("class_names") or (COCO_NAMES if config["num_classes"] == 80 else None)
         kept = iter(self.detections(outputs, config, args))
-        protos = outputs.get(f"model.{33 if config['p6'] else 24}.proto") if config.get("task") == "segment" else None
+        protos = outputs.get(f"{self.output_name(config)}.proto") if config.get("task") == "segment" else None
         records = []
         for index, context in enumerate(contexts):
             if context is None:  # a .npy batch: boxes in input pixels, no image to map them to
@@ -218,17 +222,29 @@ class YoloV5Model(ZooModel):
         pre-processing and NMS and the ratio compares like with like.
         """
         nms_args = argparse.Namespace(conf=0.25, iou=0.45, classes=None, agnostic=False, max_det=300)
-        totals = dict.fromkeys(("preprocess", "network", "nms"), 0.0)
+        segment = config.get("task") == "segment"
+        totals = dict.fromkeys(("preprocess", "network", "nms") + (("masks",) if segment else ()), 0.0)
         batches = [images[i:i + args.batch] for i in range(0, len(images), args.batch)]
         for index, chunk in enumerate([batches[0]] + batches):  # the first pass warms up and is not counted
+            masks = (lambda out, dets, chunk=chunk: self._assemble_masks(out, dets, chunk, config)) if segment \
+                else None
             times = _stage_times(lambda: self._gpu_or_cpu_preprocess(chunk, config, device),
-                                 run_network, lambda out: self.detections(out, config, nms_args), device)
+                                 run_network, lambda out: self.detections(out, config, nms_args), device, masks)
             if index:
                 for stage, seconds in times.items():
                     totals[stage] += seconds
         per_image = {stage: 1000 * seconds / len(images) for stage, seconds in totals.items()}
         per_image["total"] = sum(per_image.values())
         return per_image
+
+    def _assemble_masks(self, outputs, detections, images, config) -> None:
+        """Every kept detection's mask in original pixels (what `records` encodes), for the bench."""
+        protos = outputs[f"{self.output_name(config)}.proto"]
+        nm = config["num_masks"]
+        for dets, image_protos, image in zip(detections, protos, images):
+            lb = letterbox_params(image.shape[:2], config["input_size"])
+            for _ in iter_masks(image_protos, dets[:, -nm:], dets[:, :4], config["input_size"], lb):
+                pass
 
     def _gpu_or_cpu_preprocess(self, images, config, device):
         if device == "cuda":
@@ -257,8 +273,9 @@ def _box_records(rows: np.ndarray, names) -> list[dict]:
              "class_name": names[int(d[5])] if names else str(int(d[5]))} for d in rows]
 
 
-def _stage_times(preprocess_fn, network_fn, nms_fn, device: str) -> dict[str, float]:
-    """Seconds of each stage; on a GPU each stage is synchronised so its time is its own."""
+def _stage_times(preprocess_fn, network_fn, nms_fn, device: str, masks_fn=None) -> dict[str, float]:
+    """Seconds of each stage; on a GPU each stage is synchronised so its time is its own. `masks_fn(outputs,
+    detections)`: segmentation's mask assembly, a fourth stage."""
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     clock = time.perf_counter
     start = clock()
@@ -268,9 +285,15 @@ def _stage_times(preprocess_fn, network_fn, nms_fn, device: str) -> dict[str, fl
     outputs = network_fn(batch)
     sync()
     after_net = clock()
-    nms_fn(outputs)
+    detections = nms_fn(outputs)
     sync()
-    return {"preprocess": after_pre - start, "network": after_net - after_pre, "nms": clock() - after_net}
+    after_nms = clock()
+    times = {"preprocess": after_pre - start, "network": after_net - after_pre, "nms": after_nms - after_net}
+    if masks_fn is not None:
+        masks_fn(outputs, detections)
+        sync()
+        times["masks"] = clock() - after_nms
+    return times
 
 
 def _write_image(path: Path, image: np.ndarray) -> None:
