@@ -3,9 +3,6 @@ PyTorch reference (random weights and a pickled upstream-style checkpoint), conf
 and the infer command's masks and top-5."""
 import argparse
 import json
-import sys
-import types
-
 import numpy as np
 import pytest
 import torch
@@ -20,6 +17,8 @@ from zoo.vision.masks import decode_rle
 from zoo.yolov5.config import ConfigError, infer_config
 from zoo.yolov5.tasks import YoloV5Classify, YoloV5Segment, random_yolov5_classify, random_yolov5_segment
 from zoo.yolov5.zoo_model import YoloV5Model
+
+from upstream_pickle import save_upstream_checkpoint
 
 MODEL = YoloV5Model()
 IMAGES = "tests/data/images"
@@ -108,23 +107,7 @@ def test_config_from_flat_wts_counts_and_refusals():
 
 
 def _upstream_style_checkpoint(module, path, class_name, names):
-    """torch.save of {'model': <pickled model, FP16>, ...} whose model class lives in a module `models.yolo`
-    that exists only while saving, as upstream's checkpoints do."""
-    package, fake = types.ModuleType("models"), types.ModuleType("models.yolo")
-    package.__path__, package.yolo = [], fake
-    cls = type(class_name, (type(module),), {"__module__": "models.yolo"})
-    setattr(fake, class_name, cls)
-    saved = {name: sys.modules.pop(name, None) for name in ("models", "models.yolo")}
-    sys.modules.update({"models": package, "models.yolo": fake})
-    try:
-        module.__class__ = cls
-        module.names = names
-        torch.save({"model": module.half(), "ema": None, "optimizer": None, "epoch": -1}, path)
-    finally:
-        for name, previous in saved.items():
-            sys.modules.pop(name)
-            if previous is not None:
-                sys.modules[name] = previous
+    save_upstream_checkpoint(module, path, "models.yolo", class_name, names=names)
 
 
 def test_pickled_checkpoints_validate_and_infer(tmp_path, capsys):

@@ -271,8 +271,8 @@ def _check_architecture(tensors: Mapping[str, np.ndarray], source_name: str) -> 
         raise ConfigError(f"{source_name}: layer 0 is a Focus stem (key 'model.0.conv.conv.weight'): these are "
                           "YOLOv5 v5.0-or-older weights; YOLOv5 v6.0+ (v7.0 architecture) weights are required")
     if "model.22.dfl.conv.weight" in tensors:
-        raise ConfigError(f"{source_name}: key 'model.22.dfl.conv.weight' means YOLOv8 weights; this is the YOLOv5 "
-                          "v7.0 detection model")
+        raise ConfigError(f"{source_name}: key 'model.22.dfl.conv.weight' means YOLOv8 weights; use python -m "
+                          "zoo.yolov8")
     if "model.2.cv1.conv.weight" in tensors and "model.2.cv3.conv.weight" not in tensors:
         raise ConfigError(f"{source_name}: layer 2 has no 'model.2.cv3' (a C2f/C3k2 block, not YOLOv5's C3): these "
                           "are YOLOv8/YOLO11 weights; use python -m zoo.yolov8 or zoo.yolo11")
