@@ -63,7 +63,8 @@ def test_every_layer_matches_pytorch(family, task, decode):
     YOLO11 neck, which its detection tests cover: they are validated in the README's validate runs)."""
     module = random_task(family, task)
     config, rows, _, _ = _validate(YoloTaskModel(family), module, decode=decode)
-    assert config["task"] == task and config["variant"] == f"{family}n{ {'segment': '-seg', 'pose': '-pose', 'obb': '-obb', 'classify': '-cls'}[task]}"
+    suffix = {"segment": "-seg", "pose": "-pose", "obb": "-obb", "classify": "-cls"}[task]
+    assert config["task"] == task and config["variant"] == f"{family}n{suffix}"
     names = [r.name for r in rows]
     head = 9 if (family, task) == ("yolov8", "classify") else 10 if task == "classify" else \
         22 if family == "yolov8" else 23

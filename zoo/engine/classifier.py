@@ -25,15 +25,25 @@ class ClassifierModel(ZooModel):
         """One image (HWC, BGR, uint8) to the network's input (C, H, W) float32."""
         return center_crop(image_bgr, self.crop_spec(config))
 
+    def preprocess_on_device(self, images_bgr: list[np.ndarray], config: dict, device: str):
+        """The same pre-processing as torch ops on `device` for a whole batch, (B, C, H, W); None when the family
+        has none (then the CPU version runs)."""
+        return None
+
     def load_batch(self, paths: list[Path], config: dict, device: str = "cpu") -> tuple[np.ndarray, list[Any]]:
-        items, contexts = [], []
+        images, contexts = [], []
         for path in paths:
             image, reason = try_read_image(path)
             if image is None:
                 contexts.append({"file": str(path), "error": f"{reason}, skipped"})
                 continue
-            items.append(self.preprocess(image, config))
+            images.append(image)
             contexts.append({"file": str(path)})
+        if images and device != "cpu":
+            batch = self.preprocess_on_device(images, config, device)
+            if batch is not None:
+                return batch, contexts
+        items = [self.preprocess(image, config) for image in images]
         batch = np.stack(items) if items else np.zeros((0, *self.input_shape(config)), np.float32)
         return batch, contexts
 

@@ -259,6 +259,9 @@ class _Classifier(ClassifierModel):
     def preprocess(self, image_bgr, config):
         return yolov5_classify_input(image_bgr, config["input_size"][0])
 
+    def preprocess_on_device(self, images_bgr, config, device):
+        return yolov5_classify_torch(images_bgr, config["input_size"][0], device)
+
     def input_shape(self, config):
         return (3, *config["input_size"])
 

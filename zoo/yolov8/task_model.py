@@ -22,7 +22,7 @@ from zoo.vision.draw import draw_detections
 from zoo.vision.keypoints import draw_keypoints, keypoint_records, scale_keypoints
 from zoo.vision.nms import batched_nms
 from zoo.vision.obb import corners, draw_rotated, obb_nms, regularize, scale_rotated
-from zoo.vision.yolo_classify import ultralytics_classify_input
+from zoo.vision.yolo_classify import center_crop_torch, ultralytics_classify_input, ultralytics_spec
 from zoo.yolov5.zoo_model import _batch_index, _box_records, _write_image, parse_size
 
 from .config import ConfigError
@@ -208,6 +208,9 @@ class _Classifier(ClassifierModel):
 
     def preprocess(self, image_bgr, config):
         return ultralytics_classify_input(image_bgr, config["input_size"][0])
+
+    def preprocess_on_device(self, images_bgr, config, device):
+        return center_crop_torch(images_bgr, ultralytics_spec(config["input_size"][0]), device)
 
     def input_shape(self, config):
         return (3, *config["input_size"])
