@@ -98,19 +98,51 @@ def test_kernel_reads_fp16_writes_fp32_and_every_element(monkeypatch):
     torch.testing.assert_close(got, decode_reference(box, cls, stride=32, reg_max=16), rtol=1e-5, atol=1e-4)
 
 
-def test_aot_ptx_for_sm90_within_the_isa_cap(run_fresh):
-    """PTX compiles without a GPU, for sm_90, capped at ISA 9.0 (what the lent H200's driver accepts); its entry
-    takes exactly (box, cls, H, W, out), TensorRT's order of inputs, int32 scalars, outputs."""
+def test_tensorrt_registration_and_sm90_ptx_against_a_stand_in(run_fresh):
+    """Without TensorRT or a GPU: trt_plugin.py's shape function, autotune and AOT implementation, and
+    add_dfl_decode's TensorRT branch, against the stand-in `tensorrt.plugin` of test_yolo_decode (annotations as
+    objects, exact attribute types and keyword order, shape expressions on the left). The AOT implementation
+    compiles the kernel for sm_90 with the PTX ISA capped at 9.0 (ZOO_PTX_VERSION, what the lent H200's driver
+    accepts); the entry takes exactly (box, cls, H, W, out), TensorRT's order of inputs, int32 scalars, outputs."""
     pytest.importorskip("triton", reason="triton is not installed")
-    proc = run_fresh("""
-        import re
-        from plugins.dfl_decode.kernel import compile_decode_ptx
-        from plugins.yolo_decode.kernel import entry_params
-        k = compile_decode_ptx(in_dtype="fp16", stride=8, reg_max=16, num_classes=80, cc=90, ptx_version=90)
-        params = entry_params(k.ptx, k.name)
-        print(k.name, k.threads, [p.split()[1] for p in params], re.search(r"\\.version (\\S+)", k.ptx).group(1),
-              re.search(r"\\.target (\\S+)", k.ptx).group(1), ".b16" in k.ptx)
-    """)
+    from test_yolo_decode import _TENSORRT_STAND_IN
+    stand_in = _TENSORRT_STAND_IN.replace('DEFS["zoo::yolo_decode"]', 'DEFS["zoo::dfl_decode"]').replace(
+        "yolo_decode=op_call", "dfl_decode=op_call").replace("import plugins.yolo_decode,", "import plugins.dfl_decode,"
+    ).replace("parameters.values())[1:]", "parameters.values())[2:]")  # two tensor inputs before the attributes
+    # like TensorRT's, the stand-in's expressions add a constant on the left (4 box fields + the classes)
+    stand_in += "\nShapeExpr.__add__ = lambda self, o: ShapeExpr(self.v + getattr(o, 'v', o))\n"
+    proc = run_fresh("import os\nos.environ['ZOO_PTX_VERSION'] = '90'\n" + stand_in + """
+import re
+from plugins.dfl_decode import add_dfl_decode, trt_plugin
+from plugins.yolo_decode.kernel import entry_params
+trt_plugin._device_cc = lambda: 90
+d = DEFS["zoo::dfl_decode"]
+assert list(inspect.signature(d["aot_impl"]).parameters) == ["box", "cls", "stride", "reg_max", "outputs", "tactic"]
+box, cls = TensorDesc((2, 64, 5, 7), trt.float16), TensorDesc((2, 80, 5, 7), trt.float16)
+out = d["register"](box, cls, 8, 16)
+print([e.v for e in out.shape_expr], out.dtype)
+print(len(d["autotune"](box, cls, (out,))))
+name, ptx, launch, extra = d["aot_impl"](box, cls, 8, 16, (out,), 0)
+grid_block = [getattr(getattr(launch, k), "v", getattr(launch, k)) for k in ("grid_x", "grid_y", "block_x")]
+print(name, grid_block, [e.v for e in extra], [p.split()[1] for p in entry_params(ptx, name)],
+      re.search(r"\\.version (\\S+)", ptx).group(1), re.search(r"\\.target (\\S+)", ptx).group(1), ".b16" in ptx)
+
+class Layer:
+    name = None
+    def get_output(self, i):
+        return types.SimpleNamespace(name=None)
+class Net:
+    def add_plugin(self, request, aot=None):
+        self.request, self.aot = request, aot
+        return Layer()
+net = Net()
+y = add_dfl_decode(net, "box", "cls", stride=np.float32(16.0), reg_max=np.int64(16), name="model.23/decode1")
+print(y.name, net.aot, net.request[2])
+""")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = proc.stdout.strip().splitlines()
-    assert lines == ["dfl_decode_kernel 128 ['.u64', '.u64', '.u32', '.u32', '.u64'] 9.0 sm_90a True"], lines
+    assert proc.stdout.splitlines() == [
+        "[2, 84, 35] FLOAT",
+        "2",
+        "dfl_decode_kernel [1, 2, 128] [5, 7] ['.u64', '.u64', '.u32', '.u32', '.u64'] 9.0 sm_90a True",
+        "model.23/decode1 True {'stride': 16, 'reg_max': 16}",
+    ], proc.stdout

@@ -39,10 +39,10 @@ def test_state_dict_keys_and_shapes_of_the_documented_blocks():
 
 
 def test_output_is_channel_first_boxes_then_sigmoid_scores():
-    model = random_yolo("yolo11", "n", num_classes=3, seed=1)
+    model = random_yolo("yolo11", "n", num_classes=3, seed=1, calib_size=64)
     y = model(torch.rand(2, 3, 64, 96))
     assert y.shape == (2, 4 + 3, 8 * 12 + 4 * 6 + 2 * 3)
-    assert ((y[:, 4:] >= 0) & (y[:, 4:] <= 1)).all() and y[:, 4:].std() > 0.1
+    assert ((y[:, 4:] >= 0) & (y[:, 4:] <= 1)).all() and y[:, 4:].std() > 0.01
     assert (y[:, 2:4] >= 0).all()  # widths and heights
 
 

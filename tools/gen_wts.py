@@ -3,7 +3,8 @@
     python tools/gen_wts.py -w yolov5s.pt -o yolov5s.wts
 
 Accepts what ``zoo.engine.checkpoint.load_state_dict`` accepts: ultralytics checkpoints (``model`` / ``ema``),
-pickled modules, plain state_dicts and TorchScript archives, without importing the upstream code and without
+pickled modules, plain state_dicts, TorchScript archives and ONNX files (their initializers under state_dict names,
+BatchNorm usually folded into conv biases; needs the ``onnx`` package), without importing the upstream code and without
 running code from the file. Every state_dict entry is written, ``num_batches_tracked`` included, in state_dict
 order, as float32 in the exact byte format of tensorrtx's ``gen_wts.py``.
 """
@@ -39,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
                        "traceback).")
     p.add_argument("-w", "--weights", required=True,
                    help="input checkpoint: .pt/.pth (checkpoint dict, pickled module or state_dict), "
-                        "TorchScript archive, or .wts")
+                        "TorchScript archive, .onnx (e.g. an ultralytics export), or .wts")
     p.add_argument("-o", "--output",
                    help="output .wts file (default: the input path with the suffix .wts). Written to a "
                         "temporary file first and renamed, so it is never left half-written")

@@ -2,7 +2,7 @@
 
 PyTorch's exporters name the initializers after the parameters they hold (`model.0.conv.weight`); where an exporter
 renamed one (`onnx::Conv_512` after constant folding), the name is recovered from the node that uses it: the
-legacy exporter names nodes by module path (`/model.0/conv/Conv`), so a Conv's weight and bias become
+legacy exporter names nodes by module scopes (`/model.0/conv/Conv`), so a Conv's weight and bias become
 `model.0.conv.weight` and `.bias`. Initializers that are no module's parameter (shape constants, folded anchors)
 are left out. Exports fold BatchNorm into the convolutions: the result has conv biases and no `bn` keys, which the
 zoo's builders and reference modules accept (zoo.engine.folding). Needs the `onnx` package (an optional extra);
@@ -15,7 +15,8 @@ import re
 import numpy as np
 
 STATE_KEY = re.compile(r"^[A-Za-z_][\w]*(\.[\w]+)*\.(weight|bias|running_mean|running_var)$")
-_PARAMETER_INPUTS = {"Conv": ("weight", "bias"), "ConvTranspose": ("weight", "bias"), "Gemm": (None, "weight", "bias")}
+_PARAMETER_INPUTS = {"Conv": (None, "weight", "bias"), "ConvTranspose": (None, "weight", "bias"),
+                     "Gemm": (None, "weight", "bias")}  # input 0 is the data
 
 
 def load_onnx_weights(path: str):
@@ -60,13 +61,25 @@ def _names_from_nodes(graph, arrays) -> dict[str, str]:
         roles = _PARAMETER_INPUTS.get(node.op_type)
         if not roles or not node.name.startswith("/"):
             continue
-        prefix = ".".join(p for p in node.name.strip("/").split("/")[:-1])
+        prefix = _module_path(node.name)
         if not prefix:
             continue
         for role, name in zip(roles, node.input):
             if role and name in arrays and not STATE_KEY.match(name):
                 names[name] = f"{prefix}.{role}"
     return names
+
+
+def _module_path(node_name: str) -> str:
+    """'/model.23/cv3.2/cv3.2.0/cv3.2.0.0/conv/Conv' -> 'model.23.cv3.2.0.0.conv': the scopes without the op name,
+    where a container's children repeat the container's path ('cv3.2', then 'cv3.2.0')."""
+    parts: list[str] = []
+    for scope in node_name.strip("/").split("/")[:-1]:
+        if parts and scope.startswith(parts[-1] + "."):
+            parts[-1] = scope
+        else:
+            parts.append(scope)
+    return ".".join(parts)
 
 
 def _in_graph_order(graph, tensors: dict[str, np.ndarray], names: dict[str, str]) -> dict[str, np.ndarray]:

@@ -183,6 +183,16 @@ def expected_shapes(config: YoloV5Config) -> dict[str, tuple[int, ...]]:
                                  config.p6, config.num_anchors, config.num_masks, config.num_protos))
 
 
+def _folded_shapes(config: YoloV5Config, keys: Sequence[str]) -> dict[str, tuple[int, ...]]:
+    """expected_shapes of the reference module with the BatchNorms that `keys` fold folded into their convs."""
+    import torch
+
+    from zoo.engine.folding import match_folding
+    with torch.device("meta"):
+        module = match_folding(config.build_module(), keys)
+    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
+
+
 def _count(shape: Sequence[int]) -> int:
     return int(math.prod(shape))
 
@@ -216,6 +226,8 @@ def check_weights(tensors: Mapping[str, np.ndarray], config: YoloV5Config, sourc
     if shapes_known is None:
         shapes_known = _shapes_known(tensors)
     expected = expected_shapes(config)
+    if any(k.endswith(".conv.bias") for k in tensors):  # folded BatchNorm (an ONNX export, a fused model)
+        expected = _folded_shapes(config, list(tensors))
     d = f"model.{config.detect_index}"
     extras = {f"{d}.{name}" for name in _TENSORRTX_EXTRAS}
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import math
 import re
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -306,6 +306,3 @@ def config_for(family: str, scale: str, num_classes: int = 80, **kw) -> YoloV8Co
     return YoloV8Config(family=family, depth=depth, width=width, max_channels=mc, num_classes=num_classes,
                         reg_max=REG_MAX, depthwise_head=family == "yolo11", **kw)
 
-
-__all__ = ["ConfigError", "YoloV8Config", "check_weights", "config_for", "detect_family", "expected_shapes",
-           "infer_config", "replace"]

@@ -12,7 +12,7 @@ box branch ``cv2[i]`` and a class branch ``cv3[i]`` (:meth:`Detect.branches`), t
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -461,13 +461,16 @@ def architecture(family: str, scale: str = "n", num_classes: int = 80, **kw) -> 
 
 
 @torch.no_grad()
-def randomize_(model: nn.Module, seed: int = 0, calib_size: int = 128) -> nn.Module:
+def randomize_(model: nn.Module, seed: int = 0, calib_size: int = 256) -> nn.Module:
     """Seeded random weights and BatchNorm statistics that keep activations O(1) through the whole depth.
 
-    As zoo.yolov5.model.randomize_: conv weights ~ N(0, 1/fan_in), biases ~ N(0, 0.1) (head outputs: N(0, 1) and
-    the class biases shifted by -2, so scores spread over (0, 1) without every cell passing 0.25); BN gamma ~
-    U(0.5, 1.5), beta ~ N(0, 0.2); running statistics from one float64 pass over [smooth image, noise image],
-    perturbed per channel. DFL's fixed 0..reg_max-1 weights are kept.
+    As zoo.yolov5.model.randomize_: conv weights ~ N(0, 1/fan_in), biases ~ N(0, 0.1) (box outputs: N(0, 1);
+    class outputs: N(-4.5, 0.5), and their weights scaled and shifted so that the logits are centred with spread 1 on the calibration images:
+    a few % of the cells have a class above 0.25, as a trained detector has few);
+    BN gamma ~ U(0.5, 1.5), beta ~ N(0, 0.2); running statistics from one float64 pass over [smooth image, five
+    letterboxed synthetic scenes] at ``calib_size`` (smaller sizes give P5 too few positions for sane statistics),
+    perturbed per channel.
+    DFL's fixed 0..reg_max-1 weights are kept.
     """
     g = torch.Generator().manual_seed(seed)
     heads = [m for m in model.modules() if isinstance(m, Detect)]
@@ -480,8 +483,10 @@ def randomize_(model: nn.Module, seed: int = 0, calib_size: int = 128) -> nn.Mod
             fan_in = m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
             m.weight.copy_(torch.randn(m.weight.shape, generator=g) / math.sqrt(fan_in))
             if m.bias is not None:
-                scale = 1.0 if id(m) in head_outputs else 0.1
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * scale - (2.0 if id(m) in class_outputs else 0))
+                if id(m) in class_outputs:
+                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.5 - 4.5)
+                else:
+                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * (1.0 if id(m) in head_outputs else 0.1))
         elif isinstance(m, nn.BatchNorm2d):
             m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
             m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.2)
@@ -495,19 +500,38 @@ def randomize_(model: nn.Module, seed: int = 0, calib_size: int = 128) -> nn.Mod
         bn.running_var.copy_(var * (torch.rand(c, generator=g, dtype=x.dtype) * 1.5 + 0.5))
 
     was_training, dtype = model.training, next(model.parameters()).dtype
+    from zoo.vision.letterbox import preprocess
+    from zoo.vision.synthetic import draw_scene, scene_sizes
+
     smooth = torch.rand(1, 3, 8, 8, generator=g, dtype=torch.float64)
     smooth = nn.functional.interpolate(smooth, size=(calib_size, calib_size), mode="bilinear", align_corners=False)
-    noise = torch.rand(1, 3, calib_size, calib_size, generator=g, dtype=torch.float64)
+    scenes = preprocess([draw_scene(h, w, seed + i) for i, (h, w) in enumerate(scene_sizes(5, seed))],
+                        (calib_size, calib_size))[0]
+    noise = torch.from_numpy(scenes).to(torch.float64)  # letterboxed synthetic scenes: what the model is fed
+    spread: dict[int, tuple[torch.Tensor, float]] = {}
+
+    def measure(conv: nn.Conv2d, _inputs, output: torch.Tensor) -> None:
+        raw = output - conv.bias.view(1, -1, 1, 1)
+        spread[id(conv)] = raw.mean((0, 2, 3)), float(raw.std())
+
+    class_convs = [m for m in model.modules() if id(m) in class_outputs]
     hooks = [bn.register_forward_pre_hook(set_stats) for bn in bns]
+    hooks += [conv.register_forward_hook(measure) for conv in class_convs]
     try:
         model.to(torch.float64).eval()(torch.cat((smooth, noise)))
     finally:
         for h in hooks:
             h.remove()
         model.to(dtype).train(was_training)
+    for conv in class_convs:  # centred logits of unit spread on every level, whatever the depth before them
+        mean, std = spread[id(conv)]
+        std = max(std, 1e-6)
+        conv.weight.div_(std)
+        conv.bias.sub_((mean / std).to(conv.bias.dtype))
     return model
 
 
-def random_yolo(family: str = "yolo11", scale: str = "n", num_classes: int = 80, seed: int = 0, **kw) -> YoloV8:
+def random_yolo(family: str = "yolo11", scale: str = "n", num_classes: int = 80, seed: int = 0,
+                calib_size: int = 256, **kw) -> YoloV8:
     """A model of an official scale with seeded random weights and randomized BatchNorm statistics, in eval mode."""
-    return randomize_(YoloV8(architecture(family, scale, num_classes, **kw)), seed).eval()
+    return randomize_(YoloV8(architecture(family, scale, num_classes, **kw)), seed, calib_size).eval()
