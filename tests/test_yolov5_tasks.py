@@ -76,9 +76,10 @@ def seg_n():
     return random_yolov5_segment("n", seed=0, calib_size=64)
 
 
-@pytest.mark.parametrize("decode", ["plugin", "layers"])
-def test_yolov5n_seg_every_layer_matches_pytorch(seg_n, decode):
-    config, rows = _validate(seg_n, (96, 128), decode)
+def test_yolov5n_seg_every_layer_matches_pytorch(seg_n):
+    """The plugin decode; the layers decode is the detector's (tests/test_yolov5_build.py), and the mask
+    coefficients join either the same way."""
+    config, rows = _validate(seg_n, (64, 96), "plugin")
     assert config["task"] == "segment" and config["num_masks"] == 32 and config["num_protos"] == 64
     assert any(r.name == "model.24.proto" for r in rows) and any(r.name == "output:model.24.proto" for r in rows)
 
@@ -116,7 +117,7 @@ def test_pickled_checkpoints_validate_and_infer(tmp_path, capsys):
     assert main(MODEL, ["validate", "--weights", str(tmp_path / "yolov5n-seg.pt"), "--input-size", "64"]) == 0
     assert "layers pass" in capsys.readouterr().out
     out = tmp_path / "runs"
-    assert main(MODEL, ["infer", "--weights", str(tmp_path / "yolov5n-seg.pt"), "--input-size", "96", "--source",
+    assert main(MODEL, ["infer", "--weights", str(tmp_path / "yolov5n-seg.pt"), "--input-size", "64", "--source",
                         IMAGES, "--out", str(out), "--conf", "0.3", "--max-det", "5"]) == 0
     records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     with_dets = [r for r in records if r.get("detections")]
@@ -130,7 +131,7 @@ def test_pickled_checkpoints_validate_and_infer(tmp_path, capsys):
             x1, y1, x2, y2 = det["box"]
             ys, xs = np.nonzero(mask)
             if len(xs):  # the mask lies within its box (cropped at proto resolution, one cell of slack)
-                slack = 4 * max(h, w) / 96 + 1
+                slack = 4 * max(h, w) / 64 + 1
                 assert xs.min() >= x1 - slack and xs.max() <= x2 + slack
                 assert ys.min() >= y1 - slack and ys.max() <= y2 + slack
     assert (out / "street.jpg").exists()
