@@ -9,3 +9,6 @@ from .shuffle import channel_shuffle, channel_split  # noqa: F401
 from .transformer import layer_norm, layer_norm_2d, multi_head_attention, prepend_token, token  # noqa: F401
 from .heads import vgg_head  # noqa: F401
 from .inception import basic_conv2d, mark_auxiliary_used, transform_input  # noqa: F401
+from .core import conv2d_arrays  # noqa: F401  (a convolution from arrays the builder derived)
+from .core import conv_transpose2d  # noqa: F401  (nn.ConvTranspose2d)
+from .blocks import classify  # noqa: F401  (YOLO's Classify head)

@@ -58,3 +58,14 @@ def sppf(net, weights: WeightMap, prefix: str, x, out_channels: int, kernel: int
         pooled.append(core.max_pool(net, pooled[-1], name, kernel, stride=1, padding=kernel // 2))
     cat = core.concat(net, pooled, f"{prefix}/concat")
     return core.rename(conv_bn_act(net, weights, f"{prefix}.cv2", cat, out_channels, 1), prefix)
+
+
+def classify(net, weights: WeightMap, prefix: str, x, num_classes: int, hidden: int = 1280, softmax: bool = False):
+    """YOLO's Classify head: Conv 1x1 to `hidden` (`.conv`) -> global average pool (`.pool`) -> flatten (`.drop`:
+    Dropout is the identity in eval) -> Linear (`.linear`); with `softmax` (ultralytics YOLOv8/11 in eval) the
+    probabilities, else the logits (YOLOv5). The output is named `prefix`."""
+    y = conv_bn_act(net, weights, f"{prefix}.conv", x, hidden, 1)
+    y = core.global_avg_pool(net, y, f"{prefix}.pool")
+    y = core.flatten(net, y, f"{prefix}.drop")
+    y = core.linear(net, weights, f"{prefix}.linear", y, num_classes)
+    return core.softmax(net, y, prefix, axis=1) if softmax else core.rename(y, prefix)

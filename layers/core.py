@@ -72,6 +72,14 @@ def conv2d(net, weights: WeightMap, prefix: str, x, out_channels: int, kernel, s
     return _convolution(net, weights, prefix, prefix, x, w, b, stride, padding, groups, dilation)
 
 
+def conv2d_arrays(net, weights: WeightMap, name: str, x, w: np.ndarray, b: np.ndarray | None, stride=1, padding=0,
+                  groups=1):
+    """A convolution from FP32 arrays the builder derived itself (e.g. some output channels of a stored conv),
+    named `name`; precision and INT8 Q/DQ as for `conv2d`. `weights` is only asked for the precision."""
+    return _convolution(net, weights, name, name, x, np.ascontiguousarray(w, np.float32),
+                        None if b is None else np.ascontiguousarray(b, np.float32), stride, padding, groups)
+
+
 def conv_bn(net, weights: WeightMap, conv: str, bn: str, x, out_channels: int, kernel, stride=1, padding=0,
             groups=1, eps: float = 1e-5, bias: bool = False):
     """Conv2d (bias=False unless `bias`, as in VGG-BN) then BatchNorm2d (eval). In FP32 two layers, so validation
@@ -286,3 +294,14 @@ def upsample_nearest(net, x, name: str, factor: int = 2):
 
 def cast(net, x, to_type, name: str):
     return named(net.add_cast(x, to_type), name)
+
+
+def conv_transpose2d(net, weights: WeightMap, prefix: str, x, out_channels: int, kernel, stride=1, bias: bool = True):
+    """nn.ConvTranspose2d (no padding, groups or dilation) as `add_deconvolution_nd`: TensorRT takes PyTorch's
+    (in, out, kh, kw) kernel layout as it is. Named `prefix`; never quantized (INT8 builds keep it in FP16)."""
+    k, dtype = _pair(kernel), weight_dtype(x)
+    w = weights.take(f"{prefix}.weight", (x.shape[1], out_channels, *k)).astype(dtype)
+    b = weights.take(f"{prefix}.bias", (out_channels,)).astype(dtype) if bias else None
+    layer = net.add_deconvolution_nd(x, out_channels, k, w, b)
+    layer.stride_nd = _pair(stride)
+    return named(layer, prefix)

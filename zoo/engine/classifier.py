@@ -23,14 +23,24 @@ class ClassifierModel(ZooModel):
         """One image (HWC, BGR, uint8) to the network's input (C, H, W) float32."""
         return center_crop(image_bgr, self.crop_spec(config))
 
+    def preprocess_on_device(self, images_bgr: list[np.ndarray], config: dict, device: str):
+        """The same pre-processing as torch ops on `device` for a whole batch, (B, C, H, W); None when the family
+        has none (then the CPU version runs)."""
+        return None
+
     def load_images(self, images, config: dict, device: str = "cpu") -> tuple[np.ndarray, list[Any]]:
-        items, contexts = [], []
+        decoded, contexts = [], []
         for name, image, reason in images:
             if image is None:
                 contexts.append({"file": name, "error": f"{reason}, skipped"})
                 continue
-            items.append(self.preprocess(image, config))
+            decoded.append(image)
             contexts.append({"file": name})
+        if decoded and device != "cpu":
+            batch = self.preprocess_on_device(decoded, config, device)
+            if batch is not None:
+                return batch, contexts
+        items = [self.preprocess(image, config) for image in decoded]
         batch = np.stack(items) if items else np.zeros((0, *self.input_shape(config)), np.float32)
         return batch, contexts
 

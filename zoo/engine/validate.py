@@ -44,9 +44,10 @@ def reference_outputs(module: torch.nn.Module, x: torch.Tensor) -> dict[str, tor
         hooks.append(sub.register_forward_hook(hook))
     try:
         with torch.no_grad():
-            output = module(x)
-            output = output[0] if isinstance(output, (tuple, list)) else output  # several heads: the first
-            captured["__output__"] = output.detach().float().clone()
+            outputs = module(x)
+        # a module with several outputs (a segmentation model's boxes and prototypes): __output__, __output__1, ...
+        for i, output in enumerate(outputs if isinstance(outputs, (tuple, list)) else [outputs]):
+            captured[f"__output__{i or ''}"] = output.detach().float().clone()
     finally:
         for h in hooks:
             h.remove()

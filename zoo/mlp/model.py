@@ -43,7 +43,7 @@ class MLPModel(ZooModel):
         y = layers.linear(net, weights, "linear", flat, 1)
         return [layers.reshape(net, y, (0, 1, 1, 1), "output")]
 
-    def load_batch(self, paths, config, device="cpu"):
+    def load_images(self, items, config, device="cpu"):
         raise ValueError("the MLP takes a .npy tensor of shape (N, 1, 1, 1) as --source, not images")
 
     def records(self, outputs, contexts, config, args):

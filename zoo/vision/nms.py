@@ -16,6 +16,9 @@ Per image (pred rows: [cx, cy, w, h, obj, cls_0 .. cls_{nc-1}]):
 ``objectness=False`` gives ultralytics' YOLOv8 / YOLO11 semantics on rows [cx, cy, w, h, cls_0 .. cls_{nc-1}]
 (the (B, 4 + nc, A) output transposed): no step 1, the class scores are used as they are; the rest is the same.
 
+With ``nm`` > 0 (segmentation), the last ``nm`` columns of each prediction are mask coefficients, not classes:
+they are carried along and appended to the kept rows, [x1, y1, x2, y2, score, cls, coefficients...].
+
 Both implementations compute in float32 with the same operations in the same order (torchvision's IoU formula:
 ``inter / ((area_i + area_j) - inter)`` on the offset boxes; thresholds compared as float32), so their results are
 exactly equal, ties and IoU-at-threshold cases included. Upstream's sort (and torchvision's) is not stable; that is
@@ -48,10 +51,10 @@ def xywh2xyxy_np(x: np.ndarray) -> np.ndarray:
     return y
 
 
-def _check_pred(shape: Sequence[int], batched: bool, objectness: bool = True) -> None:
+def _check_pred(shape: Sequence[int], batched: bool, objectness: bool = True, nm: int = 0) -> None:
     want = 3 if batched else 2
     fields = 5 if objectness else 4
-    if len(shape) != want or shape[-1] < fields + 1:
+    if len(shape) != want or shape[-1] < fields + 1 + nm or nm < 0:
         form = f"(B, N, {fields}+nc)" if batched else f"(N, {fields}+nc)"
         raise ValueError(f"predictions must be {form} with nc >= 1, got shape {tuple(shape)}")
 
@@ -59,27 +62,28 @@ def _check_pred(shape: Sequence[int], batched: bool, objectness: bool = True) ->
 def nms_reference(pred: np.ndarray, conf_thres: float = 0.25, iou_thres: float = 0.45,
                   classes: Sequence[int] | None = None, agnostic: bool = False, max_det: int = 300,
                   multi_label: bool = False, max_nms: int = MAX_NMS, max_wh: int = MAX_WH,
-                  objectness: bool = True) -> np.ndarray:
-    """One image: pred (N, 5+nc) (or (N, 4+nc) without objectness) -> detections (K, 6) [x1, y1, x2, y2, score,
-    cls], float32. A plain loop."""
-    _check_pred(np.shape(pred), batched=False, objectness=objectness)
+                  objectness: bool = True, nm: int = 0) -> np.ndarray:
+    """One image: pred (N, 5+nc[+nm]) (or (N, 4+nc[+nm]) without objectness) -> detections (K, 6[+nm])
+    [x1, y1, x2, y2, score, cls(, mask coefficients)], float32. A plain loop."""
+    _check_pred(np.shape(pred), batched=False, objectness=objectness, nm=nm)
     x = np.asarray(pred, dtype=np.float32)
     conf_t, iou_t = np.float32(conf_thres), np.float32(iou_thres)
-    empty = np.zeros((0, 6), dtype=np.float32)
+    empty = np.zeros((0, 6 + nm), dtype=np.float32)
 
     if objectness:
         x = x[x[:, 4] > conf_t]
     if not len(x) or max_det <= 0:
         return empty
+    carried, x = x[:, x.shape[1] - nm:], x[:, :x.shape[1] - nm]
     scores = x[:, 5:] * x[:, 4:5] if objectness else x[:, 4:]
     box = xywh2xyxy_np(x[:, :4])
     if multi_label:
         i, j = np.nonzero(scores > conf_t)  # row-major order
-        det = np.concatenate([box[i], scores[i, j][:, None], j[:, None].astype(np.float32)], 1)
+        det = np.concatenate([box[i], scores[i, j][:, None], j[:, None].astype(np.float32), carried[i]], 1)
     else:
         j = scores.argmax(1)  # first maximum on ties
         conf = scores[np.arange(len(scores)), j]
-        det = np.concatenate([box, conf[:, None], j[:, None].astype(np.float32)], 1)[conf > conf_t]
+        det = np.concatenate([box, conf[:, None], j[:, None].astype(np.float32), carried], 1)[conf > conf_t]
     cls_filter = _classes_array(classes)
     if cls_filter is not None:
         det = det[(det[:, 5:6] == cls_filter).any(1)]
@@ -148,9 +152,9 @@ def _greedy_rows(sup, alive):
 
 def batched_nms(pred, conf_thres: float = 0.25, iou_thres: float = 0.45, classes: Sequence[int] | None = None,
                 agnostic: bool = False, max_det: int = 300, multi_label: bool = False, max_nms: int = MAX_NMS,
-                max_wh: int = MAX_WH, chunk: int = 1024, objectness: bool = True) -> list:
-    """pred (B, N, 5+nc) (or (B, N, 4+nc) without objectness) torch tensor -> list of B (K_i, 6) float32 tensors,
-    on pred's device. Torch ops only.
+                max_wh: int = MAX_WH, chunk: int = 1024, objectness: bool = True, nm: int = 0) -> list:
+    """pred (B, N, 5+nc[+nm]) (or (B, N, 4+nc[+nm]) without objectness) torch tensor -> list of B (K_i, 6[+nm])
+    float32 tensors, on pred's device. Torch ops only.
 
     All images are processed together: the candidates of each image are sorted (stable) into a padded (B, K) table;
     the greedy pass walks it in blocks of ``chunk`` candidates. In a block, suppression by boxes kept in earlier
@@ -163,14 +167,14 @@ def batched_nms(pred, conf_thres: float = 0.25, iou_thres: float = 0.45, classes
     """
     import torch
 
-    _check_pred(tuple(pred.shape), batched=True, objectness=objectness)
-    x = pred.float()
+    _check_pred(tuple(pred.shape), batched=True, objectness=objectness, nm=nm)
+    carried, x = pred[..., pred.shape[2] - nm:].float(), pred[..., :pred.shape[2] - nm].float()
     dev = x.device
     bs, n, _ = x.shape
     nc = x.shape[2] - (5 if objectness else 4)
     conf_t = torch.tensor(conf_thres, dtype=torch.float32, device=dev)
     iou_t = torch.tensor(iou_thres, dtype=torch.float32, device=dev)
-    empty = [torch.zeros((0, 6), dtype=torch.float32, device=dev) for _ in range(bs)]
+    empty = [torch.zeros((0, 6 + nm), dtype=torch.float32, device=dev) for _ in range(bs)]
     if n == 0 or bs == 0:
         return empty
 
@@ -212,8 +216,10 @@ def batched_nms(pred, conf_thres: float = 0.25, iou_thres: float = 0.45, classes
     ok = torch.arange(k, device=dev)[None, :] < counts[:, None]  # (B, K) real candidates
     s_score = cand_score.gather(1, order)
     s_cls = cand_cls.gather(1, order)
-    s_box = box.gather(1, cand_row.gather(1, order)[..., None].expand(bs, k, 4))
-    det = torch.cat((s_box, s_score[..., None], s_cls[..., None].float()), 2)  # (B, K, 6)
+    s_row = cand_row.gather(1, order)
+    s_box = box.gather(1, s_row[..., None].expand(bs, k, 4))
+    s_carried = carried.gather(1, s_row[..., None].expand(bs, k, nm))
+    det = torch.cat((s_box, s_score[..., None], s_cls[..., None].float(), s_carried), 2)  # (B, K, 6 + nm)
     offset_box = s_box + det[..., 5:6] * torch.tensor(0 if agnostic else max_wh, dtype=torch.float32, device=dev)
     keep = _greedy_keep(offset_box, ok, iou_t, max_det, chunk)
     return [det[b][keep[b]] for b in range(bs)]

@@ -2,10 +2,10 @@
 from zoo.registry import Family
 
 FAMILY = Family("yolo11", "YOLO11 (and YOLOv8) detection, C3k2 / C2PSA backbone, DFL head; family, scale and "
-                "classes from the weights", "zoo.yolo11:Yolo11Model", tasks=("detect",),
+                "classes from the weights", "zoo.yolo11:Yolo11Model", tasks=("detect", "segment", "pose", "obb", "classify"),
                 variants=("n", "s", "m", "l", "x"))
 
 
 def Yolo11Model():  # noqa: N802 - the registry calls "module:Class" to get an instance
-    from zoo.yolov8.zoo_model import YoloV8Model
-    return YoloV8Model("yolo11")
+    from zoo.yolov8.task_model import YoloTaskModel
+    return YoloTaskModel("yolo11")

@@ -1,5 +1,5 @@
 from zoo.engine.cli import main
 
-from zoo.yolov8.zoo_model import YoloV8Model
+from zoo.yolov8.task_model import YoloTaskModel
 
-raise SystemExit(main(YoloV8Model("yolo11")))
+raise SystemExit(main(YoloTaskModel("yolo11")))

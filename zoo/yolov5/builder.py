@@ -16,6 +16,7 @@ from zoo.engine.api import trt
 
 from .config import YoloV5Config
 from .model import scale_depth, scale_width
+from .tasks import CLASSIFY_HIDDEN
 
 DECODES = ("plugin", "layers")
 
@@ -117,28 +118,89 @@ def decode_with_layers(net, feat, stride: int, anchors_px: np.ndarray, num_outpu
     return layers.reshape(net, out, (0, na * h * w, no), name)
 
 
-def define_yolov5(net, weights: WeightMap, config: YoloV5Config, x, decode: str = "plugin"):
-    """The whole detector from input `x` (B, 3, H, W); returns the decoded (B, N, 5 + nc) output."""
+def define_yolov5(net, weights: WeightMap, config: YoloV5Config, x, decode: str = "plugin") -> list:
+    """The whole network from input `x` (B, 3, H, W), for the config's task. Returns the outputs:
+    detect [(B, N, 5 + nc)]; segment [(B, N, 5 + nc + nm), protos (B, nm, H/4, W/4)]; classify [logits (B, nc)]."""
     if decode not in DECODES:
         raise ValueError(f"decode must be one of {DECODES}, got {decode!r}")
     blocks = _Blocks(net, weights, config)
+    if config.task == "classify":
+        return [classify_head(blocks, backbone_p5(blocks, x))]
     features = (backbone_and_head_p6 if config.p6 else backbone_and_head_p5)(blocks, x)
     detect = f"model.{config.detect_index}"
     anchors = np.asarray(config.anchors_px, np.float32)
-    no, na = config.num_outputs, config.num_anchors
+    na, box_outputs = config.num_anchors, config.num_classes + 5
+    mask_outputs = config.num_outputs - box_outputs
     decoded = []
     for i, (feat, stride) in enumerate(zip(features, config.strides)):
-        raw = layers.conv2d(net, weights, f"{detect}.m.{i}", feat, na * no, 1)
         name = f"{detect}/decode{i}"
+        if mask_outputs:
+            raw, coefficients = _split_head_conv(net, weights, f"{detect}.m.{i}", feat, na, box_outputs,
+                                                 mask_outputs)
+        else:
+            raw = layers.conv2d(net, weights, f"{detect}.m.{i}", feat, na * box_outputs, 1)
         if decode == "plugin":
-            decoded.append(add_decode(net, raw, stride=stride, anchors=anchors[i].reshape(-1), num_outputs=no,
-                                      name=name))
+            boxes = add_decode(net, raw, stride=stride, anchors=anchors[i].reshape(-1), num_outputs=box_outputs,
+                               name=name)
         else:  # box arithmetic in FP32 whatever the network's precision (the plugin computes in FP32 too)
             if raw.dtype != trt.float32:
                 raw = layers.cast(net, raw, trt.float32, f"{detect}.m.{i}/fp32")
-            decoded.append(decode_with_layers(net, raw, stride, anchors[i], no, name))
+            boxes = decode_with_layers(net, raw, stride, anchors[i], box_outputs, name)
+        if mask_outputs:
+            boxes = layers.concat(net, [boxes, _rows(net, coefficients, na, mask_outputs, f"{name}/masks")],
+                                  f"{name}/with_masks", axis=2)
+        decoded.append(boxes)
     _take_anchor_keys(weights, detect)
-    return layers.concat(net, decoded, detect, axis=1)
+    outputs = [layers.concat(net, decoded, detect, axis=1)]
+    if config.task == "segment":
+        outputs.append(proto(blocks, f"{detect}.proto", features[0], config.num_protos, config.num_masks))
+    return outputs
+
+
+def _split_head_conv(net, weights: WeightMap, prefix: str, feat, na: int, box_outputs: int, mask_outputs: int):
+    """Segment's head conv as two convolutions of its own rows: the box/objectness/class channels, which the
+    decode sigmoids, and the mask-coefficient channels, which stay raw. Channel a * no + j of the stored conv is
+    field j of anchor a, so each part keeps the (anchor, field) layout the decode expects."""
+    no = box_outputs + mask_outputs
+    w = weights.take(f"{prefix}.weight", (na * no, feat.shape[1], 1, 1))
+    b = weights.take(f"{prefix}.bias", (na * no,))
+    field = np.arange(na * no) % no
+    box, mask = field < box_outputs, field >= box_outputs
+    return (layers.conv2d_arrays(net, weights, f"{prefix}/boxes", feat, w[box], b[box]),
+            layers.conv2d_arrays(net, weights, f"{prefix}/masks", feat, w[mask], b[mask]))
+
+
+def _rows(net, feat, na: int, fields: int, name: str):
+    """(B, na*fields, H, W) -> (B, na*H*W, fields): the decode's row order (anchor, then y, then x)."""
+    _, _, h, w = feat.shape
+    t = layers.reshape(net, feat, (0, na, fields, h * w), f"{name}/view")
+    t = layers.transpose(net, t, (0, 1, 3, 2), f"{name}/permute")
+    t = layers.reshape(net, t, (0, na * h * w, fields), name)
+    if t.dtype != trt.float32:  # the decode's output is FP32; the concat needs one type
+        t = layers.cast(net, t, trt.float32, f"{name}/fp32")
+    return t
+
+
+def proto(b: _Blocks, prefix: str, p3, protos: int, masks: int):
+    """YOLOv5's Proto: cv1 3x3 -> nearest x2 -> cv2 3x3 -> cv3 1x1 (each with BN and SiLU); named `prefix`."""
+    y = layers.conv_bn_act(b.net, b.weights, f"{prefix}.cv1", p3, protos, 3)
+    y = layers.upsample_nearest(b.net, y, f"{prefix}.upsample")
+    y = layers.conv_bn_act(b.net, b.weights, f"{prefix}.cv2", y, protos, 3)
+    return layers.rename(layers.conv_bn_act(b.net, b.weights, f"{prefix}.cv3", y, masks, 1), prefix)
+
+
+def backbone_p5(b: _Blocks, x):
+    """Layers 0-8 of the P5 backbone (what a YOLOv5 classification model keeps)."""
+    x = b.conv(0, x, 64, 6, 2, 2)
+    x = b.c3(2, b.conv(1, x, 128, 3, 2), 128, 3)
+    x = b.c3(4, b.conv(3, x, 256, 3, 2), 256, 6)
+    x = b.c3(6, b.conv(5, x, 512, 3, 2), 512, 9)
+    return b.c3(8, b.conv(7, x, 1024, 3, 2), 1024, 3)
+
+
+def classify_head(b: _Blocks, x, prefix: str = "model.9", hidden: int = CLASSIFY_HIDDEN):
+    """Classify: Conv 1x1 to 1280 -> global average pool -> flatten (Dropout is the identity) -> Linear: logits."""
+    return layers.classify(b.net, b.weights, prefix, x, b.config.num_classes, hidden)
 
 
 def _take_anchor_keys(weights: WeightMap, detect: str) -> None:

@@ -30,7 +30,11 @@ from .model import (ANCHORS_P5, ANCHORS_P6, C3_REPEATS_P5, C3_REPEATS_P6, STRIDE
 
 
 class ConfigError(ValueError):
-    """Weights that do not fit the YOLOv5 v7.0 detection architecture, or an inconsistent configuration."""
+    """Weights that do not fit the YOLOv5 v7.0 architecture, or an inconsistent configuration."""
+
+
+TASKS = ("detect", "segment", "classify")
+TASK_SUFFIX = {"detect": "", "segment": "-seg", "classify": "-cls"}
 
 
 # Yaml widths of the layers whose conv weight count fixes a width: index -> (yaml c_out, kernel, layer of c_in).
@@ -55,6 +59,9 @@ class YoloV5Config:
     p6: bool = False
     anchors_px: tuple[tuple[tuple[float, float], ...], ...] | None = None  # (nl, na, 2) pixels; None: default
     class_names: tuple[str, ...] | None = None
+    task: str = "detect"              # detect, segment or classify (read from the keys)
+    num_masks: int = 32               # segment: mask coefficients per anchor (= prototype masks)
+    num_protos: int | None = None     # segment: Proto's hidden width; None: make_divisible(256 * width_multiple)
 
     def __post_init__(self) -> None:
         if self.anchors_px is None:
@@ -74,6 +81,12 @@ class YoloV5Config:
         if len({len(lvl) for lvl in self.anchors_px}) != 1 or not self.anchors_px[0]:
             raise ConfigError(f"every level needs the same (non-zero) number of anchors, got "
                               f"{[len(lvl) for lvl in self.anchors_px]}")
+        if self.task not in TASKS:
+            raise ConfigError(f"task must be one of {TASKS}, got {self.task!r}")
+        if self.task == "classify" and self.p6:
+            raise ConfigError("YOLOv5 classification models are built from the P5 backbone; there is no P6 one")
+        if self.task == "segment" and self.num_protos is None:
+            object.__setattr__(self, "num_protos", scale_width(256, self.width_multiple))
         if self.class_names is not None and len(self.class_names) != self.num_classes:
             raise ConfigError(f"{len(self.class_names)} class names for {self.num_classes} classes")
 
@@ -92,11 +105,14 @@ class YoloV5Config:
 
     @property
     def num_outputs(self) -> int:
-        """Values per prediction: x, y, w, h, obj, nc class scores."""
-        return self.num_classes + 5
+        """Values per prediction: x, y, w, h, obj, nc class scores (and nm mask coefficients for segment)."""
+        return self.num_classes + 5 + (self.num_masks if self.task == "segment" else 0)
 
     @property
     def detect_index(self) -> int:
+        """The head's layer index: Detect/Segment (24, or 33 for P6), Classify (9)."""
+        if self.task == "classify":
+            return 9
         return 33 if self.p6 else 24
 
     @property
@@ -132,28 +148,39 @@ class YoloV5Config:
         gd, gw, p6 = parse_variant(variant)
         return cls(num_classes=num_classes, depth_multiple=gd, width_multiple=gw, p6=p6, **kw)
 
-    def build_module(self) -> YoloV5:
+    def build_module(self):
         """The reference PyTorch module of this config (untrained)."""
-        return YoloV5(self.num_classes, self.depth_multiple, self.width_multiple, self.p6, self.anchors_px)
+        return _module(self.task, self.num_classes, self.depth_multiple, self.width_multiple, self.p6,
+                       self.anchors_px, self.num_masks, self.num_protos)
 
 
 # ------------------------------------------------------------------------------------------------- expected keys
 
 
+def _module(task: str, nc: int, gd: float, gw: float, p6: bool, anchors, nm: int, npr: int | None):
+    from .tasks import YoloV5Classify, YoloV5Segment
+    if task == "classify":
+        return YoloV5Classify(nc, gd, gw)
+    if task == "segment":
+        return YoloV5Segment(nc, gd, gw, p6, anchors, nm, npr)
+    return YoloV5(nc, gd, gw, p6, anchors)
+
+
 @functools.lru_cache(maxsize=32)
-def _expected_shapes(nc: int, gd: float, gw: float, p6: bool, na: int) -> dict[str, tuple[int, ...]]:
+def _expected_shapes(task: str, nc: int, gd: float, gw: float, p6: bool, na: int, nm: int, npr: int | None
+                     ) -> dict[str, tuple[int, ...]]:
     import torch
 
     anchors = [[(1.0, 1.0)] * na] * (4 if p6 else 3)  # values do not matter for shapes
     with torch.device("meta"):
-        module = YoloV5(nc, gd, gw, p6, anchors)
+        module = _module(task, nc, gd, gw, p6, anchors, nm, npr)
     return {k: tuple(v.shape) for k, v in module.state_dict().items()}
 
 
 def expected_shapes(config: YoloV5Config) -> dict[str, tuple[int, ...]]:
     """state_dict key -> shape of the reference module for ``config``, in state_dict order (built on 'meta')."""
-    return dict(_expected_shapes(config.num_classes, config.depth_multiple, config.width_multiple, config.p6,
-                                 config.num_anchors))
+    return dict(_expected_shapes(config.task, config.num_classes, config.depth_multiple, config.width_multiple,
+                                 config.p6, config.num_anchors, config.num_masks, config.num_protos))
 
 
 def _folded_shapes(config: YoloV5Config, keys: Sequence[str]) -> dict[str, tuple[int, ...]]:
@@ -215,14 +242,15 @@ def check_weights(tensors: Mapping[str, np.ndarray], config: YoloV5Config, sourc
         elif got.size != _count(shape):
             raise ConfigError(f"{source_name}: {key} has {got.size} values, expected {_count(shape)} "
                               f"(shape {_fmt(shape)})")
-    name = f"YOLOv5{config.variant or ' (custom)'}"
+    name = f"YOLOv5{config.variant or ' (custom)'}{TASK_SUFFIX[config.task]}"
     missing = [k for k in expected if k not in tensors and not _is_optional(k)]
     if missing:
         raise ConfigError(f"{source_name}: {len(missing)} key(s) of {name} missing: {_first(missing)}")
     unexpected = [k for k in tensors if k not in expected and k not in extras]
     if unexpected:
         raise ConfigError(f"{source_name}: {len(unexpected)} unexpected key(s) for {name}: {_first(unexpected)}")
-    _check_anchor_values(tensors, config, source_name)
+    if config.task != "classify":
+        _check_anchor_values(tensors, config, source_name)
 
 
 def _check_anchor_values(tensors: Mapping[str, np.ndarray], config: YoloV5Config, source_name: str) -> None:
@@ -255,18 +283,24 @@ def _check_architecture(tensors: Mapping[str, np.ndarray], source_name: str) -> 
         raise ConfigError(f"{source_name}: layer 0 is a Focus stem (key 'model.0.conv.conv.weight'): these are "
                           "YOLOv5 v5.0-or-older weights; YOLOv5 v6.0+ (v7.0 architecture) weights are required")
     if "model.22.dfl.conv.weight" in tensors:
-        raise ConfigError(f"{source_name}: key 'model.22.dfl.conv.weight' means YOLOv8 weights; this is the YOLOv5 "
-                          "v7.0 detection model")
+        raise ConfigError(f"{source_name}: key 'model.22.dfl.conv.weight' means YOLOv8 weights; use python -m "
+                          "zoo.yolov8")
+    if "model.2.cv1.conv.weight" in tensors and "model.2.cv3.conv.weight" not in tensors:
+        raise ConfigError(f"{source_name}: layer 2 has no 'model.2.cv3' (a C2f/C3k2 block, not YOLOv5's C3): these "
+                          "are YOLOv8/YOLO11 weights; use python -m zoo.yolov8 or zoo.yolo11")
     if "model.0.conv.weight" not in tensors:
         sample = ", ".join(list(tensors)[:3]) or "none"
-        raise ConfigError(f"{source_name}: not YOLOv5 detection weights: no key 'model.0.conv.weight' (the 6x6 stem "
+        raise ConfigError(f"{source_name}: not YOLOv5 weights: no key 'model.0.conv.weight' (the 6x6 stem "
                           f"conv of YOLOv5 v6.0+); first keys: {sample}")
+
+
+def detect_task(tensors: Mapping[str, np.ndarray]) -> str:
+    """The task of YOLOv5 weights, from the keys: Classify's linear layer, Segment's Proto, else detection."""
     if "model.9.linear.weight" in tensors:
-        raise ConfigError(f"{source_name}: key 'model.9.linear.weight' means a YOLOv5 classification (-cls) model, "
-                          "not a detection model")
+        return "classify"
     if any(k.startswith(("model.24.proto.", "model.33.proto.")) for k in tensors):
-        raise ConfigError(f"{source_name}: 'proto' keys mean a YOLOv5 segmentation (-seg) model; this is the "
-                          "detection model")
+        return "segment"
+    return "detect"
 
 
 def _size(tensors: Mapping[str, np.ndarray], key: str, source_name: str) -> int:
@@ -348,9 +382,12 @@ def infer_config(tensors: Mapping[str, np.ndarray], shapes_known: bool | None = 
     Only value counts are used for inference; the shapes (when known) are verified by ``check_weights``.
     """
     _check_architecture(tensors, source_name)
-    p6 = any(k.startswith("model.33.") for k in tensors)
+    task = detect_task(tensors)
+    p6 = task != "classify" and any(k.startswith("model.33.") for k in tensors)
     chain = _WIDTH_CHAIN_P6 if p6 else _WIDTH_CHAIN_P5
     repeats_yaml = C3_REPEATS_P6 if p6 else C3_REPEATS_P5
+    if task == "classify":  # the backbone's C3 layers only (the model is cut at layer 9)
+        repeats_yaml = {i: n for i, n in repeats_yaml.items() if i < 9}
     d = 33 if p6 else 24
 
     # widths: c_out = count / (c_in * k * k) along the stride-2 conv chain
@@ -378,6 +415,13 @@ def infer_config(tensors: Mapping[str, np.ndarray], shapes_known: bool | None = 
             raise ConfigError(f"{source_name}: C3 layers with the same yaml repeat count ({ny}) have different "
                               f"bottleneck counts ({found[ny]} and {n}, at model.{layer})")
     gd = solve_depth_multiple(found)
+    if task == "classify":
+        bkey = "model.9.linear.bias"
+        config = YoloV5Config(num_classes=_size(tensors, bkey, source_name), depth_multiple=gd, width_multiple=gw,
+                              class_names=class_names, task=task)
+        if check:
+            check_weights(tensors, config, source_name, shapes_known)
+        return config
 
     # anchors (grid units) and the number of anchors per level
     nl = len(STRIDES_P6 if p6 else STRIDES_P5)
@@ -394,14 +438,25 @@ def infer_config(tensors: Mapping[str, np.ndarray], shapes_known: bool | None = 
     else:
         raise ConfigError(f"{source_name}: no anchors: neither {akey!r} nor {gkey!r} is present")
 
-    # classes: Detect conv bias = na * (5 + nc)
+    # segment: Proto's hidden width from cv1 (input: the P3 output), the mask count from cv3
+    nm, npr = 0, None
+    if task == "segment":
+        key = f"model.{d}.proto.cv1.conv.weight"
+        p3 = scale_width(256, gw)
+        npr = _divide(_size(tensors, key, source_name), p3 * 9, key, f"protos * {p3} * 3 * 3", source_name)
+        key = f"model.{d}.proto.cv3.conv.weight"
+        nm = _divide(_size(tensors, key, source_name), npr, key, f"masks * {npr}", source_name)
+
+    # classes: Detect conv bias = na * (5 + nc [+ nm])
     bkey = f"model.{d}.m.0.bias"
-    no = _divide(_size(tensors, bkey, source_name), na, bkey, f"{na} anchors * (5 + classes)", source_name)
-    if no <= 5:
+    no = _divide(_size(tensors, bkey, source_name), na, bkey, f"{na} anchors * (5 + classes + {nm} masks)",
+                 source_name)
+    if no <= 5 + nm:
         raise ConfigError(f"{source_name}: {bkey} has {na * no} values: {na} anchors * {no} outputs leaves no classes")
 
-    config = YoloV5Config(num_classes=no - 5, depth_multiple=gd, width_multiple=gw, p6=p6,
-                          anchors_px=anchors_px.tolist(), class_names=class_names)
+    config = YoloV5Config(num_classes=no - 5 - nm, depth_multiple=gd, width_multiple=gw, p6=p6,
+                          anchors_px=anchors_px.tolist(), class_names=class_names, task=task,
+                          num_masks=nm or 32, num_protos=npr)
     if check:
         check_weights(tensors, config, source_name, shapes_known)
     return config

@@ -3,4 +3,5 @@ from zoo.registry import Family
 
 FAMILY = Family("yolov8", "YOLOv8 (and YOLO11) detection, anchor-free DFL head; family, scale and classes from the "
                 "weights (.pt, state_dict, .wts, folded ONNX weights)",
-                "zoo.yolov8.zoo_model:YoloV8Model", tasks=("detect",), variants=("n", "s", "m", "l", "x"))
+                "zoo.yolov8.task_model:YoloTaskModel", tasks=("detect", "segment", "pose", "obb", "classify"),
+                variants=("n", "s", "m", "l", "x"))

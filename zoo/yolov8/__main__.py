@@ -1,5 +1,5 @@
 from zoo.engine.cli import main
 
-from .zoo_model import YoloV8Model
+from .task_model import YoloTaskModel
 
-raise SystemExit(main(YoloV8Model("yolov8")))
+raise SystemExit(main(YoloTaskModel("yolov8")))

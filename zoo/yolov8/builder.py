@@ -135,14 +135,10 @@ def dfl_bins(weights: WeightMap, prefix: str, reg_max: int) -> np.ndarray:
     return weights.take(f"{prefix}.dfl.conv.weight", (1, reg_max, 1, 1)).reshape(reg_max)
 
 
-def decode_with_layers(net, weights: WeightMap, prefix: str, raw: list, strides, reg_max: int):
-    """(B, 4 + nc, A) from per-level logits with plain TensorRT layers (no plugin), in FP32.
-
-    Levels are flattened and concatenated first (P3, P4, P5), then: DFL as a softmax over the bins times the bin
-    values, summed (`<prefix>.dfl`); distances (l, t, r, b) to centre/size without slicing the dynamic batch: a
-    constant gather swaps the pairs to (r, b, l, t), and cxcywh = swapped * (.5, .5, 1, 1) + d * (-.5, -.5, 1, 1) +
-    (anchor x, anchor y, 0, 0), times each anchor's stride.
-    """
+def dfl_distances(net, weights: WeightMap, prefix: str, raw: list, reg_max: int):
+    """The first half of the layers decode, shared with the rotated-box head: (distances (B, 4, A) FP32 in grid
+    units, flattened class logits per level (B, nc, HW) FP32, level sizes). Levels are flattened and concatenated
+    (P3, P4, P5); DFL is a softmax over the bins times the bin values, summed (`<prefix>.dfl`)."""
     boxes = [layers.reshape(net, _fp32(net, box), (0, 4 * reg_max, box.shape[2] * box.shape[3]),
                              f"{prefix}/box{i}")
              for i, (box, _) in enumerate(raw)]
@@ -161,6 +157,18 @@ def decode_with_layers(net, weights: WeightMap, prefix: str, raw: list, strides,
         distances = layers.named(net.add_reduce(weighted, trt.ReduceOperation.SUM, 1 << 2, False), f"{prefix}.dfl")
     else:
         distances = box
+    return distances, classes, sizes
+
+
+def decode_with_layers(net, weights: WeightMap, prefix: str, raw: list, strides, reg_max: int):
+    """(B, 4 + nc, A) from per-level logits with plain TensorRT layers (no plugin), in FP32.
+
+    After `dfl_distances`: distances (l, t, r, b) to centre/size without slicing the dynamic batch: a constant
+    gather swaps the pairs to (r, b, l, t), and cxcywh = swapped * (.5, .5, 1, 1) + d * (-.5, -.5, 1, 1) +
+    (anchor x, anchor y, 0, 0), times each anchor's stride.
+    """
+    distances, classes, sizes = dfl_distances(net, weights, prefix, raw, reg_max)
+    num_anchors = sum(h * w for h, w in sizes)
     swapped = layers.named(net.add_gather(distances, layers.constant(net, np.array([2, 3, 0, 1], np.int32),
                                                                      f"{prefix}/swap_indices"), 1),
                            f"{prefix}/swapped")

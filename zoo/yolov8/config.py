@@ -264,16 +264,16 @@ def _check_meta(config: YoloV8Config, meta: Mapping | None, source: str) -> None
 def expected_shapes(config: YoloV8Config, keys: Sequence[str] = ()) -> dict[str, tuple[int, ...]]:
     """state_dict key -> shape of the reference module (folded where `keys` are folded), built on 'meta'."""
     if not any(k.endswith(".conv.bias") for k in keys):
-        return dict(_unfolded_shapes(config.architecture()))
+        return dict(_unfolded_shapes(config))
     with torch.device("meta"):
         module = match_folding(config.build_module(), keys)
     return {k: tuple(v.shape) for k, v in module.state_dict().items()}
 
 
 @functools.lru_cache(maxsize=16)
-def _unfolded_shapes(arch: Architecture) -> tuple[tuple[str, tuple[int, ...]], ...]:
-    with torch.device("meta"):
-        module = YoloV8(arch)
+def _unfolded_shapes(config: YoloV8Config) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    with torch.device("meta"):  # the config's own module: a subclass (another task's head) builds its own
+        module = config.build_module()
     return tuple((k, tuple(v.shape)) for k, v in module.state_dict().items())
 
 

@@ -65,18 +65,18 @@ def bench_pipeline(model, header: EngineHeader, runner, args) -> int:
                                       images, header.config, args, device)}
     if args.compare_torch:
         reference = reference_for(model, args, device)
-        output = header.outputs[0]
 
-        def eager(batch):
+        def eager(batch):  # a module with several outputs (boxes, prototypes) maps them to the engine's names
             with torch.inference_mode():
-                return {output: reference(torch.as_tensor(batch, device=device))}
+                out = reference(torch.as_tensor(batch, device=device))
+            return dict(zip(header.outputs, out if isinstance(out, (tuple, list)) else [out]))
 
         rows[f"PyTorch eager ({device})"] = model.bench_stages(eager, images, header.config, args, device)
     print(f"{model.name} {header.variant}, {len(images)} images, batch {args.batch}: ms per image")
-    print(f"{'':24} {'preprocess':>11} {'network':>9} {'nms':>8} {'total':>8} {'images/s':>9}")
+    stages = list(next(iter(rows.values())))  # preprocess, network, nms (, masks), total
+    print(f"{'':24} " + " ".join(f"{s:>11}" for s in stages) + f" {'images/s':>9}")
     for name, t in rows.items():
-        print(f"{name:24} {t['preprocess']:11.2f} {t['network']:9.2f} {t['nms']:8.2f} {t['total']:8.2f} "
-              f"{1000 / t['total']:9.1f}")
+        print(f"{name:24} " + " ".join(f"{t[s]:11.2f}" for s in stages) + f" {1000 / t['total']:9.1f}")
     if len(rows) == 2:
         mine, theirs = rows.values()
         print("ratio (" + label + " / PyTorch): " + ", ".join(f"{k} {mine[k] / theirs[k]:.2f}" for k in mine))

@@ -53,8 +53,8 @@ def run(model, args) -> int:
     got = runner_for(backend, net, model.input_name, len(x)).run({model.input_name: as_input(x, precision.mode)})
     min_cosine = None if precision.mode == "fp32" else args.min_cosine or MIN_COSINE[precision.mode]
     rows = [validation.compare(name, got[name], expected[name], args.tolerance, min_cosine) for name in compared]
-    rows += [validation.compare(f"output:{name}", got[name], expected["__output__"], args.tolerance, min_cosine)
-             for name in outputs[:1]]
+    rows += [validation.compare(f"output:{name}", got[name], expected[f"__output__{i or ''}"], args.tolerance,
+                                min_cosine) for i, name in enumerate(outputs) if f"__output__{i or ''}" in expected]
     criterion = f"tolerance {args.tolerance:g}" if min_cosine is None else f"cosine >= {min_cosine:g}"
     print(validation.format_table(rows, criterion))
     if args.images:

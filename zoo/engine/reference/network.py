@@ -443,6 +443,79 @@ class IConvolutionLayer(_WindowLayer):
                            a["num_groups"])]
 
 
+class IDeconvolutionLayer(_WindowLayer):
+    """Transposed convolution. As in TensorRT (and ONNX ConvTranspose, which onnx-tensorrt maps onto it), the
+    kernel is (input channels, num_output_maps / num_groups, *kernel_size): PyTorch's ConvTranspose layout. Each
+    spatial output size is (I - 1) * S + D * (K - 1) + 1 - pre - post; only the explicit padding modes, which give
+    this size, are implemented."""
+    _TYPE, _TYPE_LABEL = "DECONVOLUTION", "Deconvolution"
+    num_output_maps = _setting("num_output_maps", int)
+    kernel_size_nd = _setting("kernel_size_nd", _dims2)
+    dilation_nd = _setting("dilation_nd", _dims2)
+    num_groups = _setting("num_groups", int)
+    kernel = _weights_setting("kernel")
+    bias = _weights_setting("bias")
+
+    def _infer(self, shapes, dtypes):
+        a = self._attrs
+        dtype = dtypes[0]
+        if dtype not in _FLOAT_TYPES:
+            raise self._fail(f"input type {dtype} is not a floating-point type (dequantize INT8 first)")
+        if len(shapes) > 1 and shapes[1] is not None:
+            raise NotImplementedError(f"layer {self._name!r} (DECONVOLUTION): a kernel given as input 1 is not "
+                                      "implemented by the reference backend")
+        if a["padding_mode"] not in (trt.PaddingMode.EXPLICIT_ROUND_DOWN, trt.PaddingMode.EXPLICIT_ROUND_UP):
+            raise NotImplementedError(f"padding_mode {a['padding_mode']} is not implemented by the reference backend")
+        in_shape, k = shapes[0], a["kernel_size_nd"]
+        if len(in_shape) != len(k) + 2:
+            raise self._fail(f"a {len(k)}-D kernel needs a rank-{len(k) + 2} input, got shape {tuple(in_shape)}")
+        channels, groups, maps = in_shape[1], a["num_groups"], a["num_output_maps"]
+        if channels < 0:
+            raise self._fail("the channel dimension of the input must be known at build time")
+        if channels % groups or maps % groups:
+            raise self._fail(f"{channels} input channels and {maps} output maps are not divisible by "
+                             f"num_groups={groups}")
+        expected = (channels, maps // groups, *k)
+        kernel = self._weights.get("kernel")
+        if kernel is None or kernel.size != _volume(expected):
+            got = 0 if kernel is None else kernel.size
+            raise self._fail(f"kernel weights have {got} values but {'x'.join(map(str, expected))} = "
+                             f"{_volume(expected)} were expected")
+        _check_weight_dtype(self, "kernel", kernel, dtype)
+        bias = self._weights.get("bias")
+        if bias is not None:
+            if bias.size != maps:
+                raise self._fail(f"bias has {bias.size} values but num_output_maps is {maps}")
+            _check_weight_dtype(self, "bias", bias, dtype)
+        spatial = []
+        for i, size in enumerate(in_shape[2:]):
+            out = (size - 1) * a["stride_nd"][i] + a["dilation_nd"][i] * (k[i] - 1) + 1 \
+                - a["pre_padding"][i] - a["post_padding"][i]
+            if size >= 0 and out < 1:
+                raise self._fail(f"padding {tuple(a['pre_padding'])}/{tuple(a['post_padding'])} leaves no output "
+                                 f"for input {tuple(in_shape)}")
+            spatial.append(out if size >= 0 else -1)
+        return [(Dims((in_shape[0], maps, *spatial)), dtype)]
+
+    def _prepare(self):
+        a = self._attrs
+        shape = (self._inputs[0].shape[1], a["num_output_maps"] // a["num_groups"], *a["kernel_size_nd"])
+        self._kernel_t = torch.from_numpy(self._weights["kernel"].astype(np.float32)).reshape(shape)
+        bias = self._weights.get("bias")
+        self._bias_t = None if bias is None else torch.from_numpy(bias.astype(np.float32))
+        self._deconv = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[len(shape) - 2]
+
+    def _run(self, xs):
+        a = self._attrs
+        pre, post = tuple(a["pre_padding"]), tuple(a["post_padding"])
+        y = self._deconv(xs[0], self._kernel_t, self._bias_t, tuple(a["stride_nd"]), 0, 0, a["num_groups"],
+                         tuple(a["dilation_nd"]))
+        if any(pre) or any(post):  # padding crops the full transposed-convolution output
+            crop = tuple(slice(lo, y.shape[2 + i] - hi) for i, (lo, hi) in enumerate(zip(pre, post)))
+            y = y[(slice(None), slice(None), *crop)]
+        return [y]
+
+
 class IPoolingLayer(_WindowLayer):
     _TYPE, _TYPE_LABEL = "POOLING", "Pooling"
     type = _setting("type")  # shadows ILayer.type, as TensorRT's IPoolingLayer.type does
@@ -1164,10 +1237,10 @@ class IPluginV3Layer(ILayer):
 
 
 LAYER_CLASSES = {cls.__name__: cls for cls in (
-    IConvolutionLayer, IPoolingLayer, IScaleLayer, IActivationLayer, IUnaryLayer, IElementWiseLayer, ISelectLayer,
-    IConcatenationLayer, IResizeLayer, IParametricReLULayer, IShuffleLayer, ISliceLayer, IMatrixMultiplyLayer,
-    IConstantLayer, IReduceLayer, ISoftMaxLayer, ITopKLayer, IGatherLayer, ICastLayer, IIdentityLayer,
-    IQuantizeLayer, IDequantizeLayer, IPluginV3Layer, INormalizationLayer)}
+    IConvolutionLayer, IDeconvolutionLayer, IPoolingLayer, IScaleLayer, IActivationLayer, IUnaryLayer,
+    IElementWiseLayer, ISelectLayer, IConcatenationLayer, IResizeLayer, IParametricReLULayer, IShuffleLayer,
+    ISliceLayer, IMatrixMultiplyLayer, IConstantLayer, IReduceLayer, ISoftMaxLayer, ITopKLayer, IGatherLayer,
+    ICastLayer, IIdentityLayer, IQuantizeLayer, IDequantizeLayer, IPluginV3Layer, INormalizationLayer)}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -1276,6 +1349,13 @@ class INetworkDefinition:
 
     def add_convolution_nd(self, input, num_output_maps, kernel_shape, kernel, bias=None) -> IConvolutionLayer:
         layer = self._add(IConvolutionLayer, [input], num_output_maps=int(num_output_maps),
+                          kernel_size_nd=Dims(kernel_shape), dilation_nd=Dims((1,) * len(kernel_shape)),
+                          num_groups=1, w_kernel=kernel, w_bias=bias)
+        layer._window_defaults(kernel_shape)
+        return layer
+
+    def add_deconvolution_nd(self, input, num_output_maps, kernel_shape, kernel, bias=None) -> IDeconvolutionLayer:
+        layer = self._add(IDeconvolutionLayer, [input], num_output_maps=int(num_output_maps),
                           kernel_size_nd=Dims(kernel_shape), dilation_nd=Dims((1,) * len(kernel_shape)),
                           num_groups=1, w_kernel=kernel, w_bias=bias)
         layer._window_defaults(kernel_shape)
