@@ -1114,3 +1114,37 @@ def test_parametric_relu_against_torch(slopes_shape):
 
     expected = torch.where(x >= 0, x, x * slopes)
     torch.testing.assert_close(run_one(x, build), expected, **TOL)
+
+
+@pytest.mark.parametrize("stride,padding,groups,bias", [(2, 0, 1, True), (2, 1, 2, False), (3, 1, 1, True)])
+def test_deconvolution_against_conv_transpose2d(stride, padding, groups, bias):
+    x = rand(2, 4, 5, 6, seed=31)
+    w = rand(4, 6 // groups, 3, 3, seed=32)
+    b = rand(6, seed=33) if bias else None
+
+    def build(net, t):
+        layer = net.add_deconvolution_nd(t, 6, (3, 3), Weights(w.numpy()), Weights(b.numpy()) if bias else None)
+        layer.stride_nd, layer.padding_nd, layer.num_groups = (stride, stride), (padding, padding), groups
+        return layer.get_output(0)
+
+    expected = F.conv_transpose2d(x, w, b, stride=stride, padding=padding, groups=groups)
+    torch.testing.assert_close(run_one(x, build), expected, **TOL)
+
+
+@pytest.mark.parametrize("axes", [(3,), (2, 3), (1, 2, 3)])
+def test_normalization_against_its_formula(axes):
+    x = rand(2, 3, 4, 5, seed=41)
+    shape = tuple(x.shape[a] if a in axes else 1 for a in range(4))
+    scale, bias = rand(*shape, seed=42), rand(*shape, seed=43)
+
+    def build(net, t):
+        s = net.add_constant(shape, Weights(scale.numpy())).get_output(0)
+        b = net.add_constant(shape, Weights(bias.numpy())).get_output(0)
+        layer = net.add_normalization(t, s, b, sum(1 << a for a in axes))
+        layer.epsilon = 1e-3
+        return layer.get_output(0)
+
+    mean = x.mean(dim=axes, keepdim=True)
+    var = ((x - mean) ** 2).mean(dim=axes, keepdim=True)
+    expected = (x - mean) / torch.sqrt(var + 1e-3) * scale + bias
+    torch.testing.assert_close(run_one(x, build), expected, **TOL)

@@ -15,15 +15,25 @@ which atomically appended survivors of a baked-in threshold for batch item 0 onl
 Three implementations, held equal by tests/test_dfl_decode.py:
 - `reference.decode_reference`: plain PyTorch, what the reference backend runs (registered at import below);
 - `kernel.decode_triton`: the Triton kernel;
+- `onnx_form.decode_onnx`: the same computation as plain ONNX operators (the ONNX backend and `export onnx`);
 - `trt_plugin`: the TensorRT QDP registration whose AOT implementation embeds that kernel's PTX in the engine.
 """
 from __future__ import annotations
 
+from zoo.engine.onnx import plugins as _onnx_plugins
 from zoo.engine.reference import plugin as _ref_plugin
 
 from .reference import OP_ID, check_attrs, decode_reference, decode_shapes
 
-_ref_plugin.register(OP_ID, shapes=decode_shapes, forward=decode_reference)
+
+def _decode_onnx(g, xs, ys, **attrs):
+    from .onnx_form import decode_onnx  # imports onnx only when a network is written as ONNX
+    decode_onnx(g, xs, ys, **attrs)
+
+
+_ref_plugin.register(OP_ID, shapes=decode_shapes, forward=decode_reference,
+                     cuda_forward="plugins.dfl_decode.kernel:decode_triton")
+_onnx_plugins.register_onnx_form(OP_ID, _decode_onnx)
 
 __all__ = ["OP_ID", "add_dfl_decode", "decode_reference", "decode_shapes"]
 

@@ -3,16 +3,17 @@
 Importing this module registers the op with TensorRT (once per process). It needs `tensorrt` (10.9+ for AOT) and
 `triton`; `plugins.dfl_decode.add_dfl_decode` imports it only when it builds on a real TensorRT network. The engine
 then carries the kernel's PTX and runs with no Python, no plugin library and no registration at load time. Set
-ZOO_PTX_VERSION (e.g. 90) to cap the PTX ISA version for the driver of the machine that runs the engine.
+The PTX ISA version is capped at what this machine's driver accepts (`plugins.ptx`); set ZOO_PTX_VERSION (e.g. 90)
+for the driver of another machine that will run the engine.
 
 No `from __future__ import annotations` here: `tensorrt.plugin` inspects the annotations as objects.
 """
-import os
 from typing import List, Tuple, Union
 
 import tensorrt as trt
 import tensorrt.plugin as trtp
 
+from ..ptx import ptx_version
 from .kernel import compile_decode_ptx
 from .reference import OP_ID, check_attrs
 
@@ -48,13 +49,12 @@ def dfl_decode_autotune(box: trtp.TensorDesc, cls: trtp.TensorDesc,
 def dfl_decode_aot(box: trtp.TensorDesc, cls: trtp.TensorDesc, stride: int, reg_max: int,
                    outputs: Tuple[trtp.TensorDesc], tactic: int
                    ) -> Tuple[Union[str, bytes], Union[str, bytes], trtp.KernelLaunchParams, trtp.SymIntExprs]:
-    ptx_version = os.environ.get("ZOO_PTX_VERSION")
     c = cls.shape_expr
     if not c[1].is_constant:
         raise ValueError("dfl_decode: the class count must be static")
     k = compile_decode_ptx(in_dtype="fp16" if box.dtype == trt.float16 else "fp32", stride=stride, reg_max=reg_max,
                            num_classes=c[1].constant_value(), cc=_device_cc(),
-                           ptx_version=int(ptx_version) if ptx_version else None)
+                           ptx_version=ptx_version())
     e = box.shape_expr
     launch = trtp.KernelLaunchParams()
     launch.grid_x = trtp.cdiv(e[2] * e[3], k.block_cells)

@@ -11,7 +11,7 @@ from .model import ZooModel
 from .workflow import OneLineParser, cut, say
 
 
-def make_parser(model: ZooModel) -> argparse.ArgumentParser:
+def make_parser(model: ZooModel) -> OneLineParser:
     parser = OneLineParser(prog=f"python -m zoo.{model.name}", description=model.summary)
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name, module in command_modules().items():

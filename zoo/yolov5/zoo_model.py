@@ -53,6 +53,7 @@ def to_config(config: dict) -> YoloV5Config:
 class YoloV5Model(ZooModel):
     name = "yolov5"
     input_name = "images"
+    nms_defaults = dict(conf=0.25, iou=0.45, max_det=1000)  # upstream detect.py's; agreement and bench keep 300
     summary = ("YOLOv5 v7.0 detection, segmentation (-seg) and classification (-cls) (n/s/m/l/x and P6 n6..x6, or "
                "any custom width/depth/classes read from the weights): build, infer, validate, bench.")
 
@@ -75,10 +76,12 @@ class YoloV5Model(ZooModel):
                                  "TensorRT layers, an engine without custom plugins (default plugin)")
 
     def add_infer_arguments(self, parser):
-        parser.add_argument("--conf", type=probability, default=0.25, help="confidence threshold (default 0.25)")
-        parser.add_argument("--iou", type=probability, default=0.45, help="NMS IoU threshold (default 0.45)")
-        parser.add_argument("--max-det", type=bounded(int, 1, 100_000), default=1000,
-                            help="detections kept per image (default 1000)")
+        d = self.nms_defaults
+        parser.add_argument("--conf", type=probability, default=d["conf"],
+                            help=f"confidence threshold (default {d['conf']})")
+        parser.add_argument("--iou", type=probability, default=d["iou"], help=f"NMS IoU threshold (default {d['iou']})")
+        parser.add_argument("--max-det", type=bounded(int, 1, 100_000), default=d["max_det"],
+                            help=f"detections kept per image (default {d['max_det']})")
         parser.add_argument("--agnostic", action="store_true", help="class-agnostic NMS")
         parser.add_argument("--classes", type=non_negative_int, nargs="+",
                             help="keep only these class ids (each below the model's class count)")
@@ -186,7 +189,7 @@ class YoloV5Model(ZooModel):
         if config.get("task") == "classify":
             (ref,), (low,) = fp32_outputs.values(), low_outputs.values()
             return int((ref.argmax(1) == low.argmax(1)).sum()), len(ref)
-        args = argparse.Namespace(conf=0.25, iou=0.45, classes=None, agnostic=False, max_det=300)
+        args = argparse.Namespace(classes=None, agnostic=False, **{**self.nms_defaults, "max_det": 300})
         reference, other = self.detections(fp32_outputs, config, args), self.detections(low_outputs, config, args)
         return sum(count_matches(r, o) for r, o in zip(reference, other)), sum(len(r) for r in reference)
 
@@ -242,7 +245,7 @@ class YoloV5Model(ZooModel):
         `run_network(batch) -> outputs` is the engine or the PyTorch reference, so both go through the same
         pre-processing and NMS and the ratio compares like with like.
         """
-        nms_args = argparse.Namespace(conf=0.25, iou=0.45, classes=None, agnostic=False, max_det=300)
+        nms_args = argparse.Namespace(classes=None, agnostic=False, **{**self.nms_defaults, "max_det": 300})
         segment = config.get("task") == "segment"
         totals = dict.fromkeys(("preprocess", "network", "nms") + (("masks",) if segment else ()), 0.0)
         batches = [images[i:i + args.batch] for i in range(0, len(images), args.batch)]

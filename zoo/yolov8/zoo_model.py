@@ -7,12 +7,10 @@ NMS semantics (ultralytics': no objectness, IoU 0.7, at most 300 boxes).
 """
 from __future__ import annotations
 
-import argparse
-
 import torch
 
-from zoo.engine.workflow import UserError, say
-from zoo.vision.nms import batched_nms, count_matches
+from zoo.engine.workflow import UserError, bounded, say
+from zoo.vision.nms import batched_nms
 from zoo.yolov5.zoo_model import YoloV5Model, parse_size
 
 from .builder import DECODES, define_yolov8
@@ -25,6 +23,7 @@ SPPF_ACTS = {"silu": True, "none": False}
 
 class YoloV8Model(YoloV5Model):
     input_name = "images"
+    nms_defaults = NMS_DEFAULTS  # ultralytics' predict defaults: IoU 0.7, at most 300 boxes
 
     def __init__(self, name: str = "yolov8"):
         if name not in FAMILIES:
@@ -39,7 +38,8 @@ class YoloV8Model(YoloV5Model):
                                  "with --weights it must agree with them")
         parser.add_argument("--scale", choices=sorted(SCALES["yolov8"]), default="n",
                             help="scale of random weights (default n)")
-        parser.add_argument("--num-classes", type=int, default=80, help="classes of random weights (default 80)")
+        parser.add_argument("--num-classes", type=bounded(int, 1, 100_000), default=80,
+                            help="classes of random weights (default 80)")
         parser.add_argument("--input-size", type=parse_size, default=(640, 640),
                             help="network input, N or HxW, multiples of 32 (default 640)")
         parser.add_argument("--decode", choices=DECODES, default="plugin",
@@ -49,17 +49,6 @@ class YoloV8Model(YoloV5Model):
                             help="activation of SPPF's cv1: silu (released yolov8/yolo11 weights) or none (models "
                                  "built by ultralytics 8.4). A pickled checkpoint records it; a state_dict or .wts "
                                  "cannot (default silu; written in the engine header)")
-
-    def add_infer_arguments(self, parser):
-        parser.add_argument("--conf", type=float, default=NMS_DEFAULTS["conf"],
-                            help=f"confidence threshold (default {NMS_DEFAULTS['conf']})")
-        parser.add_argument("--iou", type=float, default=NMS_DEFAULTS["iou"],
-                            help=f"NMS IoU threshold (default {NMS_DEFAULTS['iou']}, ultralytics' predict default)")
-        parser.add_argument("--max-det", type=int, default=NMS_DEFAULTS["max_det"],
-                            help=f"detections kept per image (default {NMS_DEFAULTS['max_det']})")
-        parser.add_argument("--agnostic", action="store_true", help="class-agnostic NMS")
-        parser.add_argument("--classes", type=int, nargs="+", help="keep only these class ids")
-        parser.add_argument("--no-draw", action="store_true", help="do not write annotated images to --out")
 
     # --- configuration
     def random_module(self, args, seed):
@@ -107,9 +96,4 @@ class YoloV8Model(YoloV5Model):
         return batched_nms(prediction, args.conf, args.iou, args.classes, args.agnostic, args.max_det,
                            objectness=False)
 
-    def agreement(self, fp32_outputs: dict, low_outputs: dict, config: dict) -> tuple[int, int]:
-        """(FP32 detections reproduced by the low-precision outputs, FP32 detections), at the infer defaults."""
-        args = argparse.Namespace(classes=None, agnostic=False, **NMS_DEFAULTS)
-        reference, other = self.detections(fp32_outputs, config, args), self.detections(low_outputs, config, args)
-        return sum(count_matches(r, o) for r, o in zip(reference, other)), sum(len(r) for r in reference)
 

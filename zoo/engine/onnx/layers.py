@@ -96,6 +96,19 @@ def convolution(g: OnnxGraph, layer, xs, ys):
            strides=list(a["stride_nd"]), dilations=list(a["dilation_nd"]), pads=_pads(layer), group=a["num_groups"])
 
 
+def deconvolution(g: OnnxGraph, layer, xs, ys):
+    """ConvTranspose: the same kernel layout (in, out / groups, *k) and output size (I-1)*S + D*(K-1) + 1 - pads."""
+    a = layer._attrs
+    x = layer._inputs[0]
+    _check_padding_mode(layer, ceil_allowed=False)
+    shape = (x.shape[1], a["num_output_maps"] // a["num_groups"], *a["kernel_size_nd"])
+    inputs = [xs[0], g.const(layer._weights["kernel"].reshape(shape), f"{layer.name}/kernel", _np_dtype(x.dtype))]
+    if "bias" in layer._weights:
+        inputs.append(g.const(layer._weights["bias"].reshape(-1), f"{layer.name}/bias", _np_dtype(x.dtype)))
+    g.node("ConvTranspose", inputs, layer.name, outputs=ys, kernel_shape=list(a["kernel_size_nd"]),
+           strides=list(a["stride_nd"]), dilations=list(a["dilation_nd"]), pads=_pads(layer), group=a["num_groups"])
+
+
 def pooling(g: OnnxGraph, layer, xs, ys):
     a = layer._attrs
     kind, window = a["type"], [int(k) for k in a["window_size_nd"]]
@@ -383,6 +396,23 @@ def reduce(g: OnnxGraph, layer, xs, ys):
         g.node(_REDUCE[op], [xs[0]], name, outputs=ys, axes=axes, keepdims=keep)
 
 
+def normalization(g: OnnxGraph, layer, xs, ys):
+    """(x - mean) / sqrt(biased var + eps) * S + B over the axes of the bitmask, written out (ONNX's
+    LayerNormalization covers trailing axes only); one rounding, as TensorRT's single kernel, via FP32."""
+    if layer._attrs["num_groups"] != 1:
+        raise _fail(layer, "group normalization has no ONNX form in the zoo's writer")
+    name = layer.name
+    (x, scale_, bias), (y,), _ = _computed_in_fp32(g, layer, xs, ys)
+    axes = _axes(layer._attrs["axes"], len(layer._inputs[0].shape))
+    centred = g.op("Sub", [x, g.op("ReduceMean", [x], f"{name}/mean", axes=axes, keepdims=1)], f"{name}/centred")
+    var = g.op("ReduceMean", [g.op("Mul", [centred, centred], f"{name}/square")], f"{name}/var", axes=axes,
+               keepdims=1)
+    eps = g.const(np.array(layer._attrs["epsilon"], np.float32), f"{name}/epsilon", np.float32)
+    std = g.op("Sqrt", [g.op("Add", [var, eps], f"{name}/var_eps")], f"{name}/std")
+    normalized = g.op("Div", [centred, std], f"{name}/normalized")
+    g.node("Add", [g.op("Mul", [normalized, scale_], f"{name}/scaled"), bias], name, outputs=[y])
+
+
 def softmax(g: OnnxGraph, layer, xs, ys):
     axes = _axes(layer._attrs["axes"], len(layer._inputs[0].shape))
     g.node("Softmax", [xs[0]], layer.name, outputs=ys, axis=axes[0])  # opset 13+: one axis, as TensorRT's
@@ -459,6 +489,7 @@ def plugin(g: OnnxGraph, layer, xs, ys):
 
 TRANSLATORS = {
     "IConvolutionLayer": convolution,
+    "IDeconvolutionLayer": deconvolution,
     "IPoolingLayer": pooling,
     "IScaleLayer": scale,
     "IActivationLayer": activation,
@@ -466,6 +497,7 @@ TRANSLATORS = {
     "IElementWiseLayer": elementwise,
     "ISelectLayer": select,
     "IParametricReLULayer": parametric_relu,
+    "INormalizationLayer": normalization,
     "IConcatenationLayer": concatenation,
     "IResizeLayer": resize,
     "IShuffleLayer": shuffle,
