@@ -29,8 +29,9 @@ from zoo.engine.reference.executor import ReferenceExecutor
 from zoo.engine.workflow import define_network
 from zoo.registry import families
 
+from families import SMALL_INPUT, small_input_args
+
 FAMILIES = families()
-SMALL_INPUT = 64
 
 
 @functools.lru_cache(maxsize=None)
@@ -38,16 +39,13 @@ def random_setup(name: str, seed: int = 3):
     """(model, random weights, config) of a family's default variant at the smallest input it accepts among 64 px and
     its default; built once per session (random YOLO weights take seconds to calibrate their BatchNorm)."""
     model = next(f for f in FAMILIES if f.name == name).load()
-    args = make_parser(model).parse_args(["validate"])
+    args = small_input_args(model)
     weights = WeightMap(state_dict_arrays(model.random_module(args, seed)), f"random {name}")
-    if hasattr(args, "input_size"):
-        default = args.input_size
-        args.input_size = (SMALL_INPUT, SMALL_INPUT) if isinstance(default, tuple) else SMALL_INPUT
-        try:
-            return model, weights, model.config_from_weights(weights, args)
-        except ValueError:
-            args.input_size = default
-    return model, weights, model.config_from_weights(weights, args)
+    try:
+        return model, weights, model.config_from_weights(weights, args)
+    except ValueError:  # the family's input size is fixed (e.g. ViT's position embedding): its default
+        args = make_parser(model).parse_args(["validate"])
+        return model, weights, model.config_from_weights(weights, args)
 
 
 def model_network(family, precision="fp32", seed=3, **config_changes):

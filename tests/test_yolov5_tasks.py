@@ -25,7 +25,7 @@ IMAGES = "tests/data/images"
 
 
 def _args(size, decode="plugin"):
-    return argparse.Namespace(input_size=size, decode=decode, variant="n", num_classes=None, task="detect")
+    return argparse.Namespace(input_size=size, decode=decode, variant=None, num_classes=None, task="detect")
 
 
 def _validate(module, size, decode="plugin", weights=None):

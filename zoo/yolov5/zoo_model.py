@@ -40,8 +40,8 @@ def parse_size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"input size {text!r} is not N or HxW") from None
     if len(parts) == 1:
         parts *= 2
-    if len(parts) != 2 or min(parts) <= 0:
-        raise argparse.ArgumentTypeError(f"input size {text!r} is not N or HxW with positive numbers")
+    if len(parts) != 2 or min(parts) <= 0 or max(parts) > 16384:
+        raise argparse.ArgumentTypeError(f"input size {text!r} is out of range (allowed: N or HxW, each in 1..16384)")
     return parts[0], parts[1]
 
 

@@ -167,7 +167,7 @@ class YoloTaskModel(YoloV8Model):
                 record["detections"], image = _obb_records(dets, lb, names, image)
             records.append(record)
             if draw:
-                _write_image(Path(args.out) / Path(context["file"]).name, image)
+                _write_image(Path(args.out) / Path(context["file"]).name, image, context["file"])
         return records
 
 

@@ -91,7 +91,7 @@ class OnnxGraph:
         """An initializer holding `array` (as `dtype`, a numpy dtype, when given)."""
         array = np.asarray(array, dtype=dtype) if dtype is not None else np.asarray(array)
         value = self.fresh(name)
-        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), value))
+        self.initializers.append(numpy_helper.from_array(np.array(array, order="C"), value))  # keeps rank 0
         return value
 
     def int64s(self, values, name: str) -> str:

@@ -374,7 +374,7 @@ def constant(g: OnnxGraph, layer, xs, ys):
     from onnx import helper, numpy_helper
     array = layer._weights["weights"].reshape(tuple(layer._attrs["shape"]))
     g.nodes.append(helper.make_node("Constant", [], ys, name=g.node_name(layer.name),
-                                    value=numpy_helper.from_array(np.ascontiguousarray(array))))
+                                    value=numpy_helper.from_array(np.array(array, order="C"))))  # keeps rank 0
 
 
 _REDUCE = {"SUM": "ReduceSum", "AVG": "ReduceMean", "MAX": "ReduceMax", "MIN": "ReduceMin", "PROD": "ReduceProd"}
