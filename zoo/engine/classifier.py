@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from zoo.vision.images import try_read_image
-from zoo.vision.imagenet import CropSpec, center_crop
+from zoo.vision.imagenet import CropSpec, center_crop, center_crop_torch, imagenet_classes
 
 from .model import ZooModel
 
@@ -25,17 +25,31 @@ class ClassifierModel(ZooModel):
         """One image (HWC, BGR, uint8) to the network's input (C, H, W) float32."""
         return center_crop(image_bgr, self.crop_spec(config))
 
-    def load_batch(self, paths: list[Path], config: dict, device: str = "cpu") -> tuple[np.ndarray, list[Any]]:
+    def load_batch(self, paths: list[Path], config: dict, device: str = "cpu") -> tuple[Any, list[Any]]:
+        """A float32 batch: numpy from the CPU reference, or a torch tensor pre-processed on `device` when it is
+        CUDA (the uint8 image is uploaded once; resize, crop and normalisation run there)."""
         items, contexts = [], []
+        on_gpu = str(device).startswith("cuda")
         for path in paths:
             image, reason = try_read_image(path)
             if image is None:
                 contexts.append({"file": str(path), "error": f"{reason}, skipped"})
                 continue
-            items.append(self.preprocess(image, config))
+            if on_gpu:
+                items.append(center_crop_torch(torch.from_numpy(image).to(device), self.crop_spec(config)))
+            else:
+                items.append(self.preprocess(image, config))
             contexts.append({"file": str(path)})
-        batch = np.stack(items) if items else np.zeros((0, *self.input_shape(config)), np.float32)
-        return batch, contexts
+        if not items:
+            return np.zeros((0, *self.input_shape(config)), np.float32), contexts
+        return (torch.stack(items) if on_gpu else np.stack(items)), contexts
+
+    def class_names(self, config: dict, num_classes: int) -> list[str] | None:
+        """The checkpoint's names, else ImageNet's for a 1000-way output, else none (ids only)."""
+        names = config.get("class_names")
+        if names:
+            return names
+        return list(imagenet_classes()) if num_classes == 1000 else None
 
     def probabilities(self, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Class probabilities from the network outputs (softmax of logits unless the network ends in softmax)."""
@@ -44,7 +58,7 @@ class ClassifierModel(ZooModel):
 
     def records(self, outputs, contexts, config, args) -> list[dict]:
         probs = self.probabilities(outputs)
-        names = config.get("class_names")
+        names = self.class_names(config, probs.shape[1])
         records = [c for c in contexts if isinstance(c, dict) and "error" in c]
         good = [c for c in contexts if not (isinstance(c, dict) and "error" in c)]
         for i, context in enumerate(good):

@@ -35,7 +35,7 @@ def stages_of(variant: str) -> list[tuple[int, int, int]]:
     """[(width, depth, group width)] of the four stages: widths w_0 + w_a * i, snapped to w_0 * w_m^k and to
     multiples of 8, consecutive equal widths forming a stage; then widths made divisible by their group width."""
     depth, w0, wa, wm, group = PARAMS[variant]
-    continuous = torch.arange(depth) * wa + w0  # float32 as the published models were generated
+    continuous = torch.arange(depth, device="cpu") * wa + w0  # float32, as the published models were made
     exponents = torch.round(torch.log(continuous / w0) / math.log(wm))
     widths = (torch.round(w0 * torch.pow(wm, exponents) / 8) * 8).int().tolist()
     stages: list[list[int]] = []
