@@ -8,6 +8,8 @@ total is odd; `same_padding` gives the uneven pair that `conv2d`/`conv_bn` accep
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from wts.weight_map import WeightMap
 from zoo.engine.api import trt
 
@@ -92,21 +94,34 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None)
     return rounded + divisor if rounded < 0.9 * value else rounded
 
 
+class Conv(NamedTuple):
+    """One conv + BatchNorm (+ activation) step of a block: its weight keys, shape and output name."""
+    conv: str
+    bn: str
+    out_channels: int
+    kernel: int
+    stride: int
+    groups: int
+    activation: str | None
+    name: str | None
+
+
 def inverted_residual(net, weights: WeightMap, prefix: str, x, convs, se=None, eps: float = 1e-5,
                       same: bool = False):
     """MobileNet's block: optional 1x1 expansion, depthwise k x k (with the stride), optional squeeze-excitation,
     1x1 projection without activation; plus the input when the stride is 1 and the channels agree.
 
-    `convs` is [(conv key, bn key, out channels, kernel, stride, groups, activation, output name)], in order;
-    `se` is (prefix, squeeze channels, activation, gate), applied after the depthwise conv (index `len(convs)-2`).
+    `convs` are `Conv` steps (or tuples of its fields), in order; `se` is (prefix, squeeze channels, activation,
+    gate), applied after the depthwise conv (the one before the projection).
     """
     y = x
-    for i, (conv, bn, cout, kernel, stride, groups, activation, name) in enumerate(convs):
-        y = conv_bn_act(net, weights, conv, bn, y, cout, kernel, stride, groups, activation, name, eps, same)
+    convs = [Conv(*c) for c in convs]
+    for i, c in enumerate(convs):
+        y = conv_bn_act(net, weights, c.conv, c.bn, y, c.out_channels, c.kernel, c.stride, c.groups, c.activation,
+                        c.name, eps, same)
         if se is not None and i == len(convs) - 2:
             se_prefix, squeeze, se_act, gate = se
             y = squeeze_excitation(net, weights, se_prefix, y, squeeze, se_act, gate)
-    strides = [c[4] for c in convs]
-    if all(s == 1 for s in strides) and x.shape[1] == y.shape[1]:
+    if all(c.stride == 1 for c in convs) and x.shape[1] == y.shape[1]:
         return core.add(net, x, y, prefix)
     return core.rename(y, prefix)
