@@ -14,8 +14,9 @@ is then run on the held-out crops `CROPS/eval` and compared with the FP32 zoo ne
 - per-layer cosine: every named tensor of the INT8 network against the PyTorch reference module (validate's
   matching by name) on the first four held-out crops; the worst layer and the median.
 
-With `--auto-keep K`, each method is measured again with the K layers whose quantization alone costs the most
-output SNR (ranked on one calibration crop) left in FP16, as `build --auto-keep K` does.
+With `--auto-keep K`, the method with the best output SNR (every method with `--auto-keep-all`) is measured again
+with the K layers whose quantization alone costs the most output SNR (ranked on one calibration crop) left in FP16,
+as `build --auto-keep K` does. The ranking runs the INT8 network once per layer, hence the default.
 """
 from __future__ import annotations
 
@@ -108,29 +109,34 @@ def study(name: str, args) -> list[str]:
     first = next(batches_of(model, config, held_out, 4))
     probe = next(batches_of(model, config, calib[len(calib) // 2:][:1], 1))
     probe_ref = logits(model, weights, config, Precision("fp32"), [probe])
-    rows = []
+    rows, snrs = [], {}
+
+    def measure(method: str, keep: frozenset) -> None:
+        scales = scales_of[method]
+        t = time.perf_counter()
+        low = logits(model, weights, config, Precision("int8", scales, keep),
+                     batches_of(model, config, held_out, args.batch))
+        top1, top5, snr = agreement(fp32, low)
+        cosines = layer_cosines(model, weights, config, Precision("int8", scales, keep), first)
+        worst = min(cosines, key=lambda c: c[1])
+        median = statistics.median(c for _, c in cosines)
+        label = method + (f" {args.percentile:g}" if method == "percentile" else "")
+        rows.append(f"| {name} | {label} | {len(keep) or '-'} | {top1:.1f}% | {top5:.1f}% | {snr:.1f} dB | "
+                    f"{worst[1]:.4f} ({worst[0]}) | {median:.5f} |")
+        say(rows[-1] + f"  [{time.perf_counter() - t:.0f} s]")
+        snrs[method] = snrs.get(method, snr)
+
+    scales_of = {method: compute_scales(collector, method, args.percentile) for method in args.methods}
     for method in args.methods:
-        scales = compute_scales(collector, method, args.percentile)
-        keeps = [0] + ([args.auto_keep] if args.auto_keep else [])
-        ranking = []
-        if args.auto_keep:
-            ranking = quantization.sensitivity(lambda b, p: define_network(model, b, weights, config, p), scales,
-                                               probe, model.input_name, probe_ref, log=lambda m: None)
-        for k in keeps:
-            keep = frozenset(layer for layer, _ in ranking[:k])
-            precision = Precision("int8", scales, keep)
-            t = time.perf_counter()
-            low = logits(model, weights, config, precision, batches_of(model, config, held_out, args.batch))
-            top1, top5, snr = agreement(fp32, low)
-            cosines = layer_cosines(model, weights, config, Precision("int8", scales, keep), first)
-            worst = min(cosines, key=lambda c: c[1])
-            median = statistics.median(c for _, c in cosines)
-            label = method + (f" {args.percentile:g}" if method == "percentile" else "")
-            rows.append(f"| {name} | {label} | {k or '-'} | {top1:.1f}% | {top5:.1f}% | {snr:.1f} dB | "
-                        f"{worst[1]:.4f} ({worst[0]}) | {median:.5f} |")
-            say(rows[-1] + f"  [{time.perf_counter() - t:.0f} s]")
-            if k:
-                say(f"  kept in FP16: {sorted(keep)}")
+        measure(method, frozenset())
+    if args.auto_keep:  # the sensitivity pass costs one INT8 run per layer: by default only for the best method
+        for method in (args.methods if args.auto_keep_all else [max(snrs, key=snrs.get)]):
+            ranking = quantization.sensitivity(lambda b, p: define_network(model, b, weights, config, p),
+                                               scales_of[method], probe, model.input_name, probe_ref,
+                                               log=lambda m: None)
+            keep = frozenset(layer for layer, _ in ranking[:args.auto_keep])
+            say(f"  {method}: --auto-keep {args.auto_keep} keeps in FP16 {sorted(keep)}")
+            measure(method, keep)
     return rows
 
 
@@ -143,6 +149,8 @@ def main(argv=None) -> int:
     parser.add_argument("--methods", type=lambda t: t.split(","), default=list(METHODS))
     parser.add_argument("--percentile", type=float, default=99.99)
     parser.add_argument("--auto-keep", type=int, default=5, help="also measure with K layers kept in FP16 (0: no)")
+    parser.add_argument("--auto-keep-all", action="store_true",
+                        help="rank layers for every method (default: only for the method with the best output SNR)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--calib-max", type=int, default=0, help="use at most this many calibration crops")
     parser.add_argument("--eval-max", type=int, default=0, help="use at most this many held-out crops")
