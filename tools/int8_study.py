@@ -34,7 +34,7 @@ from zoo.assets import asset_path
 from zoo.engine import quantization
 from zoo.engine import validate as validation
 from zoo.engine.backends import ReferenceBackend
-from zoo.engine.calibration import compute_scales
+from zoo.engine.calibration import QMAX, compute_scales, entropy_threshold, max_threshold
 from zoo.engine.checkpoint import load_state_dict
 from zoo.engine.model import load_state_into
 from zoo.engine.precision import Precision
@@ -45,6 +45,28 @@ from zoo.vision.images import list_images
 MODELS = {"mobilenet_v2": "zoo.mobilenet.model:MobileNetModel",
           "efficientnet_lite0": "zoo.efficientnet.model:EfficientNetModel"}
 METHODS = ("entropy", "percentile", "max")
+STUDY_METHODS = METHODS + ("entropy-nonzero",)
+
+
+def scales_for(collector, method: str, percentile: float) -> dict[str, float]:
+    """The zoo's scales for `method`; "entropy-nonzero" is the entropy search with the zero bin's count replaced
+    by its neighbour's (what NVIDIA's pytorch-quantization does), so that the zeros of ReLU/ReLU6 outputs do not
+    pull the threshold down: measured here, not a zoo method."""
+    if method != "entropy-nonzero":
+        return compute_scales(collector, method, percentile)
+    scales = {}
+    for name in collector.names:
+        counts, width = collector.histogram(name)
+        if collector.amax(name) == 0.0 or counts[1:].sum() == 0:
+            scales[name] = compute_scales_one(collector.amax(name))
+            continue
+        counts[0] = counts[1]
+        scales[name] = float(np.float32(entropy_threshold(counts, width) / QMAX))
+    return scales
+
+
+def compute_scales_one(amax: float) -> float:
+    return float(np.float32(max_threshold(amax) / QMAX))
 
 
 def say(message: str) -> None:
@@ -126,7 +148,7 @@ def study(name: str, args) -> list[str]:
         say(rows[-1] + f"  [{time.perf_counter() - t:.0f} s]")
         snrs[method] = snrs.get(method, snr)
 
-    scales_of = {method: compute_scales(collector, method, args.percentile) for method in args.methods}
+    scales_of = {method: scales_for(collector, method, args.percentile) for method in args.methods}
     for method in args.methods:
         measure(method, frozenset())
     if args.auto_keep:  # the sensitivity pass costs one INT8 run per layer: by default only for the best method
@@ -146,7 +168,8 @@ def main(argv=None) -> int:
                         help="folder with calib/ and eval/ (tools/make_crops.py)")
     parser.add_argument("--models", type=lambda t: t.split(","), default=list(MODELS),
                         help=f"comma-separated, of {', '.join(MODELS)}")
-    parser.add_argument("--methods", type=lambda t: t.split(","), default=list(METHODS))
+    parser.add_argument("--methods", type=lambda t: t.split(","), default=list(METHODS),
+                        help=f"comma-separated, of {', '.join(STUDY_METHODS)} (default: the zoo's three)")
     parser.add_argument("--percentile", type=float, default=99.99)
     parser.add_argument("--auto-keep", type=int, default=5, help="also measure with K layers kept in FP16 (0: no)")
     parser.add_argument("--auto-keep-all", action="store_true",
