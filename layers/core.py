@@ -66,6 +66,7 @@ def _quantized_weights(net, w32: np.ndarray, name: str, dtype):
 
 def conv2d(net, weights: WeightMap, prefix: str, x, out_channels: int, kernel, stride=1, padding=0, groups=1,
            dilation=1, bias: bool = True):
+    """nn.Conv2d. `padding` is an int, (h, w), or ((top, left), (bottom, right)) for uneven padding."""
     k = _pair(kernel)
     w = weights.take(f"{prefix}.weight", (out_channels, x.shape[1] // groups, *k))
     b = weights.take(f"{prefix}.bias", (out_channels,)) if bias else None
@@ -121,7 +122,11 @@ def _convolution(net, weights: WeightMap, layer_name: str, output_name: str, x, 
         layer = net.add_convolution_nd(xq, out_channels, k, trt.Weights(x.dtype), b)
         layer.set_input(1, _quantized_weights(net, np.ascontiguousarray(w, np.float32), f"{layer_name}.weight",
                                               x.dtype))
-    layer.stride_nd, layer.padding_nd, layer.dilation_nd = _pair(stride), _pair(padding), _pair(dilation)
+    if isinstance(padding, tuple) and len(padding) == 2 and not isinstance(padding[0], int):
+        layer.stride_nd, layer.dilation_nd = _pair(stride), _pair(dilation)
+        layer.pre_padding, layer.post_padding = padding  # ((top, left), (bottom, right)): TF's "SAME" is uneven
+    else:
+        layer.stride_nd, layer.padding_nd, layer.dilation_nd = _pair(stride), _pair(padding), _pair(dilation)
     layer.num_groups = groups
     layer.name = layer_name
     out = layer.get_output(0)

@@ -2,12 +2,15 @@
 
 A seeded random-weight YOLOv5n (random BatchNorm statistics too) is saved as a checkpoint, turned into a .wts by
 tools/gen_wts.py, built into an engine, run on the project's own images, and validated layer by layer against its
-PyTorch reference. Each step is the real command line, printed before it runs. On a machine without a GPU the
-engine is a reference-backend engine; with TensorRT and a GPU it is a TensorRT engine.
+PyTorch reference. Then real predictions on real photographs: the trained MobileNetV2 that setup installs
+(torchvision's ImageNet weights) goes through the same gen_wts -> build -> infer, on four photographs (coffee ->
+espresso). Each step is the real command line, printed before it runs. On a machine without a GPU the engine is a
+reference-backend engine; with TensorRT and a GPU it is a TensorRT engine.
 """
 from __future__ import annotations
 
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -15,10 +18,12 @@ from pathlib import Path
 
 import torch
 
+from zoo.assets import asset_path
 from zoo.yolov5.model import random_yolov5
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGES = ROOT / "tests" / "data" / "images"
+PHOTOS = ("coffee", "chelsea", "motorcycle_left", "china")  # photographs of weights.md, installed by setup
 
 
 def run(*args: str) -> None:
@@ -53,11 +58,27 @@ def main(out: Path = ROOT / "runs" / "demo") -> int:
     run("-m", "zoo.yolov5", "infer", "--engine", rel(out / "yolov5n.engine"), "--source", rel(IMAGES),
         "--out", rel(out / "predictions"), "--conf", "0.5", "--max-det", "20")
     run("-m", "zoo.yolov5", "validate", "--weights", rel(out / "yolov5n.wts"), "--input-size", "320")
+    classify_photos(out, rel)
     print("\noutputs:")
     for path in sorted(out.rglob("*")):
         if path.is_file():
             print(f"  {rel(path)}  ({path.stat().st_size / 1024:.0f} KiB)")
     return 0
+
+
+def classify_photos(out: Path, rel) -> None:
+    """The trained MobileNetV2 through the zoo on real photographs: top-5 with ImageNet names."""
+    photos = out / "photos"
+    photos.mkdir(parents=True, exist_ok=True)
+    for name in PHOTOS:
+        source = asset_path(name)
+        shutil.copyfile(source, photos / f"{name}{source.suffix}")
+    print(f"\ntrained MobileNetV2 (torchvision's ImageNet weights) on {len(PHOTOS)} photographs in {rel(photos)}")
+    run("tools/gen_wts.py", "-w", str(asset_path("mobilenet_v2")), "-o", rel(out / "mobilenet_v2.wts"))
+    run("-m", "zoo.mobilenet", "build", "--weights", rel(out / "mobilenet_v2.wts"), "-o",
+        rel(out / "mobilenet_v2.engine"), "--batch", "1:4:4")
+    run("-m", "zoo.mobilenet", "infer", "--engine", rel(out / "mobilenet_v2.engine"), "--source", rel(photos),
+        "--out", rel(out / "classify"))
 
 
 if __name__ == "__main__":

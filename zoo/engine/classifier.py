@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from zoo.vision.imagenet import CropSpec, center_crop
+from zoo.vision.imagenet import CropSpec, center_crop, center_crop_torch, imagenet_classes
 
 from .model import ZooModel
 
@@ -24,11 +24,16 @@ class ClassifierModel(ZooModel):
         return center_crop(image_bgr, self.crop_spec(config))
 
     def preprocess_on_device(self, images_bgr: list[np.ndarray], config: dict, device: str):
-        """The same pre-processing as torch ops on `device` for a whole batch, (B, C, H, W); None when the family
-        has none (then the CPU version runs)."""
-        return None
+        """The same pre-processing as torch ops on `device` for a whole batch, (B, C, H, W): each uint8 image is
+        uploaded once, and resize, crop and normalisation run there. None when the family has its own CPU
+        `preprocess` and no device version of it (then the CPU version runs)."""
+        if type(self).preprocess is not ClassifierModel.preprocess:
+            return None
+        spec = self.crop_spec(config)
+        return torch.stack([center_crop_torch(torch.from_numpy(image).to(device), spec) for image in images_bgr])
 
-    def load_images(self, images, config: dict, device: str = "cpu") -> tuple[np.ndarray, list[Any]]:
+    def load_images(self, images, config: dict, device: str = "cpu") -> tuple[Any, list[Any]]:
+        """A float32 batch: numpy from the CPU reference, or a torch tensor pre-processed on `device` (CUDA)."""
         decoded, contexts = [], []
         for name, image, reason in images:
             if image is None:
@@ -44,6 +49,13 @@ class ClassifierModel(ZooModel):
         batch = np.stack(items) if items else np.zeros((0, *self.input_shape(config)), np.float32)
         return batch, contexts
 
+    def class_names(self, config: dict, num_classes: int) -> list[str] | None:
+        """The checkpoint's names, else ImageNet's for a 1000-way output, else none (ids only)."""
+        names = config.get("class_names")
+        if names:
+            return names
+        return list(imagenet_classes()) if num_classes == 1000 else None
+
     def probabilities(self, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Class probabilities from the network outputs (softmax of logits unless the network ends in softmax)."""
         logits = next(iter(outputs.values())).float().cpu()
@@ -51,7 +63,7 @@ class ClassifierModel(ZooModel):
 
     def records(self, outputs, contexts, config, args) -> list[dict]:
         probs = self.probabilities(outputs)
-        names = config.get("class_names")
+        names = self.class_names(config, probs.shape[1])
         records = [c for c in contexts if isinstance(c, dict) and "error" in c]
         good = [c for c in contexts if not (isinstance(c, dict) and "error" in c)]
         for i, context in enumerate(good):

@@ -46,9 +46,17 @@ def calibrate(define: Callable, backend, batches: Callable[[], Iterable[np.ndarr
               method: str, percentile: float, batch_size: int, log=lambda m: print(m, file=sys.stderr)):
     """Scales by tensor name. `define(backend, precision) -> (net, outputs)`; `batches()` yields input batches
     (called once per pass: ranges, then histograms)."""
+    collector, count = collect(define, backend, batches, input_name, method != "max", batch_size, log)
+    return compute_scales(collector, method, percentile), count
+
+
+def collect(define: Callable, backend, batches: Callable[[], Iterable[np.ndarray]], input_name: str,
+            histograms: bool, batch_size: int, log=lambda m: print(m, file=sys.stderr)):
+    """(HistogramCollector, image count) over the calibration batches: ranges, then histograms when asked. One
+    collector serves every method (compute_scales), so comparing methods costs one pass, not one each."""
     runner, wanted, input_names = _observed_network(define, backend, batch_size)
     collector = HistogramCollector()
-    passes = ("ranges",) if method == "max" else ("ranges", "histograms")
+    passes = ("ranges", "histograms") if histograms else ("ranges",)
     count = 0
     for phase in passes:
         if phase == "histograms":
@@ -60,7 +68,7 @@ def calibrate(define: Callable, backend, batches: Callable[[], Iterable[np.ndarr
                 collector.observe(name, batch if name in input_names else outputs[name])
             count += len(batch)
             log(f"calibration {phase}: batch {index}, {count} images")
-    return compute_scales(collector, method, percentile), count
+    return collector, count
 
 
 def output_snr_db(got: torch.Tensor, ref: torch.Tensor) -> float:

@@ -19,7 +19,8 @@ def add_arguments(parser, model) -> None:
     parser.add_argument("--images", type=Path, required=True, help="folder of calibration images")
     parser.add_argument("--method", choices=("entropy", "percentile", "max"), default="percentile",
                         help="threshold per tensor: percentile (default; measured best on the zoo's models), "
-                             "entropy (TensorRT's KL search, which clips SiLU tails hard), max")
+                             "entropy (TensorRT's KL search, which clips SiLU tails hard and collapses on the ReLU "
+                             "zeros of the trained MobileNets), max")
     parser.add_argument("--percentile", type=bounded(float, 0, 100, lo_open=True), default=99.99,
                         help="for --method percentile (99.99)")
     parser.add_argument("--batch", type=positive_int, default=4, help="images per batch (default 4)")
