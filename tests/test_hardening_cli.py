@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from zoo.engine.cli import main
+from zoo.engine.cli import main, make_parser
 from zoo.engine.engine_file import MAGIC, compatible_version, read_header
 from zoo.engine.workflow import bounded
 from zoo.lenet.model import LeNetModel
 from zoo.mlp.model import MLPModel
+from zoo.registry import families
 from zoo.resnet.model import ResNetModel
 from zoo.vision.nms import batched_nms
 from zoo.yolov5.zoo_model import YoloV5Model
@@ -235,3 +236,21 @@ def test_resnet_num_classes_that_disagrees_with_the_weights_is_an_error(tmp_path
     assert run(ResNetModel(), "validate", "--weights", tmp_path / "r18.pt", "--num-classes", 10,
                "--input-size", 64) == 2
     assert "--num-classes 10 disagrees with" in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("family", families(), ids=lambda f: f.name)
+def test_every_family_range_checks_its_size_and_class_flags(family, capsys):
+    """Whatever a family declares, --num-classes and --input-size out of range are one line naming flag and range."""
+    model = family.load()
+    parser = make_parser(model)
+    flags = {option for action in parser._subparsers._group_actions[0].choices["validate"]._actions
+             for option in action.option_strings}
+    checked = [f for f in ("--num-classes", "--input-size") if f in flags]
+    if not checked:
+        pytest.skip(f"{family.name} has neither flag")
+    for flag in checked:
+        with pytest.raises(SystemExit) as exit_info:
+            parser.parse_args(["validate", flag, "0"])
+        assert exit_info.value.code == 2
+        line = one_error_line(capsys)
+        assert flag in line and "0" in line and "allowed" in line, line

@@ -8,15 +8,28 @@ from __future__ import annotations
 
 from .commands import command_modules
 from .model import ZooModel
-from .workflow import OneLineParser, cut, say
+from .workflow import OneLineParser, bounded, cut, say
+
+# Ranges of the flags that many families declare themselves. A family that declares one as a plain `int` gets this
+# range, so `--num-classes 0` or `--input-size -3` is one line naming the flag and the range in every family.
+COMMON_RANGES = {"num_classes": bounded(int, 1, 100_000), "input_size": bounded(int, 1, 16384),
+                 "heads": bounded(int, 1, 4096)}
 
 
 def make_parser(model: ZooModel) -> OneLineParser:
     parser = OneLineParser(prog=f"python -m zoo.{model.name}", description=model.summary)
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name, module in command_modules().items():
-        module.add_arguments(subparsers.add_parser(name, help=module.HELP, description=module.HELP), model)
+        command = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(command, model)
+        _range_check_plain_ints(command)
     return parser
+
+
+def _range_check_plain_ints(parser) -> None:
+    for action in parser._actions:
+        if action.type is int and action.dest in COMMON_RANGES:
+            action.type = COMMON_RANGES[action.dest]
 
 
 def main(model: ZooModel, argv: list[str] | None = None) -> int:
