@@ -113,3 +113,49 @@ def randomize_layer_norms(module: torch.nn.Module, generator: torch.Generator) -
             with torch.no_grad():
                 m.weight.copy_(torch.rand(m.weight.shape, generator=generator) * 0.5 + 0.75)
                 m.bias.copy_(torch.randn(m.bias.shape, generator=generator) * 0.1)
+
+
+def random_conv_(conv: torch.nn.Conv2d, generator: torch.Generator, bias_std: float = 0.1,
+                 bias_mean: float = 0.0) -> None:
+    """Seeded weights ~ N(0, 1/fan_in), which keep activations O(1) through any depth, and biases
+    ~ N(bias_mean, bias_std)."""
+    fan_in = conv.in_channels // conv.groups * conv.kernel_size[0] * conv.kernel_size[1]
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator) / fan_in ** 0.5)
+        if conv.bias is not None:
+            conv.bias.copy_(torch.randn(conv.bias.shape, generator=generator) * bias_std + bias_mean)
+
+
+def random_batchnorm_affine_(bn: torch.nn.BatchNorm2d, generator: torch.Generator) -> None:
+    """gamma ~ U(0.5, 1.5), beta ~ N(0, 0.2)."""
+    with torch.no_grad():
+        bn.weight.copy_(torch.rand(bn.num_features, generator=generator) + 0.5)
+        bn.bias.copy_(torch.randn(bn.num_features, generator=generator) * 0.2)
+
+
+@torch.no_grad()
+def batchnorm_statistics_from_(model: torch.nn.Module, image: torch.Tensor, generator: torch.Generator,
+                               extra_hooks=()) -> None:
+    """Running statistics of every BatchNorm2d of `model` from one float64 forward pass over `image`, perturbed per
+    channel (running_mean = mean + N(0, 0.1) * std, running_var = var * U(0.5, 2)), so that no BatchNorm is an
+    identity and none normalizes exactly. Deep random detectors need this: fixed statistics either vanish or explode
+    over their 20-40 convolutions. The float64 pass makes the result independent of the thread count.
+    `extra_hooks`: (module, forward hook) pairs that observe the same pass."""
+
+    def set_stats(bn: torch.nn.BatchNorm2d, inputs: tuple[torch.Tensor]) -> None:
+        x = inputs[0]
+        mean, var = x.mean((0, 2, 3)), x.var((0, 2, 3), unbiased=False)
+        c = bn.num_features
+        bn.running_mean.copy_(mean + torch.randn(c, generator=generator, dtype=x.dtype) * 0.1 * var.sqrt())
+        bn.running_var.copy_(var * (torch.rand(c, generator=generator, dtype=x.dtype) * 1.5 + 0.5))
+
+    was_training, dtype = model.training, next(model.parameters()).dtype
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    hooks = [bn.register_forward_pre_hook(set_stats) for bn in bns]
+    hooks += [module.register_forward_hook(hook) for module, hook in extra_hooks]
+    try:
+        model.to(torch.float64).eval()(image)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.to(dtype).train(was_training)

@@ -16,6 +16,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from zoo.engine.model import batchnorm_statistics_from_, random_batchnorm_affine_, random_conv_
+
 # BatchNorm settings that upstream's initialize_weights() applies to every BatchNorm2d. eps is not stored in the
 # state_dict, so it must be hard-coded here (and in every builder that folds BN).
 BN_EPS = 1e-3
@@ -361,37 +363,15 @@ def randomize_(model: nn.Module, seed: int = 0, calib_size: int = 256) -> nn.Mod
     """
     g = torch.Generator().manual_seed(seed)
     detect_convs = {id(c) for m in model.modules() if isinstance(m, Detect) for c in m.m}
-    bns = []
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
-            fan_in = m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
-            m.weight.copy_(torch.randn(m.weight.shape, generator=g) / math.sqrt(fan_in))
-            if m.bias is not None:
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * (1.0 if id(m) in detect_convs else 0.1))
+            random_conv_(m, g, 1.0 if id(m) in detect_convs else 0.1)
         elif isinstance(m, nn.BatchNorm2d):
-            m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.2)
-            bns.append(m)
-
-    def set_stats(bn: nn.BatchNorm2d, inputs: tuple[torch.Tensor]) -> None:
-        x = inputs[0]
-        mean, var = x.mean((0, 2, 3)), x.var((0, 2, 3), unbiased=False)
-        c = bn.num_features
-        bn.running_mean.copy_(mean + torch.randn(c, generator=g, dtype=x.dtype) * 0.1 * var.sqrt())
-        bn.running_var.copy_(var * (torch.rand(c, generator=g, dtype=x.dtype) * 1.5 + 0.5))
-
-    was_training, dtype = model.training, next(model.parameters()).dtype
+            random_batchnorm_affine_(m, g)
     smooth = torch.rand(1, 3, 8, 8, generator=g, dtype=torch.float64)
     smooth = nn.functional.interpolate(smooth, size=(calib_size, calib_size), mode="bilinear", align_corners=False)
     noise = torch.rand(1, 3, calib_size, calib_size, generator=g, dtype=torch.float64)
-    image = torch.cat((smooth, noise))
-    hooks = [bn.register_forward_pre_hook(set_stats) for bn in bns]
-    try:
-        model.to(torch.float64).eval()(image)
-    finally:
-        for h in hooks:
-            h.remove()
-        model.to(dtype).train(was_training)
+    batchnorm_statistics_from_(model, torch.cat((smooth, noise)), g)
     return model
 
 

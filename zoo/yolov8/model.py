@@ -18,6 +18,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from zoo.engine.model import batchnorm_statistics_from_, random_batchnorm_affine_, random_conv_
+
 # BatchNorm settings that ultralytics applies at model init; eps is not in the state_dict.
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.03
@@ -477,29 +479,15 @@ def randomize_(model: nn.Module, seed: int = 0, calib_size: int = 256) -> nn.Mod
     head_outputs = {id(seq[-1]) for h in heads for seq in list(h.cv2) + list(h.cv3)}
     class_outputs = {id(seq[-1]) for h in heads for seq in h.cv3}
     fixed = {id(h.dfl.conv) for h in heads if isinstance(h.dfl, DFL)}
-    bns = []
     for m in model.modules():
         if isinstance(m, nn.Conv2d) and id(m) not in fixed:
-            fan_in = m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
-            m.weight.copy_(torch.randn(m.weight.shape, generator=g) / math.sqrt(fan_in))
-            if m.bias is not None:
-                if id(m) in class_outputs:
-                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.5 - 4.5)
-                else:
-                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * (1.0 if id(m) in head_outputs else 0.1))
+            if id(m) in class_outputs:  # few cells above a class threshold, as a trained detector has
+                random_conv_(m, g, bias_std=0.5, bias_mean=-4.5)
+            else:
+                random_conv_(m, g, 1.0 if id(m) in head_outputs else 0.1)
         elif isinstance(m, nn.BatchNorm2d):
-            m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.2)
-            bns.append(m)
+            random_batchnorm_affine_(m, g)
 
-    def set_stats(bn: nn.BatchNorm2d, inputs: tuple[torch.Tensor]) -> None:
-        x = inputs[0]
-        mean, var = x.mean((0, 2, 3)), x.var((0, 2, 3), unbiased=False)
-        c = bn.num_features
-        bn.running_mean.copy_(mean + torch.randn(c, generator=g, dtype=x.dtype) * 0.1 * var.sqrt())
-        bn.running_var.copy_(var * (torch.rand(c, generator=g, dtype=x.dtype) * 1.5 + 0.5))
-
-    was_training, dtype = model.training, next(model.parameters()).dtype
     from zoo.vision.letterbox import preprocess
     from zoo.vision.synthetic import draw_scene, scene_sizes
 
@@ -515,14 +503,7 @@ def randomize_(model: nn.Module, seed: int = 0, calib_size: int = 256) -> nn.Mod
         spread[id(conv)] = raw.mean((0, 2, 3)), float(raw.std())
 
     class_convs = [m for m in model.modules() if id(m) in class_outputs]
-    hooks = [bn.register_forward_pre_hook(set_stats) for bn in bns]
-    hooks += [conv.register_forward_hook(measure) for conv in class_convs]
-    try:
-        model.to(torch.float64).eval()(torch.cat((smooth, noise)))
-    finally:
-        for h in hooks:
-            h.remove()
-        model.to(dtype).train(was_training)
+    batchnorm_statistics_from_(model, torch.cat((smooth, noise)), g, [(conv, measure) for conv in class_convs])
     for conv in class_convs:  # centred logits of unit spread on every level, whatever the depth before them
         mean, std = spread[id(conv)]
         std = max(std, 1e-6)
