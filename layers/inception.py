@@ -14,8 +14,10 @@ INCEPTION_BN_EPS = 1e-3
 
 def basic_conv2d(net, weights: WeightMap, prefix: str, x, kernel, stride=1, padding=0):
     """`<prefix>.conv` + `<prefix>.bn` + ReLU (a functional relu: the block's output is named `<prefix>`). The
-    output channel count is the weights' (`<prefix>.bn.weight`)."""
-    cout = weights.count(f"{prefix}.bn.weight")
+    output channel count is the weights': `<prefix>.conv.weight`'s value count over in-channels x kernel area, a key
+    that folded weights (no `<prefix>.bn.*`) have too (weights.take then checks the whole shape)."""
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    cout = weights.count(f"{prefix}.conv.weight") // (x.shape[1] * kh * kw)
     y = core.conv_bn(net, weights, f"{prefix}.conv", f"{prefix}.bn", x, cout, kernel, stride, padding,
                      eps=INCEPTION_BN_EPS)
     return core.activation(net, y, "relu", prefix)

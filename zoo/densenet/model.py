@@ -1,10 +1,12 @@
 """DenseNet-121/161/169/201 with torchvision's state_dict keys, written without torchvision.
 
 Read from the weights: the initial width (`features.conv0`), the growth rate and bottleneck width (each dense layer's
-`conv2`/`conv1` output channels), the layers per block (`denseblockN.denselayerM` keys) and the class count.
-Dense layers are pre-activation (BatchNorm, ReLU, convolution), so their BatchNorms stay scale layers; the stem's
-conv0 + norm0 is a conv_bn pair. Older torchvision files spell `norm.1` where the current keys say `norm1`: load them
-into torchvision's DenseNet and save its state_dict first.
+`conv2`/`conv1` output channels), the layers per block (`denseblockN.denselayerM` keys) and the class count, all from
+convolution weights, so that folded weights (no BatchNorm after a convolution) read the same. Dense layers are
+pre-activation (BatchNorm, ReLU, convolution): norm1, the transitions' norm and norm5 follow no convolution and stay
+scale layers, while the stem's conv0 + norm0 and each dense layer's conv1 + norm2 are conv_bn pairs (the pairs
+zoo.engine.folding folds). Older torchvision files spell `norm.1` where the current keys say `norm1`: load them into
+torchvision's DenseNet and save its state_dict first.
 """
 from __future__ import annotations
 
@@ -93,17 +95,20 @@ def read_config(weights, source: str) -> dict:
         while f"features.denseblock{len(blocks) + 1}.denselayer{n + 1}.conv1.weight" in weights:
             n += 1
         blocks.append(n)
+    # Channel counts from the convolutions' value counts: conv0 is 7x7 over RGB, the first dense layer's conv1 a 1x1
+    # over conv0's output and its conv2 a 3x3 over conv1's (weights.take checks the shapes when the network is built).
     layer = "features.denseblock1.denselayer1"
-    return {"growth": weights.count(f"{layer}.conv2.weight") // (9 * weights.count(f"{layer}.norm2.weight")),
-            "bottleneck": weights.count(f"{layer}.norm2.weight"), "blocks": blocks,
-            "init": weights.count("features.norm0.weight"), "num_classes": weights.count("classifier.bias")}
+    init = weights.count("features.conv0.weight") // (3 * 7 * 7)
+    bottleneck = weights.count(f"{layer}.conv1.weight") // max(init, 1)
+    return {"growth": weights.count(f"{layer}.conv2.weight") // (9 * max(bottleneck, 1)), "bottleneck": bottleneck,
+            "blocks": blocks, "init": init, "num_classes": weights.count("classifier.bias")}
 
 
 def dense_layer(net, weights, prefix, features, growth, bottleneck):
     x = layers.concat(net, features, f"{prefix}/concat") if len(features) > 1 else features[0]
     y = layers.activation(net, layers.batch_norm(net, weights, f"{prefix}.norm1", x, BN_EPS), "relu", f"{prefix}.relu1")
-    y = layers.conv2d(net, weights, f"{prefix}.conv1", y, bottleneck, 1, bias=False)
-    y = layers.activation(net, layers.batch_norm(net, weights, f"{prefix}.norm2", y, BN_EPS), "relu", f"{prefix}.relu2")
+    y = layers.conv_bn(net, weights, f"{prefix}.conv1", f"{prefix}.norm2", y, bottleneck, 1, eps=BN_EPS)
+    y = layers.activation(net, y, "relu", f"{prefix}.relu2")
     return layers.rename(layers.conv2d(net, weights, f"{prefix}.conv2", y, growth, 3, 1, 1, bias=False), prefix)
 
 

@@ -4,7 +4,7 @@ torchvision's version: BatchNorm after every convolution (eps 0.001), a 3x3 (not
 branch of each Inception module, ceil-mode max pools, no LRN. The auxiliary classifiers `aux1`/`aux2` only run in
 training; their keys are accepted when present (torchvision's file has them) and not built. `transform_input`
 (torchvision's default for the trained weights) is a flag, stored in the engine's configuration. Channel counts are
-read from the weights' BatchNorms.
+read from the weights' convolutions (layers.basic_conv2d), which folded weights have too.
 """
 from __future__ import annotations
 
@@ -125,9 +125,9 @@ class GoogLeNetModel(ClassifierModel):
         return module.eval()
 
     def config_from_weights(self, weights, args):
-        if "conv1.conv.weight" not in weights or "inception5b.branch4.1.bn.weight" not in weights:
+        if "conv1.conv.weight" not in weights or "inception5b.branch4.1.conv.weight" not in weights:
             raise ValueError(f"{weights.source}: not GoogLeNet weights (no 'conv1.conv.weight' / "
-                             f"'inception5b.branch4.1.bn.weight' keys)")
+                             f"'inception5b.branch4.1.conv.weight' keys)")
         if args.input_size < 32:
             raise ValueError(f"--input-size {args.input_size} is below 32 (GoogLeNet pools five times by 2)")
         return {"variant": "googlenet", "num_classes": weights.count("fc.bias"), "input_size": args.input_size,

@@ -177,9 +177,9 @@ class InceptionModel(ClassifierModel):
         return module.eval()
 
     def config_from_weights(self, weights, args):
-        if "Conv2d_1a_3x3.conv.weight" not in weights or "Mixed_7c.branch_pool.bn.weight" not in weights:
+        if "Conv2d_1a_3x3.conv.weight" not in weights or "Mixed_7c.branch_pool.conv.weight" not in weights:
             raise ValueError(f"{weights.source}: not Inception v3 weights (no 'Conv2d_1a_3x3.conv.weight' / "
-                             f"'Mixed_7c.branch_pool.bn.weight' keys)")
+                             f"'Mixed_7c.branch_pool.conv.weight' keys)")
         if args.input_size < MIN_SIZE:
             raise ValueError(f"--input-size {args.input_size} is below {MIN_SIZE}, the smallest Inception v3 takes")
         return {"variant": "inception_v3", "num_classes": weights.count("fc.bias"), "input_size": args.input_size,

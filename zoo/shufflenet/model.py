@@ -1,8 +1,9 @@
 """ShuffleNet v2 (x0.5, x1.0, x1.5, x2.0) with torchvision's state_dict keys, written without torchvision.
 
-The width is read from the weights (each stage's output channels from its first block's BatchNorms, the last 1x1
-convolution's from `conv5.1`), block counts from the `stageN.M` keys. Channel split is two gathers along the channel
-axis and channel shuffle two shuffle layers (layers/shuffle.py).
+The width is read from the weights' convolutions, which folded weights (no BatchNorm keys) have too: the stem's from
+`conv1.0`, each stage's output channels from its first block's depthwise convolution (one 3x3 kernel per channel, half
+the stage's width), the last 1x1 convolution's from `conv5.0`; block counts from the `stageN.M` keys. Channel split is
+two gathers along the channel axis and channel shuffle two shuffle layers (layers/shuffle.py).
 """
 from __future__ import annotations
 
@@ -69,25 +70,28 @@ class ShuffleNetV2(nn.Module):
         return self.fc(x.mean([2, 3]))
 
 
-def _branch(net, weights, prefix, x, specs):
-    """A Sequential of (conv index, bn index, kernel, stride, depthwise, relu index or None)."""
+def _branch(net, weights, prefix, x, cout, specs):
+    """A Sequential of (conv index, bn index, kernel, stride, depthwise, relu index or None): its depthwise
+    convolutions keep their input's channels, the others output `cout`."""
     y = x
     for conv, bn, k, stride, depthwise, relu in specs:
-        cout = weights.count(f"{prefix}.{bn}.weight")
-        y = layers.conv_bn(net, weights, f"{prefix}.{conv}", f"{prefix}.{bn}", y, cout, k, stride, k // 2,
-                           y.shape[1] if depthwise else 1, eps=BN_EPS)
+        groups, out = (y.shape[1], y.shape[1]) if depthwise else (1, cout)
+        y = layers.conv_bn(net, weights, f"{prefix}.{conv}", f"{prefix}.{bn}", y, out, k, stride, k // 2, groups,
+                           eps=BN_EPS)
         if relu is not None:
             y = layers.activation(net, y, "relu", f"{prefix}.{relu}")
     return layers.rename(y, prefix)
 
 
-def inverted_residual(net, weights, prefix, x, stride):
+def inverted_residual(net, weights, prefix, x, cout, stride):
+    half = cout // 2
     if stride == 1:
         left, right = layers.channel_split(net, x, f"{prefix}/split")
     else:
-        left = _branch(net, weights, f"{prefix}.branch1", x, [(0, 1, 3, stride, True, None), (2, 3, 1, 1, False, 4)])
+        left = _branch(net, weights, f"{prefix}.branch1", x, half,
+                       [(0, 1, 3, stride, True, None), (2, 3, 1, 1, False, 4)])
         right = x
-    right = _branch(net, weights, f"{prefix}.branch2", right,
+    right = _branch(net, weights, f"{prefix}.branch2", right, half,
                     [(0, 1, 1, 1, False, 2), (3, 4, 3, stride, True, None), (5, 6, 1, 1, False, 7)])
     return layers.channel_shuffle(net, layers.concat(net, [left, right], f"{prefix}/concat"), 2, prefix)
 
@@ -119,9 +123,9 @@ class ShuffleNetModel(ClassifierModel):
             while f"stage{stage}.{n}.branch2.0.weight" in weights:
                 n += 1
             repeats.append(n)
-        widths = (weights.count("conv1.1.weight"),
-                  *(2 * weights.count(f"stage{s}.0.branch2.1.weight") for s in (2, 3, 4)),
-                  weights.count("conv5.1.weight"))
+        stem = weights.count("conv1.0.weight") // (3 * 3 * 3)  # 3x3 over RGB
+        stages = [2 * weights.count(f"stage{s}.0.branch2.3.weight") // (3 * 3) for s in (2, 3, 4)]  # depthwise 3x3
+        widths = (stem, *stages, weights.count("conv5.0.weight") // max(stages[-1], 1))  # 1x1 over stage 4
         if tuple(repeats) != REPEATS:
             raise ValueError(f"{weights.source}: {repeats} blocks per stage; ShuffleNet v2 has {list(REPEATS)}")
         variant = next((v for v, w in WIDTHS.items() if w == widths), "shufflenet_v2_custom_width")
@@ -139,12 +143,13 @@ class ShuffleNetModel(ClassifierModel):
         return (3, config["input_size"], config["input_size"])
 
     def define(self, net, weights, config, x):
-        y = _branch(net, weights, "conv1", x, [(0, 1, 3, 2, False, 2)])
+        widths = config["widths"]
+        y = _branch(net, weights, "conv1", x, widths[0], [(0, 1, 3, 2, False, 2)])
         y = layers.max_pool(net, y, "maxpool", 3, 2, 1)
-        for stage, count in zip((2, 3, 4), REPEATS):
+        for stage, count, cout in zip((2, 3, 4), REPEATS, widths[1:4]):
             for i in range(count):
-                y = inverted_residual(net, weights, f"stage{stage}.{i}", y, 2 if i == 0 else 1)
+                y = inverted_residual(net, weights, f"stage{stage}.{i}", y, cout, 2 if i == 0 else 1)
             layers.rename(y, f"stage{stage}")
-        y = _branch(net, weights, "conv5", y, [(0, 1, 1, 1, False, 2)])
+        y = _branch(net, weights, "conv5", y, widths[4], [(0, 1, 1, 1, False, 2)])
         y = layers.flatten(net, layers.global_avg_pool(net, y, "mean"), "flatten")
         return [layers.linear(net, weights, "fc", y, config["num_classes"])]
