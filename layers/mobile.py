@@ -87,6 +87,12 @@ def squeeze_excitation(net, weights: WeightMap, prefix: str, x, squeeze: int, ac
     return core.multiply(net, s, x, prefix)
 
 
+def stem_channels(weights: WeightMap, conv: str) -> int:
+    """Output channels of a 3x3 stem convolution on RGB, from its weight's value count (flat .wts keep no shape).
+    Configuration inference asks the convolution, never the BatchNorm after it: folded weights have none."""
+    return weights.count(f"{conv}.weight") // (3 * 3 * 3)
+
+
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
     """Round channels to a multiple of `divisor`, never below 90% of `value` (the MobileNet/EfficientNet rule)."""
     min_value = divisor if min_value is None else min_value

@@ -162,7 +162,7 @@ def infer_variant(weights, source: str) -> dict:
     if "features.0.0.weight" not in weights or "features.1.0.block.0.0.weight" not in weights:
         raise ValueError(f"{source}: not EfficientNet weights (neither torchvision's 'features.1.0.block' nor "
                          f"efficientnet_pytorch's '_blocks.0' keys)")
-    counts, stem = _stage_counts(weights), weights.count("features.0.1.weight")
+    counts, stem = _stage_counts(weights), mobile.stem_channels(weights, "features.0.0")
     for variant in SCALING:
         stages, stem_channels, _ = blocks_of(variant)
         if [len(s) for s in stages] == counts and stem_channels == stem:

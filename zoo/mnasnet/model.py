@@ -79,7 +79,8 @@ class MNASNet(nn.Module):
 def infer_variant(weights, source: str) -> dict:
     if "layers.0.weight" not in weights or "layers.8.0.layers.0.weight" not in weights:
         raise ValueError(f"{source}: not MNASNet weights (no 'layers.0.weight' / 'layers.8.0.layers.0.weight' keys)")
-    stem, last = weights.count("layers.1.weight"), weights.count("layers.13.0.layers.7.weight")
+    # from convolutions, not BatchNorms (folded weights have none): the 3x3 RGB stem; the 1x1 head conv, d[7] -> HEAD
+    stem, last = mobile.stem_channels(weights, "layers.0"), weights.count("layers.14.weight") // HEAD
     for variant, alpha in ALPHAS.items():
         d = depths_of(alpha)
         if d[0] == stem and d[7] == last:

@@ -130,13 +130,14 @@ def infer_variant(weights, source: str) -> dict:
         n += 1
     blocks = n - 1
     if "features.1.conv.0.0.weight" in weights:
-        stem = weights.count("features.0.1.weight")
+        # from convolutions and the classifier, not BatchNorms (folded weights have none)
+        stem, num_classes = mobile.stem_channels(weights, "features.0.0"), weights.count("classifier.1.bias")
         widths = [w for w in V2_WIDTHS if make_divisible(32 * w) == stem and len(v2_blocks(w)[1]) == blocks
-                  and v2_blocks(w)[2] == weights.count(f"features.{n}.1.weight")]
+                  and v2_blocks(w)[2] * num_classes == weights.count("classifier.1.weight")]
         if not widths:
             raise ValueError(f"{source}: MobileNetV2 keys, but stem {stem} channels and {blocks} blocks match no "
                              f"width multiplier of {V2_WIDTHS}")
-        return {"variant": "mobilenet_v2", "width": widths[-1], "num_classes": weights.count("classifier.1.bias")}
+        return {"variant": "mobilenet_v2", "width": widths[-1], "num_classes": num_classes}
     for variant, (settings, _) in V3.items():
         if len(settings) == blocks:
             return {"variant": variant, "num_classes": weights.count("classifier.3.bias")}

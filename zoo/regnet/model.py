@@ -115,7 +115,8 @@ def infer_variant(weights, source: str) -> dict:
         while f"trunk_output.block{s}.block{s}-{n}.f.a.0.weight" in weights:
             n += 1
         depths.append(n)
-        widths.append(weights.count(f"trunk_output.block{s}.block{s}-0.f.c.1.weight"))
+        # the 1x1 conv `f.c` maps width -> width; read from it, not its BatchNorm (folded weights have none)
+        widths.append(math.isqrt(weights.count(f"trunk_output.block{s}.block{s}-0.f.c.0.weight")))
     for variant in PARAMS:
         stages = stages_of(variant)
         if variant.startswith("regnet_y") == se and [d for _, d, _ in stages] == depths \
