@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import layers
-from zoo.engine.classifier import ClassifierModel
+from zoo.engine.classifier import ClassifierModel, add_classifier_flags
 
 # features.<index>: (kernel, stride, padding) of each convolution; max pools (3, stride 2) after 0, 3 and 10
 CONVS = {0: (11, 4, 2), 3: (5, 1, 2), 6: (3, 1, 1), 8: (3, 1, 1), 10: (3, 1, 1)}
@@ -43,10 +43,7 @@ class AlexNetModel(ClassifierModel):
     summary = "AlexNet (torchvision keys), ImageNet pre-processing, top-5 classification."
 
     def add_arguments(self, parser):
-        parser.add_argument("--num-classes", type=int, default=1000, help="classes of random weights (default 1000)")
-        parser.add_argument("--input-size", type=int, default=224,
-                            help="input height and width, at least 63 (default 224; the adaptive 6x6 pooling takes "
-                                 "any size)")
+        add_classifier_flags(parser, (), None, "at least 63; the adaptive 6x6 pooling takes any size")
 
     def random_module(self, args, seed):
         torch.manual_seed(seed)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import layers
-from zoo.engine.classifier import ClassifierModel
+from zoo.engine.classifier import ClassifierModel, add_classifier_flags
 from zoo.engine.model import randomize_layer_norms
 from zoo.vision.imagenet import CropSpec
 
@@ -117,11 +117,7 @@ class ConvNeXtModel(ClassifierModel):
     summary = "ConvNeXt tiny/small/base/large (torchvision keys), ImageNet pre-processing, top-5 classification."
 
     def add_arguments(self, parser):
-        parser.add_argument("--variant", choices=sorted(VARIANTS),
-                            help="random weights use it (default convnext_tiny); with --weights it must agree")
-        parser.add_argument("--num-classes", type=int, default=1000, help="classes of random weights (default 1000)")
-        parser.add_argument("--input-size", type=int, default=224,
-                            help="input height and width, a multiple of 32 (default 224)")
+        add_classifier_flags(parser, sorted(VARIANTS), "convnext_tiny", "a multiple of 32")
 
     def crop_spec(self, config):
         return CropSpec.scaled(config["input_size"], ratio=RESIZE.get(config["variant"], 232) / 224)

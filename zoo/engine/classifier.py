@@ -11,6 +11,17 @@ from zoo.vision.imagenet import CropSpec, center_crop, center_crop_torch, imagen
 from .model import ZooModel
 
 
+def add_classifier_flags(parser, variants, default_variant: str | None, input_note: str = "") -> None:
+    """The flags most classifier families share: --variant (random weights use it; with --weights it must agree),
+    --num-classes and --input-size (224 by default). `input_note` says what sizes the family takes."""
+    if variants:
+        parser.add_argument("--variant", choices=tuple(variants),
+                            help=f"random weights use it (default {default_variant}); with --weights it must agree")
+    parser.add_argument("--num-classes", type=int, default=1000, help="classes of random weights (default 1000)")
+    note = f", {input_note}" if input_note else ""
+    parser.add_argument("--input-size", type=int, default=224, help=f"input height and width{note} (default 224)")
+
+
 class ClassifierModel(ZooModel):
     top_k = 5
 

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from layers import core, mobile
-from zoo.engine.classifier import ClassifierModel
+from zoo.engine.classifier import ClassifierModel, add_classifier_flags
 from zoo.engine.model import randomize_batchnorm
 
 ALPHAS = {"mnasnet0_5": 0.5, "mnasnet0_75": 0.75, "mnasnet1_0": 1.0, "mnasnet1_3": 1.3}
@@ -94,10 +94,7 @@ class MNASNetModel(ClassifierModel):
     summary = "MNASNet 0.5/0.75/1.0/1.3 (torchvision keys), ImageNet pre-processing, top-5 classification."
 
     def add_arguments(self, parser):
-        parser.add_argument("--variant", choices=tuple(ALPHAS),
-                            help="random weights use it (default mnasnet1_0); with --weights it must agree")
-        parser.add_argument("--num-classes", type=int, default=1000, help="classes of random weights (default 1000)")
-        parser.add_argument("--input-size", type=int, default=224, help="input height and width (default 224)")
+        add_classifier_flags(parser, tuple(ALPHAS), "mnasnet1_0")
 
     def random_module(self, args, seed):
         torch.manual_seed(seed)

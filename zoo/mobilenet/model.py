@@ -12,7 +12,7 @@ from torch import nn
 
 from layers import core, mobile
 from layers.mobile import make_divisible
-from zoo.engine.classifier import ClassifierModel
+from zoo.engine.classifier import ClassifierModel, add_classifier_flags
 from zoo.engine.model import randomize_batchnorm
 from zoo.reference_modules import Conv2dNormActivation, SqueezeExcitation
 
@@ -153,10 +153,7 @@ class MobileNetModel(ClassifierModel):
     summary = "MobileNet v2 and v3 small/large (torchvision keys), ImageNet pre-processing, top-5 classification."
 
     def add_arguments(self, parser):
-        parser.add_argument("--variant", choices=("mobilenet_v2", *V3),
-                            help="random weights use it (default mobilenet_v2); with --weights it must agree")
-        parser.add_argument("--num-classes", type=int, default=1000, help="classes of random weights (default 1000)")
-        parser.add_argument("--input-size", type=int, default=224, help="input height and width (default 224)")
+        add_classifier_flags(parser, ("mobilenet_v2", *V3), "mobilenet_v2")
 
     def random_module(self, args, seed):
         torch.manual_seed(seed)

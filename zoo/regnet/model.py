@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from layers import core, mobile
-from zoo.engine.classifier import ClassifierModel
+from zoo.engine.classifier import ClassifierModel, add_classifier_flags
 from zoo.engine.model import randomize_batchnorm
 from zoo.reference_modules import Conv2dNormActivation, SqueezeExcitation
 
@@ -135,10 +135,7 @@ class RegNetModel(ClassifierModel):
     summary = "RegNet X and Y, 400MF to 32GF (torchvision keys), ImageNet pre-processing, top-5 classification."
 
     def add_arguments(self, parser):
-        parser.add_argument("--variant", choices=tuple(PARAMS),
-                            help="random weights use it (default regnet_y_400mf); with --weights it must agree")
-        parser.add_argument("--num-classes", type=int, default=1000, help="classes of random weights (default 1000)")
-        parser.add_argument("--input-size", type=int, default=224, help="input height and width (default 224)")
+        add_classifier_flags(parser, tuple(PARAMS), "regnet_y_400mf")
 
     def random_module(self, args, seed):
         torch.manual_seed(seed)

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import layers
-from zoo.engine.classifier import ClassifierModel
+from zoo.engine.classifier import ClassifierModel, add_classifier_flags
 from zoo.engine.model import randomize_batchnorm
 
 BN_EPS = 1e-5
@@ -101,11 +101,7 @@ class ShuffleNetModel(ClassifierModel):
     summary = "ShuffleNet v2 x0.5-x2.0 (torchvision keys), ImageNet pre-processing, top-5 classification."
 
     def add_arguments(self, parser):
-        parser.add_argument("--variant", choices=sorted(WIDTHS),
-                            help="random weights use it (default shufflenet_v2_x1_0); with --weights it must agree")
-        parser.add_argument("--num-classes", type=int, default=1000, help="classes of random weights (default 1000)")
-        parser.add_argument("--input-size", type=int, default=224,
-                            help="input height and width, a multiple of 32 (default 224)")
+        add_classifier_flags(parser, sorted(WIDTHS), "shufflenet_v2_x1_0", "a multiple of 32")
 
     def random_module(self, args, seed):
         torch.manual_seed(seed)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import layers
-from zoo.engine.classifier import ClassifierModel
+from zoo.engine.classifier import ClassifierModel, add_classifier_flags
 
 POOL = "M"
 # (first conv: channels, kernel), then features.<i> from 3 on: Fire (squeeze, expand1x1, expand3x3) or max pool
@@ -69,10 +69,7 @@ class SqueezeNetModel(ClassifierModel):
     summary = "SqueezeNet 1.0/1.1 (torchvision keys), ImageNet pre-processing, top-5 classification."
 
     def add_arguments(self, parser):
-        parser.add_argument("--variant", choices=sorted(LAYOUTS),
-                            help="random weights use it (default squeezenet1_0); with --weights it must agree")
-        parser.add_argument("--num-classes", type=int, default=1000, help="classes of random weights (default 1000)")
-        parser.add_argument("--input-size", type=int, default=224, help="input height and width (default 224)")
+        add_classifier_flags(parser, sorted(LAYOUTS), "squeezenet1_0")
 
     def random_module(self, args, seed):
         torch.manual_seed(seed)

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import layers
-from zoo.engine.classifier import ClassifierModel
+from zoo.engine.classifier import ClassifierModel, add_classifier_flags
 from zoo.engine.model import randomize_batchnorm
 
 BN_EPS = 1e-5
@@ -79,12 +79,8 @@ class VGGModel(ClassifierModel):
     summary = "VGG-11/13/16/19 with and without BatchNorm (torchvision keys), ImageNet pre-processing, top-5."
 
     def add_arguments(self, parser):
-        parser.add_argument("--variant", choices=sorted(VARIANTS),
-                            help="random weights use it (default vgg11); with --weights it must agree")
-        parser.add_argument("--num-classes", type=int, default=1000, help="classes of random weights (default 1000)")
-        parser.add_argument("--input-size", type=int, default=224,
-                            help="input height and width, at least 32 (default 224; the adaptive 7x7 pooling "
-                                 "takes any size)")
+        add_classifier_flags(parser, sorted(VARIANTS), "vgg11",
+                             "at least 32; the adaptive 7x7 pooling takes any size")
 
     def random_module(self, args, seed):
         torch.manual_seed(seed)

@@ -467,8 +467,8 @@ def randomize_(model: nn.Module, seed: int = 0, calib_size: int = 256) -> nn.Mod
     """Seeded random weights and BatchNorm statistics that keep activations O(1) through the whole depth.
 
     As zoo.yolov5.model.randomize_: conv weights ~ N(0, 1/fan_in), biases ~ N(0, 0.1) (box outputs: N(0, 1);
-    class outputs: N(-4.5, 0.5), and their weights scaled and shifted so that the logits are centred with spread 1 on the calibration images:
-    a few % of the cells have a class above 0.25, as a trained detector has few);
+    class outputs: N(-4.5, 0.5), and their weights scaled and shifted so that the logits are centred with spread 1
+    on the calibration images: a few % of the cells have a class above 0.25, as a trained detector has few);
     BN gamma ~ U(0.5, 1.5), beta ~ N(0, 0.2); running statistics from one float64 pass over [smooth image, five
     letterboxed synthetic scenes] at ``calib_size`` (smaller sizes give P5 too few positions for sane statistics),
     perturbed per channel.
