@@ -15,7 +15,7 @@ from torch import nn
 
 from layers import core, mobile
 from layers.mobile import make_divisible
-from zoo.engine.classifier import ClassifierModel
+from zoo.engine.classifier import ClassifierModel, check_variant
 from zoo.engine.model import randomize_batchnorm
 from zoo.reference_modules import Conv2dNormActivation, SqueezeExcitation
 from zoo.vision.imagenet import CropSpec
@@ -196,9 +196,7 @@ class EfficientNetModel(ClassifierModel):
 
     def config_from_weights(self, weights, args):
         config = infer_variant(weights, weights.source)
-        if args.variant and args.variant != config["variant"]:
-            raise ValueError(f"--variant {args.variant} disagrees with {weights.source}, which holds an "
-                             f"{config['variant']}")
+        check_variant(config, args, weights.source)
         size = args.input_size or (224 if config["variant"] == LITE else SCALING[config["variant"]][2])
         if size < 32:  # any size works (padding k // 2 or SAME); B3's own is 300
             raise ValueError(f"--input-size {size} is below 32, EfficientNet's total stride")

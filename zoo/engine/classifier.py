@@ -22,6 +22,19 @@ def add_classifier_flags(parser, variants, default_variant: str | None, input_no
     parser.add_argument("--input-size", type=int, default=224, help=f"input height and width{note} (default 224)")
 
 
+def check_variant(config: dict, args, source: str) -> None:
+    """One rule for every family: a --variant that disagrees with the weights is an error, never ignored."""
+    if getattr(args, "variant", None) and args.variant != config["variant"]:
+        article = "an" if config["variant"][:1] in "aeiou" else "a"
+        raise ValueError(f"--variant {args.variant} disagrees with {source}, which holds {article} {config['variant']}")
+
+
+def check_stride_32(size: int, family: str) -> None:
+    """Input sizes of the families whose total stride is 32 (and whose heads need every stage)."""
+    if size % 32 or size < 32:
+        raise ValueError(f"--input-size {size} is not a positive multiple of 32 ({family}'s stride)")
+
+
 class ClassifierModel(ZooModel):
     top_k = 5
 

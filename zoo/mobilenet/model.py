@@ -12,7 +12,7 @@ from torch import nn
 
 from layers import core, mobile
 from layers.mobile import make_divisible
-from zoo.engine.classifier import ClassifierModel, add_classifier_flags
+from zoo.engine.classifier import ClassifierModel, add_classifier_flags, check_stride_32, check_variant
 from zoo.engine.model import randomize_batchnorm
 from zoo.reference_modules import Conv2dNormActivation, SqueezeExcitation
 
@@ -165,11 +165,8 @@ class MobileNetModel(ClassifierModel):
 
     def config_from_weights(self, weights, args):
         config = infer_variant(weights, weights.source)
-        if args.variant and args.variant != config["variant"]:
-            raise ValueError(f"--variant {args.variant} disagrees with {weights.source}, which holds a "
-                             f"{config['variant']}")
-        if args.input_size % 32 or args.input_size < 32:
-            raise ValueError(f"--input-size {args.input_size} is not a positive multiple of 32 (MobileNet's stride)")
+        check_variant(config, args, weights.source)
+        check_stride_32(args.input_size, "MobileNet")
         return {**config, "input_size": args.input_size}
 
     def reference_module(self, config):
