@@ -378,14 +378,18 @@ class _WindowLayer(ILayer):
         return tuple(pad), (0,) * len(pre)
 
 
-class IConvolutionLayer(_WindowLayer):
-    _TYPE, _TYPE_LABEL = "CONVOLUTION", "Convolution"
+class _KernelLayer(_WindowLayer):
+    """The settings convolution and deconvolution share (TensorRT gives both layers the same properties)."""
     num_output_maps = _setting("num_output_maps", int)
     kernel_size_nd = _setting("kernel_size_nd", _dims2)
     dilation_nd = _setting("dilation_nd", _dims2)
     num_groups = _setting("num_groups", int)
     kernel = _weights_setting("kernel")
     bias = _weights_setting("bias")
+
+
+class IConvolutionLayer(_KernelLayer):
+    _TYPE, _TYPE_LABEL = "CONVOLUTION", "Convolution"
 
     def _infer(self, shapes, dtypes):
         a = self._attrs
@@ -443,18 +447,12 @@ class IConvolutionLayer(_WindowLayer):
                            a["num_groups"])]
 
 
-class IDeconvolutionLayer(_WindowLayer):
+class IDeconvolutionLayer(_KernelLayer):
     """Transposed convolution. As in TensorRT (and ONNX ConvTranspose, which onnx-tensorrt maps onto it), the
     kernel is (input channels, num_output_maps / num_groups, *kernel_size): PyTorch's ConvTranspose layout. Each
     spatial output size is (I - 1) * S + D * (K - 1) + 1 - pre - post; only the explicit padding modes, which give
     this size, are implemented."""
     _TYPE, _TYPE_LABEL = "DECONVOLUTION", "Deconvolution"
-    num_output_maps = _setting("num_output_maps", int)
-    kernel_size_nd = _setting("kernel_size_nd", _dims2)
-    dilation_nd = _setting("dilation_nd", _dims2)
-    num_groups = _setting("num_groups", int)
-    kernel = _weights_setting("kernel")
-    bias = _weights_setting("bias")
 
     def _infer(self, shapes, dtypes):
         a = self._attrs
