@@ -15,12 +15,12 @@ from zoo.engine.model import state_dict_arrays
 from zoo.engine.workflow import define_network
 from zoo.vision.masks import decode_rle
 from zoo.yolov5.config import ConfigError, infer_config
-from zoo.yolov5.tasks import YoloV5Classify, YoloV5Segment, random_yolov5_classify, random_yolov5_segment
-from zoo.yolov5.zoo_model import YoloV5Model
+from reference_yolov5_tasks import YoloV5Classify, YoloV5Segment, random_yolov5_classify, random_yolov5_segment
+from zoo.yolo.model import YoloModel
 
 from upstream_pickle import save_upstream_checkpoint
 
-MODEL = YoloV5Model()
+MODEL = YoloModel("yolov5")
 IMAGES = "tests/data/images"
 
 

@@ -11,7 +11,7 @@ from zoo.engine import validate
 from zoo.engine.api import trt
 from zoo.engine.backends import ReferenceBackend
 from zoo.engine.model import randomize_batchnorm, state_dict_arrays
-from zoo.yolov8 import model as ref
+import reference_yolov8 as ref
 
 
 class Wrapped(torch.nn.Module):

@@ -93,7 +93,8 @@ class YoloConfig:
             return
         stride = max(self.strides)
         if height % stride or width % stride:
-            raise TableError(f"input size {height}x{width} is not a multiple of the largest stride {stride}")
+            raise TableError(f"input size {height}x{width} must be positive multiples of {stride} (the largest "
+                             "stride)")
 
     # --- the engine header
     def to_dict(self) -> dict:

@@ -107,19 +107,23 @@ class YoloModel(ZooModel):
         part("detect", objectness=self.line == "yolov5").add_infer_arguments(parser)
 
     def check_infer_arguments(self, args, config):
-        self.part(self.typed(config)).check_infer_arguments(args, self.typed(config))
+        n = config["num_classes"]
+        if getattr(args, "classes", None) and max(args.classes) >= n:
+            raise UserError(f"--classes: {max(args.classes)} is out of range (the model has {n} classes: allowed "
+                            f"0..{n - 1})")
 
     # --- configuration
     def _random_table(self, args) -> tuple[str, dict, str | None]:
         task = getattr(args, "task", "detect")
         if self.line == "yolov5":
-            variant = args.variant or "n"
+            variant = getattr(args, "variant", None) or "n"
             name = "yolov5v7" + ("-p6" if variant.endswith("6") else SUFFIX[task])
             scale = variant.rstrip("6")
         else:
-            name, scale = (args.family or self.name) + SUFFIX[task], args.scale
+            name = (getattr(args, "family", None) or self.name) + SUFFIX[task]
+            scale = getattr(args, "scale", None) or "n"
         table = walker.read_table(args.model_yaml) if getattr(args, "model_yaml", None) else walker.official_table(name)
-        table["nc"] = args.num_classes or (1000 if task == "classify" else 80)
+        table["nc"] = getattr(args, "num_classes", None) or (1000 if task == "classify" else 80)
         if task == "pose":
             table["kpt_shape"] = list(getattr(args, "kpt_shape", None) or (17, 3))
         return name, table, scale if table.get("scales") else None
@@ -171,11 +175,11 @@ class YoloModel(ZooModel):
         names = [names[k] for k in sorted(names)] if isinstance(names, dict) else names
         nc = int(match.table.get("nc", 80))
         config = YoloConfig(table=match.table, table_name=match.name, scale=match.scale, task=task,
-                            decode=args.decode, sppf_act=sppf_act, strides=strides,
+                            decode=getattr(args, "decode", "plugin"), sppf_act=sppf_act, strides=strides,
                             class_names=tuple(str(n) for n in names) if names and len(names) == nc else None)
         self._check_flags(config, args, source)
         part_ = self.part(config)
-        config.input_size = tuple(args.input_size or part_.default_size)
+        config.input_size = tuple(getattr(args, "input_size", None) or part_.default_size)
         config.check_input_size(*config.input_size)
         if not source.startswith("random "):
             say(f"{source}: found {config.variant} weights ({config.num_classes} classes, table {config.table_name})")
