@@ -19,7 +19,8 @@ from zoo.engine.workflow import UserError, define_network
 from zoo.vision.obb import corners
 from zoo.yolo.model import YoloModel
 from reference_yolov8 import architecture
-from zoo.yolov8.task_config import ConfigError, infer_task_config, keypoint_shape
+from zoo.yolo.config import keypoint_shape
+from zoo.yolo.registry import TableError as ConfigError
 from zoo.yolo.model import YoloModel
 from reference_yolov8_tasks import randomize_task_, task_module
 
@@ -112,25 +113,25 @@ def test_task_and_numbers_from_flat_weights_and_refusals():
         for task, extra in (("segment", {}), ("pose", {"kpt_shape": (5, 2)}), ("obb", {}), ("classify", {})):
             module = task_module(architecture(family, "n", 7), task, **extra)
             flat = {k: v.reshape(-1) for k, v in state_dict_arrays(module).items()}
-            config = infer_task_config(flat)
+            config = YoloModel(family)._config(WeightMap(flat, "w"), argparse.Namespace(decode="plugin"))
             assert (config.task, config.num_classes, config.scale) == (task, 7, "n")
             assert config.kpt_shape == (extra.get("kpt_shape") if task == "pose" else None)
     assert keypoint_shape(51, None, None, "w") == (17, 3) and keypoint_shape(10, None, None, "w") == (5, 2)
-    assert keypoint_shape(12, {"yaml": {"kpt_shape": [6, 2]}}, None, "w") == (6, 2)
+    assert keypoint_shape(12, [6, 2], None, "w") == (6, 2)
     with pytest.raises(ConfigError, match=r"--kpt-shape \[4, 3\] contradicts the checkpoint's kpt_shape \[6, 2\]"):
-        keypoint_shape(12, {"yaml": {"kpt_shape": [6, 2]}}, (4, 3), "w")
+        keypoint_shape(12, [6, 2], (4, 3), "w")
     with pytest.raises(ConfigError, match=r"w: --kpt-shape \[5, 3\] does not fit the pose head's 12"):
         keypoint_shape(12, None, (5, 3), "w")
     seg = state_dict_arrays(task_module(architecture("yolov8", "n", 3), "segment"))
-    with pytest.raises(ValueError, match="yolov8n-seg.pt: .*YOLOv8 weights; use python -m zoo.yolov8"):
+    with pytest.raises(ValueError, match="yolov8n-seg.pt: these are YOLOv8/YOLO11 weights .*use python -m zoo.yolov8"):
         YoloModel("yolov5").config_from_weights(WeightMap(seg, "yolov8n-seg.pt"), argparse.Namespace(
             input_size=None, decode="plugin"))
     seg11 = state_dict_arrays(task_module(architecture("yolo11", "n", 3), "segment"))
-    with pytest.raises(ValueError, match="yolo11n-seg.pt: .*YOLOv8/YOLO11 weights; use python -m zoo.yolov8"):
+    with pytest.raises(ValueError, match="yolo11n-seg.pt: these are YOLOv8/YOLO11 weights .*use python -m zoo.yolov8"):
         YoloModel("yolov5").config_from_weights(WeightMap(seg11, "yolo11n-seg.pt"), argparse.Namespace(
             input_size=None, decode="plugin"))
     from reference_yolov5_tasks import YoloV5Segment
-    with pytest.raises(UserError, match=r"yolov5s-seg\.pt: a C3 block at model\.2 .*use python -m zoo\.yolov5"):
+    with pytest.raises(UserError, match=r"yolov5s-seg\.pt: these are YOLOv5 v7.0 weights .*use python -m zoo\.yolov5"):
         YoloModel().config_from_weights(WeightMap(state_dict_arrays(YoloV5Segment(3, 0.33, 0.25)),
                                                       "yolov5s-seg.pt"), _args())
 

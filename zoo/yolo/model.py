@@ -157,9 +157,9 @@ class YoloModel(ZooModel):
         else:
             if getattr(args, "model_yaml", None):
                 tables = [(args.model_yaml, walker.read_table(args.model_yaml))]
+                match = solve(arrays, tables, options, source, kpt_flag, recorded_kpt)
             else:
-                tables = official_tables(line_tables(self.line))
-            match = solve(arrays, tables, options, source, kpt_flag, recorded_kpt)
+                match = self._solve_official(arrays, options, source, kpt_flag, recorded_kpt)
         layers = walker.resolve(match.table, match.scale)
         recorded = recorded_sppf_act(meta, layers)
         if recorded is not None and flag_act is not None and recorded != flag_act:
@@ -184,6 +184,22 @@ class YoloModel(ZooModel):
         if not source.startswith("random "):
             say(f"{source}: found {config.variant} weights ({config.num_classes} classes, table {config.table_name})")
         return config
+
+    def _solve_official(self, arrays, options, source, kpt_flag, recorded_kpt):
+        """This line's official tables; weights of the other line's are sent to their command."""
+        try:
+            return solve(arrays, official_tables(line_tables(self.line)), options, source, kpt_flag, recorded_kpt)
+        except TableError as error:
+            first = error
+        other = "ultralytics" if self.line == "yolov5" else "yolov5"
+        try:
+            found = solve(arrays, official_tables(line_tables(other)), options, source, kpt_flag, recorded_kpt)
+        except TableError:
+            raise first from None
+        command = "zoo.yolov8" if other == "ultralytics" else "zoo.yolov5"
+        name = "YOLOv5 v7.0" if other == "yolov5" else "YOLOv8/YOLO11"
+        raise TableError(f"{source}: these are {name} weights (table {found.name}, scale {found.scale}); use "
+                         f"python -m {command}")
 
     def _checkpoint_table(self, table, arrays, options, source, kpt_flag):
         """The pickled model's own table, checked key by key against its weights."""
