@@ -185,7 +185,11 @@ class YoloModel(ZooModel):
         config.input_size = tuple(getattr(args, "input_size", None) or part_.default_size)
         config.check_input_size(*config.input_size)
         if not source.startswith("random "):
-            say(f"{source}: found {config.variant} weights ({config.num_classes} classes, table {config.table_name})")
+            sppf = ""
+            if any(layer.block.name == "SPPF" for layer in layers):
+                origin = "recorded in the checkpoint" if recorded is not None else "from --sppf-act"
+                sppf = f", SPPF cv1 {'SiLU' if sppf_act else 'without activation'} {origin}"
+            say(f"{source}: found {config.variant} weights ({config.num_classes} classes{sppf})")
         return config
 
     def _solve_official(self, arrays, options, source, kpt_flag, recorded_kpt):
