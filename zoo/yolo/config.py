@@ -157,8 +157,8 @@ def head_facts(table: dict, arrays: Mapping, kpt_flag=None, meta_kpt=None) -> di
             return None
         nl = len(rows[-1][0]) if isinstance(rows[-1][0], list) else 1
         na = _size(anchors) // (2 * nl)
-        nm = _conv_out(arrays, f"{p}.proto.cv3") or 0 if name == "Segment" else 0
-        if name == "Segment" and not nm:
+        nm = _conv_out(arrays, f"{p}.proto.cv3") or 0
+        if (name == "Segment") != bool(nm):
             return None
         if na < 1 or first % na:
             raise TableError(f"{p}.m.0.bias has {first} values, not a multiple of {na} anchors")

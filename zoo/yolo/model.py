@@ -15,8 +15,8 @@ from zoo.engine.workflow import UserError, bounded, say
 from zoo.tasks import part
 
 from . import walker
-from .config import (TASK_OF_HEAD, YoloConfig, head_facts, keypoint_shape, line_tables, official_tables,
-                     problems, expected_shapes, recorded_sppf_act, solve)
+from .config import (TASK_OF_HEAD, YoloConfig, expected_shapes, line_tables, official_tables, problems,
+                     recorded_sppf_act, solve)
 from .registry import Options, TableError
 
 YOLOV5_TASKS = ("detect", "segment", "classify")
