@@ -101,7 +101,9 @@ class YoloConfig:
     # --- the engine header
     def to_dict(self) -> dict:
         values = asdict(self)
-        values.update(variant=self.variant, num_classes=self.num_classes, num_masks=self.num_masks,
+        values.update(input_size=list(self.input_size), strides=list(self.strides),
+                      class_names=list(self.class_names) if self.class_names else None,
+                      variant=self.variant, num_classes=self.num_classes, num_masks=self.num_masks,
                       kpt_shape=list(self.kpt_shape) if self.kpt_shape else None)
         return values
 
