@@ -134,18 +134,10 @@ class YoloModel(ZooModel):
         from .random import randomize
         name, table, scale = self._random_table(args)
         options = Options(sppf_act=SPPF_ACTS[getattr(args, "sppf_act", None) or "silu"])
-        try:
-            module = walker.build_module(walker.resolve(table, scale), options)
-        except TableError as e:
-            raise UserError(str(e)) from None
-        return randomize(module, seed).eval()
+        return randomize(walker.build_module(walker.resolve(table, scale), options), seed).eval()
 
     def config_from_weights(self, weights, args):
-        try:
-            config = self._config(weights, args)
-        except TableError as e:
-            raise UserError(str(e)) from None
-        return config.to_dict()
+        return self._config(weights, args).to_dict()
 
     def _config(self, weights, args) -> YoloConfig:
         arrays, source = weights.arrays(), weights.source
@@ -266,10 +258,7 @@ class YoloModel(ZooModel):
 
     def define(self, net, weights, config, x):
         typed = self.typed(config)
-        try:
-            return walker.define(net, weights, typed.layers, typed.options, x)
-        except TableError as e:
-            raise UserError(str(e)) from None
+        return walker.define(net, weights, typed.layers, typed.options, x)
 
     # --- what the task part does
     def output_name(self, config) -> str:
