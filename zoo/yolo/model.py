@@ -214,7 +214,10 @@ class YoloModel(ZooModel):
         if found:
             more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
             raise TableError(f"{source}: the checkpoint's own table: {found[0]}{more}")
-        return Match(table, "checkpoint", scale)
+        rows = (table.get("backbone"), table.get("head"))
+        official = [name for name in line_tables(self.line)
+                    if (lambda t: (t.get("backbone"), t.get("head")) == rows)(walker.official_table(name))]
+        return Match(table, official[0] if official else "checkpoint", scale)
 
     def _check_flags(self, config: YoloConfig, args, source: str) -> None:
         """One rule for every model: a flag that disagrees with the weights is an error, never ignored."""
