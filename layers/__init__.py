@@ -2,8 +2,6 @@
 from .core import (activation, add, avg_pool, batch_norm, cast, channel_affine, concat, constant,  # noqa: F401
                    conv2d, conv_bn, flatten, global_avg_pool, is_folded, linear, linear_from_arrays, max_pool,
                    multiply, named, prelu, rename, reshape, softmax, split, transpose, upsample_nearest, weight_dtype)
-from .blocks import bottleneck, c3, conv_bn_act, sppf  # noqa: F401
-from .yolov8_blocks import attention, c2f, c2psa, c3k, c3k2, dwconv, psa_block  # noqa: F401
 from .pooling import adaptive_avg_pool  # noqa: F401
 from .shuffle import channel_shuffle, channel_split  # noqa: F401
 from .transformer import layer_norm, layer_norm_2d, multi_head_attention, prepend_token, token  # noqa: F401
@@ -11,4 +9,3 @@ from .heads import vgg_head  # noqa: F401
 from .inception import basic_conv2d, mark_auxiliary_used, transform_input  # noqa: F401
 from .core import conv2d_arrays  # noqa: F401  (a convolution from arrays the builder derived)
 from .core import conv_transpose2d  # noqa: F401  (nn.ConvTranspose2d)
-from .blocks import classify  # noqa: F401  (YOLO's Classify head)

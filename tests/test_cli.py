@@ -12,7 +12,7 @@ from zoo.engine.engine_file import read_engine, read_header, write_engine
 from zoo.lenet.model import LeNet5, LeNetModel
 from zoo.mlp.model import MLPModel
 from zoo.resnet.model import ResNetModel
-from zoo.yolov5.zoo_model import YoloV5Model
+from zoo.yolo.model import YoloModel
 
 IMAGES = "tests/data/images"
 
@@ -148,16 +148,16 @@ def test_weights_of_another_architecture_name_the_unused_keys(tmp_path, capsys):
 
 def test_yolov5_build_infer_from_wts_end_to_end(tmp_path, capsys):
     """The README pipeline in small: gen_wts, build with a dynamic batch, infer on a folder with annotated output."""
-    from zoo.yolov5.model import random_yolov5
+    from reference_yolov5 import random_yolov5
     torch.save({"model": random_yolov5("n", seed=0).state_dict()}, tmp_path / "y.pt")
     subprocess.run([sys.executable, "tools/gen_wts.py", "-w", tmp_path / "y.pt", "-o", tmp_path / "y.wts"],
                    check=True, capture_output=True)
     engine = tmp_path / "y.engine"
-    assert run(YoloV5Model(), "build", "--weights", tmp_path / "y.wts", "-o", engine, "--input-size", 192,
+    assert run(YoloModel("yolov5"), "build", "--weights", tmp_path / "y.wts", "-o", engine, "--input-size", 192,
                "--batch", "1:2:4", "--decode", "layers") == 0
     assert read_header(engine)[0].config["decode"] == "layers"
     out = tmp_path / "out"
-    assert run(YoloV5Model(), "infer", "--engine", engine, "--source", IMAGES, "--out", out, "--conf", 0.3,
+    assert run(YoloModel("yolov5"), "infer", "--engine", engine, "--source", IMAGES, "--out", out, "--conf", 0.3,
                "--max-det", 5) == 0
     records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(records) == 6 and all("detections" in r for r in records)
@@ -165,7 +165,7 @@ def test_yolov5_build_infer_from_wts_end_to_end(tmp_path, capsys):
 
 
 def test_yolov5_input_size_not_divisible_is_refused(capsys):
-    assert run(YoloV5Model(), "validate", "--input-size", "300") == 2
+    assert run(YoloModel("yolov5"), "validate", "--input-size", "300") == 2
     assert "input size 300x300 must be positive multiples of 32" in capsys.readouterr().err
 
 

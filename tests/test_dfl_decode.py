@@ -9,7 +9,7 @@ from plugins.dfl_decode import OP_ID, add_dfl_decode, decode_reference, decode_s
 from zoo.engine.api import trt
 from zoo.engine.reference import plugin as ref_plugin
 from zoo.engine.reference.plugin import TensorSpec
-from zoo.yolov8.model import Detect
+from reference_yolov8 import Detect
 
 needs_interpreter = pytest.mark.skipif(
     not __import__("os").environ.get("TRITON_INTERPRET"), reason="kernel tests run under TRITON_INTERPRET=1")

@@ -12,8 +12,8 @@ from zoo.engine.folding import conv_bn_pairs, fold_batchnorm, match_folding
 from zoo.engine.model import load_state_into, randomize_batchnorm, state_dict_arrays
 from zoo.engine.workflow import define_network
 from zoo.resnet.model import ResNet, ResNetModel
-from zoo.yolov5.model import YoloV5, random_yolov5
-from zoo.yolov5.zoo_model import YoloV5Model
+from reference_yolov5 import YoloV5, random_yolov5
+from zoo.yolo.model import YoloModel
 
 
 def _resnet18():
@@ -78,7 +78,7 @@ def test_yolov5_from_folded_weights():
     weights = WeightMap(state_dict_arrays(folded), "yolov5n-folded.wts")
     assert not any(".bn." in k for k in weights.keys())
     args = argparse.Namespace(input_size=(128, 128), decode="plugin", variant="n", num_classes=80)
-    model = YoloV5Model()
+    model = YoloModel("yolov5")
     x = torch.from_numpy(model.sample_input(model.config_from_weights(weights, args), 1, seed=1))
     config, out = _network_output(model, weights, args, x)
     assert config["variant"] == "n" and weights.unused() == []

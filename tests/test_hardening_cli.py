@@ -17,7 +17,7 @@ from zoo.mlp.model import MLPModel
 from zoo.registry import families
 from zoo.resnet.model import ResNetModel
 from zoo.vision.nms import batched_nms
-from zoo.yolov5.zoo_model import YoloV5Model
+from zoo.yolo.model import YoloModel
 
 IMAGES = "tests/data/images"
 
@@ -35,16 +35,16 @@ def one_error_line(capsys) -> str:
 
 
 @pytest.mark.parametrize("model, argv, flag, value", [
-    (YoloV5Model(), ["infer", "--source", IMAGES, "--conf", "-1"], "--conf", "-1"),
-    (YoloV5Model(), ["infer", "--source", IMAGES, "--conf", "2"], "--conf", "2"),
-    (YoloV5Model(), ["infer", "--source", IMAGES, "--conf", "nan"], "--conf", "nan"),
-    (YoloV5Model(), ["infer", "--source", IMAGES, "--iou", "1.5"], "--iou", "1.5"),
-    (YoloV5Model(), ["infer", "--source", IMAGES, "--max-det", "-1"], "--max-det", "-1"),
-    (YoloV5Model(), ["infer", "--source", IMAGES, "--input-size", "0"], "--input-size", "0"),
-    (YoloV5Model(), ["infer", "--source", IMAGES, "--batch", "-1"], "--batch", "-1"),
-    (YoloV5Model(), ["bench", "--iterations", "0"], "--iterations", "0"),
-    (YoloV5Model(), ["build", "-o", "x.engine", "--batch", "4:2:8"], "--batch", "4:2:8"),
-    (YoloV5Model(), ["build", "-o", "x.engine", "--workspace", "-2"], "--workspace", "-2"),
+    (YoloModel("yolov5"), ["infer", "--source", IMAGES, "--conf", "-1"], "--conf", "-1"),
+    (YoloModel("yolov5"), ["infer", "--source", IMAGES, "--conf", "2"], "--conf", "2"),
+    (YoloModel("yolov5"), ["infer", "--source", IMAGES, "--conf", "nan"], "--conf", "nan"),
+    (YoloModel("yolov5"), ["infer", "--source", IMAGES, "--iou", "1.5"], "--iou", "1.5"),
+    (YoloModel("yolov5"), ["infer", "--source", IMAGES, "--max-det", "-1"], "--max-det", "-1"),
+    (YoloModel("yolov5"), ["infer", "--source", IMAGES, "--input-size", "0"], "--input-size", "0"),
+    (YoloModel("yolov5"), ["infer", "--source", IMAGES, "--batch", "-1"], "--batch", "-1"),
+    (YoloModel("yolov5"), ["bench", "--iterations", "0"], "--iterations", "0"),
+    (YoloModel("yolov5"), ["build", "-o", "x.engine", "--batch", "4:2:8"], "--batch", "4:2:8"),
+    (YoloModel("yolov5"), ["build", "-o", "x.engine", "--workspace", "-2"], "--workspace", "-2"),
     (ResNetModel(), ["validate", "--input-size", "0"], "--input-size", "0"),
     (LeNetModel(), ["calibrate", "--images", IMAGES, "-o", "c", "--percentile", "101"], "--percentile", "101"),
     (LeNetModel(), ["validate", "--tolerance", "inf"], "--tolerance", "inf"),
@@ -74,19 +74,19 @@ def test_classes_beyond_the_class_count_is_an_error():
     from zoo.engine.workflow import UserError
     args = type("A", (), {"classes": [0, 999]})()
     with pytest.raises(UserError, match=r"--classes: 999 is out of range \(the model has 80 classes: allowed 0..79\)"):
-        YoloV5Model().check_infer_arguments(args, {"num_classes": 80})
+        YoloModel("yolov5").check_infer_arguments(args, {"num_classes": 80})
     args.classes = [0, 79]
-    YoloV5Model().check_infer_arguments(args, {"num_classes": 80})
+    YoloModel("yolov5").check_infer_arguments(args, {"num_classes": 80})
 
 
 def test_a_flag_that_disagrees_with_the_weights_is_an_error(tmp_path, capsys):
     import wts
     args = type("A", (), {"variant": "n", "num_classes": 3})()
-    module = YoloV5Model().random_module(args, seed=0)
+    module = YoloModel("yolov5").random_module(args, seed=0)
     wts.save(tmp_path / "n3.wts", {k: v.numpy() for k, v in module.state_dict().items()})
-    assert run(YoloV5Model(), "validate", "--weights", tmp_path / "n3.wts", "--variant", "s", "--input-size", 64) == 2
+    assert run(YoloModel("yolov5"), "validate", "--weights", tmp_path / "n3.wts", "--variant", "s", "--input-size", 64) == 2
     assert "--variant s disagrees with" in one_error_line(capsys)
-    assert run(YoloV5Model(), "validate", "--weights", tmp_path / "n3.wts", "--num-classes", 80,
+    assert run(YoloModel("yolov5"), "validate", "--weights", tmp_path / "n3.wts", "--num-classes", 80,
                "--input-size", 64) == 2
     assert "--num-classes 80 disagrees with" in one_error_line(capsys)
 
@@ -94,7 +94,7 @@ def test_a_flag_that_disagrees_with_the_weights_is_an_error(tmp_path, capsys):
 def test_yolov5_infer_on_a_npy_gives_the_reference_modules_detections(tmp_path, capsys):
     """The network runs on the reference backend; the expected boxes come from the PyTorch module, through the
     same NMS."""
-    model = YoloV5Model()
+    model = YoloModel("yolov5")
     x = np.random.default_rng(1).random((2, 3, 64, 64), dtype=np.float32)
     np.save(tmp_path / "x.npy", x)
     assert run(model, "infer", "--source", tmp_path / "x.npy", "--input-size", 64, "--conf", 0.01) == 0

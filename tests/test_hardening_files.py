@@ -20,7 +20,7 @@ from zoo.engine.cli import main
 from zoo.engine.engine_file import EngineHeader, read_engine, write_engine
 from zoo.engine.files import stale_temporaries, temporary_name
 from zoo.mlp.model import MLPModel
-from zoo.yolov5.zoo_model import YoloV5Model
+from zoo.yolo.model import YoloModel
 
 IMAGES = "tests/data/images"
 
@@ -213,13 +213,13 @@ def test_infer_never_writes_annotated_images_over_its_inputs(tmp_path, capsys):
     images = tmp_path / "images"
     shutil.copytree(IMAGES, images)
     before = {p.name: p.read_bytes() for p in images.iterdir()}
-    assert run(YoloV5Model(), "infer", "--source", images, "--out", images, "--input-size", 64) == 2
+    assert run(YoloModel("yolov5"), "infer", "--source", images, "--out", images, "--input-size", 64) == 2
     assert "refusing to write over an input" in capsys.readouterr().err
-    assert run(YoloV5Model(), "infer", "--source", images / "tiny.jpg", "--out", images, "--input-size", 64) == 2
+    assert run(YoloModel("yolov5"), "infer", "--source", images / "tiny.jpg", "--out", images, "--input-size", 64) == 2
     assert "would replace the input image" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in images.iterdir()} == before
     # --no-draw writes only predictions.jsonl: allowed beside the images
-    assert run(YoloV5Model(), "infer", "--source", images / "tiny.jpg", "--out", images, "--input-size", 64,
+    assert run(YoloModel("yolov5"), "infer", "--source", images / "tiny.jpg", "--out", images, "--input-size", 64,
                "--no-draw") == 0
     assert {p.name: p.read_bytes() for p in images.iterdir() if p.suffix != ".jsonl"} == before
 

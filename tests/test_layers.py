@@ -17,6 +17,7 @@ from wts.weight_map import WeightError, WeightMap
 from zoo.engine.api import trt
 from zoo.engine.reference.executor import ReferenceExecutor
 from zoo.engine.reference.network import INetworkDefinition
+from zoo.yolo.blocks import conv as yolo_conv, csp as yolo_csp, sppf as yolo_sppf
 
 TOL = dict(rtol=1e-4, atol=1e-4)
 
@@ -282,7 +283,23 @@ def test_upsample_nearest(factor, shape):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# blocks
+# blocks (the YOLO blocks of zoo/yolo/blocks, called with the channel counts these tests give)
+
+
+def conv_bn_act(net, w, prefix, t, c2, k=1, s=1, padding=None, act="silu"):
+    return yolo_conv.conv(net, w, prefix, t, t.shape[1], c2, k, s, padding, act=act)
+
+
+def bottleneck(net, w, prefix, t, c2, shortcut):
+    return yolo_csp.bottleneck(net, w, prefix, t, t.shape[1], c2, shortcut, 1, (1, 3), 0.5)
+
+
+def c3(net, w, prefix, t, c2, n, shortcut=True):
+    return yolo_csp.c3(net, w, prefix, t, t.shape[1], c2, n, shortcut)
+
+
+def sppf(net, w, prefix, t, c2, k=5):
+    return yolo_sppf.sppf(net, w, prefix, t, t.shape[1], c2, k)
 
 
 @pytest.mark.parametrize("batch", [1, 3])
@@ -296,7 +313,7 @@ def test_conv_bn_act(k, s, act, batch):
     def build(net, t):
         if act == "leaky_relu":
             return _conv_bn_leaky(net, w, t, k, s)
-        return layers.conv_bn_act(net, w, "model.0", t, 8, k, s, padding=2 if k == 6 else None, act=act)
+        return conv_bn_act(net, w, "model.0", t, 8, k, s, padding=2 if k == 6 else None, act=act)
 
     y, net, results = build_and_run(x, build)
     torch.testing.assert_close(y, torch_out(m, x), **TOL)
@@ -319,7 +336,8 @@ def _conv_bn_leaky(net, w, t, k, s):
 def test_conv_bn_act_eps():
     m = randomize(Conv(3, 4, 3, 1, eps=1e-5), seed=21)
     x = rand(1, 3, 6, 6, seed=22)
-    y, _, _ = build_and_run(x, lambda net, t: layers.conv_bn_act(net, weight_map(m, "c."), "c", t, 4, 3, eps=1e-5))
+    y, _, _ = build_and_run(x, lambda net, t: layers.activation(
+        net, layers.conv_bn(net, weight_map(m, "c."), "c.conv", "c.bn", t, 4, 3, 1, 1, 1, 1e-5), "silu", "c"))
     torch.testing.assert_close(y, torch_out(m, x), **TOL)
 
 
@@ -328,7 +346,7 @@ def test_bottleneck(c1, c2, shortcut):
     m = randomize(Bottleneck(c1, c2, shortcut), seed=23)
     w = weight_map(m, "model.2.m.0.")
     x = rand(3, c1, 7, 9, seed=24)
-    y, net, _ = build_and_run(x, lambda net, t: layers.bottleneck(net, w, "model.2.m.0", t, c2, shortcut))
+    y, net, _ = build_and_run(x, lambda net, t: bottleneck(net, w, "model.2.m.0", t, c2, shortcut))
     torch.testing.assert_close(y, torch_out(m, x), **TOL)
     assert net.get_output(0).name == "model.2.m.0"
     assert ("model.2.m.0" in layer_names(net)) == m.add  # the residual add is the block's own layer
@@ -341,7 +359,7 @@ def test_c3(c1, c2, n, shortcut, batch):
     m = randomize(C3(c1, c2, n, shortcut), seed=25)
     w = weight_map(m, "model.2.")
     x = rand(batch, c1, 9, 7, seed=26)
-    y, net, results = build_and_run(x, lambda net, t: layers.c3(net, w, "model.2", t, c2, n, shortcut))
+    y, net, results = build_and_run(x, lambda net, t: c3(net, w, "model.2", t, c2, n, shortcut))
     torch.testing.assert_close(y, torch_out(m, x), **TOL)
     assert net.get_output(0).name == "model.2" and w.unused() == []
     names = layer_names(net)
@@ -358,7 +376,7 @@ def test_sppf(c1, c2, k, batch):
     m = randomize(SPPF(c1, c2, k), seed=27)
     w = weight_map(m, "model.9.")
     x = rand(batch, c1, 7, 10, seed=28)
-    y, net, results = build_and_run(x, lambda net, t: layers.sppf(net, w, "model.9", t, c2, k))
+    y, net, results = build_and_run(x, lambda net, t: sppf(net, w, "model.9", t, c2, k))
     torch.testing.assert_close(y, torch_out(m, x), **TOL)
     assert net.get_output(0).name == "model.9" and w.unused() == []
     names = layer_names(net)
@@ -382,8 +400,8 @@ def test_small_backbone_dynamic_batch():
     w = weight_map(m, source="backbone.wts", flat=True)
     net = INetworkDefinition()
     t = net.add_input("images", trt.float32, (-1, 3, 16, 12))
-    a = layers.c3(net, w, "model.1", layers.conv_bn_act(net, w, "model.0", t, 8, 3, 2), 8, 1)
-    b = layers.sppf(net, w, "model.3", layers.conv_bn_act(net, w, "model.2", a, 16, 3, 2), 16)
+    a = c3(net, w, "model.1", conv_bn_act(net, w, "model.0", t, 8, 3, 2), 8, 1)
+    b = sppf(net, w, "model.3", conv_bn_act(net, w, "model.2", a, 16, 3, 2), 16)
     out = layers.concat(net, [layers.upsample_nearest(net, b, "up"), a], "cat")
     assert out.shape == (-1, 24, 8, 6)
     net.mark_output(out)
@@ -398,7 +416,7 @@ def test_conv_bn_act_fp16():
     """FP16 input: weights are taken as FP16, BatchNorm is folded in FP32 before the cast; FP16 tolerance."""
     m = randomize(Conv(3, 8, 3, 1), seed=31)
     x = rand(3, 3, 9, 9, seed=32)
-    y, net, _ = build_and_run(x.half(), lambda net, t: layers.conv_bn_act(net, weight_map(m, "c."), "c", t, 8, 3),
+    y, net, _ = build_and_run(x.half(), lambda net, t: conv_bn_act(net, weight_map(m, "c."), "c", t, 8, 3),
                               dtype=trt.float16)
     assert y.dtype == torch.float16
     assert all(net.get_layer(i).get_output(0).dtype == trt.float16 for i in range(net.num_layers))

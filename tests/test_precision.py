@@ -147,8 +147,8 @@ def test_yolov5n_fp16_and_int8_against_fp32(tmp_path):
     from zoo.engine.workflow import load_weights
     from zoo.engine.quantization import calibrate
     from zoo.vision.images import list_images
-    from zoo.yolov5.zoo_model import YoloV5Model
-    model = YoloV5Model()
+    from zoo.yolo.model import YoloModel
+    model = YoloModel("yolov5")
     args = argparse.Namespace(weights=None, seed=0, variant="n", num_classes=80, input_size=(256, 256),
                               decode="plugin")
     weights, config, _ = load_weights(model, args)

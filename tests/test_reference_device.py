@@ -15,11 +15,11 @@ from zoo.engine.reference.executor import ReferenceExecutor
 from zoo.engine.workflow import define_network
 from zoo.lenet.model import LeNetModel
 from zoo.resnet.model import ResNetModel
-from zoo.yolov5.zoo_model import YoloV5Model
+from zoo.yolo.model import YoloModel
 
 CASES = [
-    (YoloV5Model(), argparse.Namespace(variant=None, num_classes=None, input_size=(64, 64), decode="plugin")),
-    (YoloV5Model(), argparse.Namespace(variant=None, num_classes=None, input_size=(64, 64), decode="layers")),
+    (YoloModel("yolov5"), argparse.Namespace(variant=None, num_classes=None, input_size=(64, 64), decode="plugin")),
+    (YoloModel("yolov5"), argparse.Namespace(variant=None, num_classes=None, input_size=(64, 64), decode="layers")),
     (ResNetModel(), argparse.Namespace(depth=18, num_classes=10, input_size=64)),
     (LeNetModel(), argparse.Namespace()),
 ]

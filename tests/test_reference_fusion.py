@@ -5,6 +5,7 @@ import torch
 
 from wts.weight_map import WeightMap
 import layers
+from zoo.yolo.blocks.conv import conv as yolo_conv
 from zoo.engine.api import trt
 from zoo.engine.reference.executor import ReferenceExecutor
 from zoo.engine.reference.network import INetworkDefinition
@@ -20,7 +21,7 @@ def _conv_bn_act_network(mark_hidden=False, extra_consumer=False):
     weights = WeightMap({k: v.numpy() for k, v in state.items()}, "test")
     net = INetworkDefinition()
     x = net.add_input("x", trt.float32, (-1, 3, 10, 10))
-    y = layers.conv_bn_act(net, weights, "b", x, 8, 3)
+    y = yolo_conv(net, weights, "b", x, x.shape[1], 8, 3)
     net.mark_output(y)
     if mark_hidden:
         net.mark_output(next(net.get_layer(i).get_output(0) for i in range(net.num_layers)
@@ -58,9 +59,9 @@ def test_resnet_and_yolov5_outputs_unchanged_by_fusion():
     from zoo.engine.workflow import define_network
     from zoo.engine.model import state_dict_arrays
     from zoo.resnet.model import ResNetModel
-    from zoo.yolov5.zoo_model import YoloV5Model
+    from zoo.yolo.model import YoloModel
     cases = [(ResNetModel(), argparse.Namespace(depth=18, num_classes=10, input_size=64)),
-             (YoloV5Model(), argparse.Namespace(variant="n", num_classes=80, input_size=(128, 128), decode="plugin"))]
+             (YoloModel("yolov5"), argparse.Namespace(variant="n", num_classes=80, input_size=(128, 128), decode="plugin"))]
     for model, args in cases:
         weights = WeightMap(state_dict_arrays(model.random_module(args, 0)), "random")
         config = model.config_from_weights(weights, args)

@@ -48,8 +48,8 @@ def test_resnet18_same_outputs_on_both_backends_over_a_dynamic_batch():
 @pytest.mark.tensorrt
 def test_yolov5n_same_outputs_on_both_backends(decode):
     import argparse
-    from zoo.yolov5.zoo_model import YoloV5Model
-    model = YoloV5Model()
+    from zoo.yolo.model import YoloModel
+    model = YoloModel("yolov5")
     args = argparse.Namespace(variant="n", num_classes=80, input_size=(256, 256), decode=decode)
     module = model.random_module(args, seed=0)
     config = model.config_from_weights(WeightMap(state_dict_arrays(module), "random"), args)

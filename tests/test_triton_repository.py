@@ -13,7 +13,7 @@ from zoo.engine.engine_file import EngineHeader, read_engine, write_engine
 from zoo.triton import context
 from zoo.triton.repository import RepositoryOptions, Sidecar, write_repository
 from zoo.vision.letterbox import letterbox_params
-from zoo.yolov5.zoo_model import YoloV5Model
+from zoo.yolo.model import YoloModel
 
 
 def yolo_header(tmp_path, backend: str, precision: str = "fp32") -> tuple[EngineHeader, bytes]:
@@ -30,7 +30,7 @@ def test_plan_is_raw_and_config_comes_from_the_header(tmp_path):
     header, plan = yolo_header(tmp_path, "tensorrt", "fp16")
     engine = tmp_path / "trt.engine"
     write_engine(engine, header, plan)
-    write_repository(YoloV5Model(), header, engine, plan, tmp_path / "repo",
+    write_repository(YoloModel("yolov5"), header, engine, plan, tmp_path / "repo",
                      RepositoryOptions(name="y5", network="plan", kind="gpu", instances=2))
     folder = tmp_path / "repo" / "y5_network"
     assert (folder / "1" / "model.plan").read_bytes() == plan  # no zoo header: Triton reads TensorRT's own bytes
@@ -51,7 +51,7 @@ def test_plan_is_raw_and_config_comes_from_the_header(tmp_path):
 def test_reference_engine_gets_the_python_network_and_refuses_a_plan(tmp_path):
     header, payload = yolo_header(tmp_path, "reference")
     with pytest.raises(ValueError, match="--network plan needs a TensorRT engine"):
-        write_repository(YoloV5Model(), header, tmp_path / "y.engine", payload, tmp_path / "repo",
+        write_repository(YoloModel("yolov5"), header, tmp_path / "y.engine", payload, tmp_path / "repo",
                          RepositoryOptions(name="y5", network="plan"))
     assert not (tmp_path / "repo" / "y5_network").exists()  # nothing half-written
     run_cli("yolov5", "export", "triton", "--engine", tmp_path / "y.engine", "-o", tmp_path / "repo", "--conf", 0.5)
@@ -64,7 +64,7 @@ def test_reference_engine_gets_the_python_network_and_refuses_a_plan(tmp_path):
 def test_export_plan_flag_on_reference_engine_is_one_line(tmp_path, capsys):
     run_cli("yolov5", "build", "--input-size", "64", "--batch", "1", "-o", tmp_path / "y.engine")
     from zoo.engine.cli import main
-    code = main(YoloV5Model(), ["export", "triton", "--engine", str(tmp_path / "y.engine"), "-o",
+    code = main(YoloModel("yolov5"), ["export", "triton", "--engine", str(tmp_path / "y.engine"), "-o",
                                 str(tmp_path / "repo"), "--network", "plan"])
     assert code == 2
     assert "needs a TensorRT engine" in capsys.readouterr().err.strip().splitlines()[-1]

@@ -16,10 +16,10 @@ from zoo.engine.model import state_dict_arrays
 from zoo.vision.images import list_images, read_image
 from zoo.vision.letterbox import preprocess
 from zoo.vision.nms import batched_nms, nms_reference
-from zoo.yolov5.model import random_yolov5
-from zoo.yolov5.zoo_model import YoloV5Model
+from reference_yolov5 import random_yolov5
+from zoo.yolo.model import YoloModel
 
-MODEL = YoloV5Model()
+MODEL = YoloModel("yolov5")
 IMAGES = "tests/data/images"
 
 

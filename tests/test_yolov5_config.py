@@ -8,7 +8,7 @@ import torch
 
 from zoo.yolov5.config import (ConfigError, YoloV5Config, check_weights, expected_shapes, infer_config,
                                solve_depth_multiple, solve_width_multiple)
-from zoo.yolov5.model import VARIANTS, scale_depth, scale_width
+from reference_yolov5 import VARIANTS, scale_depth, scale_width
 
 ALL_VARIANTS = [v + p for p in ("", "6") for v in VARIANTS]
 

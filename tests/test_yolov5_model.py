@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from zoo.yolov5.model import (BN_EPS, BN_MOMENTUM, C3, SPPF, VARIANTS, Bottleneck, Concat, Conv, Detect, YoloV5,
+from reference_yolov5 import (BN_EPS, BN_MOMENTUM, C3, SPPF, VARIANTS, Bottleneck, Concat, Conv, Detect, YoloV5,
                               build_yolov5, make_divisible, parse_variant, random_yolov5, scale_depth, scale_width)
 
 

@@ -14,13 +14,13 @@ from zoo.engine.cli import main
 from zoo.engine.model import state_dict_arrays
 from zoo.engine.workflow import define_network
 from zoo.vision.masks import decode_rle
-from zoo.yolov5.config import ConfigError, infer_config
-from zoo.yolov5.tasks import YoloV5Classify, YoloV5Segment, random_yolov5_classify, random_yolov5_segment
-from zoo.yolov5.zoo_model import YoloV5Model
+from zoo.yolo.registry import TableError
+from reference_yolov5_tasks import YoloV5Classify, YoloV5Segment, random_yolov5_classify, random_yolov5_segment
+from zoo.yolo.model import YoloModel
 
 from upstream_pickle import save_upstream_checkpoint
 
-MODEL = YoloV5Model()
+MODEL = YoloModel("yolov5")
 IMAGES = "tests/data/images"
 
 
@@ -92,19 +92,25 @@ def test_yolov5s_seg_and_cls_every_layer_matches_pytorch():
     assert [r.name for r in rows][-5:] == ["model.9.conv", "model.9.pool", "model.9.drop", "model.9", "output:model.9"]
 
 
+def config_of(arrays, source="w"):
+    """The typed configuration the yolov5 command finds for `arrays` (no flags)."""
+    return YoloModel("yolov5")._config(WeightMap(arrays, source), argparse.Namespace(decode="plugin"))
+
+
 def test_config_from_flat_wts_counts_and_refusals():
     seg = state_dict_arrays(YoloV5Segment(5, 0.33, 0.25))  # untrained: only keys, shapes and anchors matter
-    config = infer_config({k: v.reshape(-1) for k, v in seg.items()})
-    assert (config.task, config.num_classes, config.num_masks, config.num_protos) == ("segment", 5, 32, 64)
+    config = config_of({k: v.reshape(-1) for k, v in seg.items()})
+    assert (config.task, config.num_classes, config.num_masks, config.head.args[3]) == ("segment", 5, 32, 64)
     cls = state_dict_arrays(YoloV5Classify(7, 0.33, 0.25))
-    config = infer_config({k: v.reshape(-1) for k, v in cls.items()})
-    assert (config.task, config.num_classes, config.width_multiple) == ("classify", 7, 0.25)
+    config = config_of({k: v.reshape(-1) for k, v in cls.items()})
+    assert (config.task, config.num_classes, config.variant) == ("classify", 7, "yolov5n-cls")
     del seg["model.24.proto.cv2.conv.weight"]
-    with pytest.raises(ConfigError, match=r"1 key\(s\) of YOLOv5n-seg missing: model\.24\.proto\.cv2\.conv\.weight"):
-        infer_config(seg, source_name="x.pt")
+    with pytest.raises(TableError, match=r"x.pt: closest table yolov5v7-seg at scale n: row 24 \(yolov5.Segment\): "
+                                         r"model\.24\.proto\.cv2\.conv\.weight \[64, 64, 3, 3\] is missing"):
+        config_of(seg, source="x.pt")
     v8ish = {"model.0.conv.weight": np.zeros((16, 3, 3, 3)), "model.2.cv1.conv.weight": np.zeros((32, 32, 1, 1))}
-    with pytest.raises(ConfigError, match="YOLOv8/YOLO11 weights; use python -m zoo.yolov8"):
-        infer_config(v8ish, source_name="yolov8n-seg.pt")
+    with pytest.raises(TableError, match="yolov8n-seg.pt: no table of yolov5v7.* has the head these weights hold"):
+        config_of(v8ish, source="yolov8n-seg.pt")
 
 
 def _upstream_style_checkpoint(module, path, class_name, names):

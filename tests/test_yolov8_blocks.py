@@ -1,5 +1,6 @@
-"""layers.yolov8_blocks (and SPPF's activation choice) on the reference backend against the reference modules of
-zoo.yolov8.model, every named tensor compared at FP32 1e-4 (relative to max(1, max|ref|)), random BatchNorm."""
+"""The YOLO blocks of zoo/yolo/blocks (and SPPF's activation choice) on the reference backend against the
+independent reference modules of tests/reference_yolov8.py, every named tensor compared at FP32 1e-4 (relative to
+max(1, max|ref|)), random BatchNorm."""
 from __future__ import annotations
 
 import pytest
@@ -11,7 +12,16 @@ from zoo.engine import validate
 from zoo.engine.api import trt
 from zoo.engine.backends import ReferenceBackend
 from zoo.engine.model import randomize_batchnorm, state_dict_arrays
-from zoo.yolov8 import model as ref
+import reference_yolov8 as ref
+from zoo.yolo.blocks import conv, csp, psa
+from zoo.yolo.blocks.sppf import sppf
+from zoo.yolo.registry import Options, using
+
+
+def sppf_with(act, net, weights, prefix, x):
+    """SPPF(32, 16, 5) with cv1's activation on (act) or off, the table option it reads."""
+    with using(Options(), sppf_act=act):
+        return sppf(net, weights, prefix, x, 32, 16, 5)
 
 
 class Wrapped(torch.nn.Module):
@@ -55,39 +65,39 @@ def check_block(block, define, shape, min_rows):
 
 @pytest.mark.parametrize("shortcut", [True, False])
 def test_c2f(shortcut):
-    check_block(ref.C2f(16, 24, 2, shortcut), lambda n, w, p, x: layers.c2f(n, w, p, x, 24, 2, shortcut),
+    check_block(ref.C2f(16, 24, 2, shortcut), lambda n, w, p, x: csp.c2f(n, w, p, x, 16, 24, 2, shortcut),
                 (2, 16, 8, 10), min_rows=15)
 
 
 @pytest.mark.parametrize("use_c3k", [False, True])
 def test_c3k2_both_inner_forms(use_c3k):
     rows = check_block(ref.C3k2(16, 32, 2, use_c3k, 0.25),
-                       lambda n, w, p, x: layers.c3k2(n, w, p, x, 32, 2, use_c3k, 0.25), (2, 16, 6, 8), min_rows=20)
+                       lambda n, w, p, x: csp.c3k2(n, w, p, x, 16, 32, 2, use_c3k, 0.25), (2, 16, 6, 8), min_rows=20)
     assert any(".m.1.m.1.cv2" in r.name for r in rows) == use_c3k
 
 
 def test_c3k():
-    check_block(ref.C3k(16, 16, 2), lambda n, w, p, x: layers.c3k(n, w, p, x, 16, 2), (1, 16, 5, 7), min_rows=15)
+    check_block(ref.C3k(16, 16, 2), lambda n, w, p, x: csp.c3k(n, w, p, x, 16, 16, 2), (1, 16, 5, 7), min_rows=15)
 
 
 @pytest.mark.parametrize("act", [True, False])
 def test_sppf_activation_is_a_parameter(act):
     check_block(ref.SPPF(32, 16, 5, act=act),
-                lambda n, w, p, x: layers.sppf(n, w, p, x, 16, 5, "silu" if act else None), (2, 32, 7, 9), min_rows=8)
+                lambda n, w, p, x: sppf_with(act, n, w, p, x), (2, 32, 7, 9), min_rows=8)
     with pytest.raises(AssertionError, match="FIRST OVER TOLERANCE"):  # the other choice is visibly different
         check_block(ref.SPPF(32, 16, 5, act=act),
-                    lambda n, w, p, x: layers.sppf(n, w, p, x, 16, 5, None if act else "silu"), (2, 32, 7, 9), 8)
+                    lambda n, w, p, x: sppf_with(not act, n, w, p, x), (2, 32, 7, 9), 8)
 
 
 def test_dwconv():
-    check_block(ref.DWConv(16, 24, 3), lambda n, w, p, x: layers.dwconv(n, w, p, x, 24, 3), (2, 16, 5, 5),
+    check_block(ref.DWConv(16, 24, 3), lambda n, w, p, x: conv.dwconv(n, w, p, x, 16, 24, 3), (2, 16, 5, 5),
                 min_rows=3)
 
 
 @pytest.mark.parametrize("c,repeats,hw", [(256, 1, (4, 6)), (512, 2, (3, 3))])
 def test_c2psa_attention_with_tensorrt_layers(c, repeats, hw):
     """c // 2 // 64 heads: 2 heads at 256 channels, 4 at 512; N = H*W positions attend to each other."""
-    rows = check_block(ref.C2PSA(c, c, repeats), lambda n, w, p, x: layers.c2psa(n, w, p, x, repeats),
+    rows = check_block(ref.C2PSA(c, c, repeats), lambda n, w, p, x: psa.c2psa(n, w, p, x, c, c, repeats),
                        (2, c, *hw), min_rows=15)
     assert {"model.3.m.0.attn", "model.3.m.0.attn.pe", "model.3.m.0.ffn"} <= {r.name for r in rows}
 
@@ -97,4 +107,4 @@ def test_a_wrong_attention_scale_is_caught():
     block = ref.C2PSA(128, 128, 1)
     block.m[0].attn.scale *= 1.01
     with pytest.raises(AssertionError, match="FIRST OVER TOLERANCE"):
-        check_block(block, lambda n, w, p, x: layers.c2psa(n, w, p, x, 1), (1, 128, 4, 4), min_rows=10)
+        check_block(block, lambda n, w, p, x: psa.c2psa(n, w, p, x, 128, 128, 1), (1, 128, 4, 4), min_rows=10)

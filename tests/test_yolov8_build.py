@@ -24,10 +24,10 @@ from zoo.engine.workflow import define_network
 from zoo.vision.images import list_images, read_image
 from zoo.vision.letterbox import preprocess
 from zoo.vision.nms import batched_nms, nms_reference
-from zoo.yolov8 import model as ref
-from zoo.yolov8.zoo_model import YoloV8Model
+import reference_yolov8 as ref
+from zoo.yolo.model import YoloModel
 
-V8, Y11 = YoloV8Model("yolov8"), YoloV8Model("yolo11")
+V8, Y11 = YoloModel("yolov8"), YoloModel("yolo11")
 IMAGES = "tests/data/images"
 
 
@@ -293,7 +293,7 @@ def test_both_commands_take_both_families_and_refuse_a_contradicting_family_flag
 
 
 def test_weights_of_another_architecture_or_with_a_missing_key_are_one_line(tmp_path, capsys, yolov8n):
-    from zoo.yolov5.model import random_yolov5
+    from reference_yolov5 import random_yolov5
     torch.save(random_yolov5("n").state_dict(), tmp_path / "v5.pt")
     assert main(V8, ["build", "--weights", str(tmp_path / "v5.pt"), "-o", str(tmp_path / "e")]) == 2
     assert "anchors at model.24/model.33 mean YOLOv5 weights" in capsys.readouterr().err

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from zoo.yolov8.config import ConfigError, infer_config
-from zoo.yolov8.model import SCALES, Architecture, YoloV8, architecture
+from reference_yolov8 import SCALES, Architecture, YoloV8, architecture
 
 
 def shapes_only(arch: Architecture, flat: bool = False) -> dict:

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from zoo.yolov8.model import DFL, Detect, YoloV8, architecture, random_yolo
+from reference_yolov8 import DFL, Detect, YoloV8, architecture, random_yolo
 
 # parameters and state_dict entries of ultralytics' own models (random init, 80 classes), from the facts
 COUNTS = {("yolov8", "n"): (3_157_200, 355), ("yolo11", "n"): (2_624_080, 499)}

@@ -17,11 +17,12 @@ from zoo.engine.cli import main
 from zoo.engine.model import state_dict_arrays
 from zoo.engine.workflow import UserError, define_network
 from zoo.vision.obb import corners
-from zoo.yolov5.zoo_model import YoloV5Model
-from zoo.yolov8.model import architecture
-from zoo.yolov8.task_config import ConfigError, infer_task_config, keypoint_shape
-from zoo.yolov8.task_model import YoloTaskModel
-from zoo.yolov8.tasks import randomize_task_, task_module
+from zoo.yolo.model import YoloModel
+from reference_yolov8 import architecture
+from zoo.yolo.config import keypoint_shape
+from zoo.yolo.registry import TableError as ConfigError
+from zoo.yolo.model import YoloModel
+from reference_yolov8_tasks import randomize_task_, task_module
 
 from upstream_pickle import save_upstream_checkpoint
 
@@ -62,7 +63,7 @@ def test_every_layer_matches_pytorch(family, task, decode):
     """One network per head (the n scale at 64 px; YOLO11's segment and pose heads are the same code on the
     YOLO11 neck, which its detection tests cover: they are validated in the README's validate runs)."""
     module = random_task(family, task)
-    config, rows, _, _ = _validate(YoloTaskModel(family), module, decode=decode)
+    config, rows, _, _ = _validate(YoloModel(family), module, decode=decode)
     suffix = {"segment": "-seg", "pose": "-pose", "obb": "-obb", "classify": "-cls"}[task]
     assert config["task"] == task and config["variant"] == f"{family}n{suffix}"
     names = [r.name for r in rows]
@@ -112,26 +113,26 @@ def test_task_and_numbers_from_flat_weights_and_refusals():
         for task, extra in (("segment", {}), ("pose", {"kpt_shape": (5, 2)}), ("obb", {}), ("classify", {})):
             module = task_module(architecture(family, "n", 7), task, **extra)
             flat = {k: v.reshape(-1) for k, v in state_dict_arrays(module).items()}
-            config = infer_task_config(flat)
+            config = YoloModel(family)._config(WeightMap(flat, "w"), argparse.Namespace(decode="plugin"))
             assert (config.task, config.num_classes, config.scale) == (task, 7, "n")
             assert config.kpt_shape == (extra.get("kpt_shape") if task == "pose" else None)
     assert keypoint_shape(51, None, None, "w") == (17, 3) and keypoint_shape(10, None, None, "w") == (5, 2)
-    assert keypoint_shape(12, {"yaml": {"kpt_shape": [6, 2]}}, None, "w") == (6, 2)
+    assert keypoint_shape(12, [6, 2], None, "w") == (6, 2)
     with pytest.raises(ConfigError, match=r"--kpt-shape \[4, 3\] contradicts the checkpoint's kpt_shape \[6, 2\]"):
-        keypoint_shape(12, {"yaml": {"kpt_shape": [6, 2]}}, (4, 3), "w")
+        keypoint_shape(12, [6, 2], (4, 3), "w")
     with pytest.raises(ConfigError, match=r"w: --kpt-shape \[5, 3\] does not fit the pose head's 12"):
         keypoint_shape(12, None, (5, 3), "w")
     seg = state_dict_arrays(task_module(architecture("yolov8", "n", 3), "segment"))
-    with pytest.raises(ValueError, match="yolov8n-seg.pt: .*YOLOv8 weights; use python -m zoo.yolov8"):
-        YoloV5Model().config_from_weights(WeightMap(seg, "yolov8n-seg.pt"), argparse.Namespace(
+    with pytest.raises(ValueError, match="yolov8n-seg.pt: these are YOLOv8/YOLO11 weights .*use python -m zoo.yolov8"):
+        YoloModel("yolov5").config_from_weights(WeightMap(seg, "yolov8n-seg.pt"), argparse.Namespace(
             input_size=None, decode="plugin"))
     seg11 = state_dict_arrays(task_module(architecture("yolo11", "n", 3), "segment"))
-    with pytest.raises(ValueError, match="yolo11n-seg.pt: .*YOLOv8/YOLO11 weights; use python -m zoo.yolov8"):
-        YoloV5Model().config_from_weights(WeightMap(seg11, "yolo11n-seg.pt"), argparse.Namespace(
+    with pytest.raises(ValueError, match="yolo11n-seg.pt: these are YOLOv8/YOLO11 weights .*use python -m zoo.yolov8"):
+        YoloModel("yolov5").config_from_weights(WeightMap(seg11, "yolo11n-seg.pt"), argparse.Namespace(
             input_size=None, decode="plugin"))
-    from zoo.yolov5.tasks import YoloV5Segment
-    with pytest.raises(UserError, match=r"yolov5s-seg\.pt: a C3 block at model\.2 .*use python -m zoo\.yolov5"):
-        YoloTaskModel().config_from_weights(WeightMap(state_dict_arrays(YoloV5Segment(3, 0.33, 0.25)),
+    from reference_yolov5_tasks import YoloV5Segment
+    with pytest.raises(UserError, match=r"yolov5s-seg\.pt: these are YOLOv5 v7.0 weights .*use python -m zoo\.yolov5"):
+        YoloModel().config_from_weights(WeightMap(state_dict_arrays(YoloV5Segment(3, 0.33, 0.25)),
                                                       "yolov5s-seg.pt"), _args())
 
 
@@ -139,7 +140,7 @@ def test_pickled_pose_and_classify_checkpoints(tmp_path, capsys):
     pose = random_task("yolov8", "pose", kpt_shape=(6, 2), classes=1)
     save_upstream_checkpoint(pose, tmp_path / "pose.pt", "ultralytics.nn.tasks", "PoseModel", names={0: "person"},
                              yaml={"nc": 1, "kpt_shape": [6, 2], "scale": "n"})
-    model = YoloTaskModel("yolo11")
+    model = YoloModel("yolo11")
     assert main(model, ["validate", "--weights", str(tmp_path / "pose.pt"), "--input-size", "64"]) == 0
     assert "layers pass" in capsys.readouterr().out
     out = tmp_path / "runs"
@@ -156,7 +157,7 @@ def test_pickled_pose_and_classify_checkpoints(tmp_path, capsys):
     save_upstream_checkpoint(cls, tmp_path / "cls.pt", "ultralytics.nn.tasks", "ClassificationModel",
                              names={0: "cat", 1: "dog", 2: "fox"}, yaml={"nc": 3})
     capsys.readouterr()
-    assert main(YoloTaskModel(), ["infer", "--weights", str(tmp_path / "cls.pt"), "--input-size", "64", "--source",
+    assert main(YoloModel(), ["infer", "--weights", str(tmp_path / "cls.pt"), "--input-size", "64", "--source",
                                   f"{IMAGES}/street.jpg"]) == 0
     record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert [t["class_name"] for t in record["top"]] and {t["class_name"] for t in record["top"]} == {"cat", "dog",
@@ -166,7 +167,7 @@ def test_pickled_pose_and_classify_checkpoints(tmp_path, capsys):
 
 def test_obb_infer_records_corners_of_their_rotated_box(tmp_path):
     out = tmp_path / "runs"
-    assert main(YoloTaskModel("yolov8"), ["infer", "--task", "obb", "--num-classes", "15", "--input-size", "64",
+    assert main(YoloModel("yolov8"), ["infer", "--task", "obb", "--num-classes", "15", "--input-size", "64",
                                           "--source", f"{IMAGES}/tiny.jpg", "--out", str(out), "--conf", "0.2",
                                           "--max-det", "4"]) == 0
     (record,) = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]

@@ -34,8 +34,10 @@ import wts  # noqa: E402
 
 def yolov5s_shapes() -> dict[str, tuple[int, ...]]:
     """state_dict keys and shapes of YOLOv5s v7.0, in state_dict order, from the zoo's reference module."""
-    from zoo.yolov5.model import build_yolov5
-    return {key: tuple(value.shape) for key, value in build_yolov5("s").state_dict().items()}
+    from zoo.yolo.registry import Options
+    from zoo.yolo.walker import build_module, official_table, resolve
+    module = build_module(resolve(official_table("yolov5v7"), "s"), Options())
+    return {key: tuple(value.shape) for key, value in module.state_dict().items()}
 
 
 def random_weights(shapes: dict[str, tuple[int, ...]], seed: int = 0) -> dict[str, np.ndarray]:

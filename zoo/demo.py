@@ -19,11 +19,18 @@ from pathlib import Path
 import torch
 
 from zoo.assets import asset_path
-from zoo.yolov5.model import random_yolov5
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGES = ROOT / "tests" / "data" / "images"
 PHOTOS = ("coffee", "chelsea", "motorcycle_left", "china")  # photographs of weights.md, installed by setup
+
+
+def random_yolov5n() -> torch.nn.Module:
+    """YOLOv5 v7.0's n table with seeded random weights (seed 0), from the YOLO walker."""
+    from zoo.yolo.random import randomize
+    from zoo.yolo.registry import Options
+    from zoo.yolo.walker import build_module, official_table, resolve
+    return randomize(build_module(resolve(official_table("yolov5v7"), "n"), Options()), seed=0).eval()
 
 
 def run(*args: str) -> None:
@@ -48,7 +55,7 @@ def main(out: Path = ROOT / "runs" / "demo") -> int:
     out.mkdir(parents=True, exist_ok=True)
     print(backend_line(), flush=True)
     checkpoint = out / "yolov5n-random.pt"
-    torch.save({"model": random_yolov5("n", seed=0).state_dict()}, checkpoint)
+    torch.save({"model": random_yolov5n().state_dict()}, checkpoint)
     print(f"wrote {checkpoint.relative_to(ROOT)} (random YOLOv5n weights, seed 0: boxes are meaningless, the "
           f"pipeline is real)")
     rel = lambda p: str(p.relative_to(ROOT))  # noqa: E731

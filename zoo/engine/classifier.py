@@ -38,6 +38,9 @@ def check_stride_32(size: int, family: str) -> None:
 class ClassifierModel(ZooModel):
     top_k = 5
 
+    def output_kind(self, config: dict) -> str:
+        return "classify"
+
     def crop_spec(self, config: dict) -> CropSpec:
         """The family's ImageNet pre-processing numbers; the default is torchvision's (short side 256/224 of the
         crop, ImageNet mean/std) at the configured input size."""

@@ -75,6 +75,23 @@ class ZooModel:
         generator = np.random.default_rng(seed)
         return generator.random((batch, *self.input_shape(config)), dtype=np.float32)
 
+    # --- what other commands ask; the defaults say "not offered" (no command probes with hasattr)
+    def output_kind(self, config: dict) -> str:
+        """What a Triton ensemble returns beside the JSON records: "detect" (boxes as tensors), "classify" (top
+        classes and scores) or "other" (the records only)."""
+        return "other"
+
+    def agreement(self, fp32_outputs: dict, low_outputs: dict, config: dict) -> tuple[int, int] | None:
+        """`validate --images`: (FP32 results the low-precision outputs reproduce, FP32 results) of one batch;
+        None when the model has no such metric."""
+        return None
+
+    def bench_stages(self, run_network, images: list[np.ndarray], config: dict, args: argparse.Namespace,
+                     device: str) -> dict | None:
+        """`bench --source`: milliseconds per image of each stage (pre-processing, network, post-processing ...,
+        total) over `images`; None when the model has no per-stage benchmark."""
+        return None
+
 
 def load_state_into(module: torch.nn.Module, weights: WeightMap) -> torch.nn.Module:
     """Copy a weight map (flat or shaped) into a module's state_dict, checking every key and shape. Folded weights

@@ -70,11 +70,8 @@ class RepositoryOptions:
     options: dict = field(default_factory=dict)
 
 
-def model_kind(model) -> str:
-    from zoo.engine.classifier import ClassifierModel
-    if isinstance(model, ClassifierModel):
-        return "classify"
-    return "detect" if hasattr(model, "detections") else "other"
+def model_kind(model, config: dict) -> str:
+    return model.output_kind(config)
 
 
 def outputs_of_record(kind: str, records: list[dict]) -> dict:
@@ -118,7 +115,7 @@ def write_repository(model, header: EngineHeader, engine_file: Path | None, payl
     if options.network == "plan" and header.backend != "tensorrt":
         raise ValueError(f"--network plan needs a TensorRT engine; this one is for the {header.backend} backend "
                          "(use --network python, or build on a machine with TensorRT)")
-    kind = model_kind(model)
+    kind = model_kind(model, header.config)
     shapes = output_shapes(model, header)
     out.mkdir(parents=True, exist_ok=True)
     names = {step: f"{options.name}_{step}" for step in ("preprocess", "network", "postprocess")}

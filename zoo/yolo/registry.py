@@ -77,15 +77,16 @@ class Row:
     args: list
     inputs: list[int]
     repeats: int
-    nc: int
+    keep: int | None = None                 # YOLOv5 leaves a count equal to its head's outputs unscaled
+    scale: str | None = None
     width: float = 1.0
     max_channels: float = float("inf")
     previous: tuple[str, ...] = ()          # block names of the earlier rows (a head's form may depend on them)
     table: dict = field(default_factory=dict)
 
     def channels(self, c: int) -> int:
-        """Upstream's rule: make_divisible(min(c, max_channels) * width, 8), except a count equal to nc."""
-        return c if c == self.nc else make_divisible(min(c, self.max_channels) * self.width, 8)
+        """Upstream's rule: make_divisible(min(c, max_channels) * width, 8)."""
+        return c if c == self.keep else make_divisible(min(c, self.max_channels) * self.width, 8)
 
     def where(self) -> str:
         return f"row {self.index} ({self.name})"
@@ -97,6 +98,11 @@ def scaled(row: Row) -> tuple[list, int]:
         raise TableError(f"{row.where()}: the first argument must be an output channel count, got {row.args!r}")
     c2 = row.channels(row.args[0])
     return [row.inputs[0], c2, *row.args[1:]], c2
+
+
+def unscaled(row: Row) -> tuple[list, int]:
+    """c1 = the input's channels, c2 = the first yaml arg as it is (a class count), then the other yaml args."""
+    return [row.inputs[0], *row.args], row.args[0]
 
 
 def same(row: Row) -> tuple[list, int]:
@@ -119,6 +125,7 @@ class Block:
 
 
 REGISTRY: dict[str, Block] = {}
+_LOADED = False
 
 
 def register(*blocks: Block) -> None:
@@ -130,14 +137,22 @@ def register(*blocks: Block) -> None:
 
 def _load_blocks() -> None:
     """Import every file of zoo/yolo/blocks: each registers its blocks (adding a block is adding a file)."""
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
     from . import blocks
     for info in pkgutil.iter_modules(blocks.__path__):
         importlib.import_module(f"{blocks.__name__}.{info.name}")
 
 
+def has(name: str) -> bool:
+    _load_blocks()
+    return name in REGISTRY
+
+
 def lookup(name: str, where: str) -> Block:
-    if not REGISTRY:
-        _load_blocks()
+    _load_blocks()
     if name not in REGISTRY:
         raise TableError(f"{where}: unknown block {name!r} (known: {', '.join(sorted(REGISTRY))})")
     return REGISTRY[name]

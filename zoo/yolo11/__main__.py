@@ -1,5 +1,5 @@
 from zoo.engine.cli import main
 
-from zoo.yolov8.task_model import YoloTaskModel
+from . import Model
 
-raise SystemExit(main(YoloTaskModel("yolo11")))
+raise SystemExit(main(Model()))

@@ -1,5 +1,5 @@
 from zoo.engine.cli import main
 
-from .zoo_model import YoloV5Model
+from . import Model
 
-raise SystemExit(main(YoloV5Model()))
+raise SystemExit(main(Model()))

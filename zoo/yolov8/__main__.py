@@ -1,5 +1,5 @@
 from zoo.engine.cli import main
 
-from .task_model import YoloTaskModel
+from . import Model
 
-raise SystemExit(main(YoloTaskModel("yolov8")))
+raise SystemExit(main(Model()))

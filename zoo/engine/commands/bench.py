@@ -56,13 +56,13 @@ def run(model, args) -> int:
 def bench_pipeline(model, header: EngineHeader, runner, args) -> int:
     """Per-stage times over a folder, for the engine and (with --compare-torch) the PyTorch reference."""
     from zoo.vision.images import list_images, read_image
-    if not hasattr(model, "bench_stages"):
-        raise UserError(f"{model.name} has no per-stage benchmark; run bench without --source")
     images = [im for im in (read_image(p) for p in list_images(args.source)) if im is not None]
     device = runner.device
     label = BACKEND_LABELS.get(header.backend, header.backend)
     rows = {label: model.bench_stages(lambda b: runner.run({header.input_name: as_input(b, header.precision)}),
                                       images, header.config, args, device)}
+    if rows[label] is None:
+        raise UserError(f"{model.name} has no per-stage benchmark; run bench without --source")
     if args.compare_torch:
         reference = reference_for(model, args, device)
 

@@ -74,7 +74,7 @@ def format_sensitivity(ranking) -> str:
 def agreement(model, backend, weights: WeightMap, config: dict, precision: Precision, args) -> str:
     """How many FP32 detections the low-precision network reproduces over a folder (IoU >= 0.5, same class)."""
     from zoo.vision.images import list_images
-    if not hasattr(model, "agreement") or precision.mode == "fp32":
+    if precision.mode == "fp32":
         raise UserError("--images compares fp16/int8 detections with FP32; it needs a detector and --precision")
     runners = {}
     for mode, p in (("fp32", Precision("fp32")), ("low", precision)):
@@ -88,7 +88,10 @@ def agreement(model, backend, weights: WeightMap, config: dict, precision: Preci
             continue
         outs = {mode: {name: runner.run({model.input_name: as_input(batch, m)})[name]}
                 for mode, (runner, name, m) in runners.items()}
-        m, t = model.agreement(outs["fp32"], outs["low"], config)
+        counts = model.agreement(outs["fp32"], outs["low"], config)
+        if counts is None:
+            raise UserError("--images compares fp16/int8 detections with FP32; it needs a detector and --precision")
+        m, t = counts
         matched, total = matched + m, total + t
     share = f"{100 * matched / total:.1f}%" if total else "n/a"
     return (f"detection agreement over {len(paths)} images: {precision.mode} reproduces {matched} of {total} FP32 "

@@ -22,7 +22,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .model import (C2PSA, Architecture, Conv, Detect, YoloV8, _layers_11, _layers_v8, anchor_points, randomize_)
+from reference_yolov8 import (C2PSA, Architecture, Conv, Detect, YoloV8, _layers_11, _layers_v8, anchor_points, randomize_)
 
 TASKS = ("detect", "segment", "pose", "obb", "classify")
 CLASSIFY_HIDDEN = 1280

@@ -18,7 +18,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .model import (ANCHORS_P5, ANCHORS_P6, STRIDES_P5, STRIDES_P6, Conv, Detect, YoloV5, randomize_,
+from reference_yolov5 import (ANCHORS_P5, ANCHORS_P6, STRIDES_P5, STRIDES_P6, Conv, Detect, YoloV5, randomize_,
                     scale_width)
 
 CLASSIFY_HIDDEN = 1280  # Classify's 1x1 conv width, fixed upstream

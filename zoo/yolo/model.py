@@ -1,0 +1,280 @@
+"""The YOLO line as one model of the zoo: a layer table (zoo.yolo.walker) composed with a task part (zoo.tasks).
+
+The commands `zoo.yolov5` (YOLOv5 v7.0's tables and weights) and `zoo.yolov8` / `zoo.yolo11` (the ultralytics line)
+are this class with their own official tables and flags. Where the table comes from: a pickled checkpoint's own
+`yaml`, else `--model-yaml FILE`, else the official table whose shapes (at one of its scales) are the weights'.
+"""
+from __future__ import annotations
+
+import argparse
+
+from zoo.engine.model import ZooModel
+from zoo.engine.workflow import UserError, bounded, say
+from zoo.tasks import part
+
+from . import walker
+from .config import (TASK_OF_HEAD, YoloConfig, head_facts, keypoint_shape, line_tables, official_tables,
+                     problems, expected_shapes, recorded_sppf_act, solve)
+from .registry import Options, TableError
+
+YOLOV5_TASKS = ("detect", "segment", "classify")
+TASKS = ("detect", "segment", "pose", "obb", "classify")
+SUFFIX = {"detect": "", "segment": "-seg", "pose": "-pose", "obb": "-obb", "classify": "-cls"}
+SCALES = ("n", "s", "m", "l", "x")
+SPPF_ACTS = {"silu": True, "none": False}
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'640' -> (640, 640); '480x640' -> (height, width)."""
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"input size {text!r} is not N or HxW") from None
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or min(parts) <= 0 or max(parts) > 16384:
+        raise argparse.ArgumentTypeError(f"input size {text!r} is out of range (allowed: N or HxW, each in 1..16384)")
+    return parts[0], parts[1]
+
+
+def parse_kpt_shape(text: str) -> tuple[int, int]:
+    try:
+        k, d = (int(v) for v in text.lower().replace("x", ",").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"keypoint shape {text!r} is not K,D (e.g. 17,3)") from None
+    if k < 1 or d not in (2, 3):
+        raise argparse.ArgumentTypeError(f"keypoint shape {text!r}: K >= 1 and D = 2 or 3")
+    return k, d
+
+
+class YoloModel(ZooModel):
+    input_name = "images"
+
+    def __init__(self, name: str = "yolov8"):
+        if name not in ("yolov5", "yolov8", "yolo11"):
+            raise ValueError(f"unknown YOLO command {name!r}")
+        self.name = name
+        self.line = "yolov5" if name == "yolov5" else "ultralytics"
+        self.summary = ("YOLOv5 v7.0 detection, segmentation (-seg) and classification (-cls), P5 and P6: "
+                        if self.line == "yolov5" else
+                        "YOLOv8 and YOLO11: detection, segmentation, pose, oriented boxes and classification: ") + \
+            ("the layer table, scale, task and classes read from the weights (.pt, state_dict, .wts, folded ONNX "
+             "weights; --model-yaml for a table of your own): build, infer, validate, bench.")
+
+    # --- the typed configuration behind the engine header's plain data
+    def typed(self, config: dict) -> YoloConfig:
+        return YoloConfig.from_dict(config)
+
+    def part(self, config: YoloConfig):
+        if config.task == "classify":
+            return part("classify", yolov5=config.yolov5)
+        return part(config.task, objectness=config.yolov5)
+
+    # --- flags
+    def add_arguments(self, parser):
+        if self.line == "yolov5":
+            parser.add_argument("--variant", choices=list(SCALES) + [s + "6" for s in SCALES],
+                                help="random-weight variant when no --weights are given (default n); with --weights "
+                                     "it must agree with them")
+        else:
+            parser.add_argument("--family", choices=("yolov8", "yolo11"),
+                                help=f"family of random weights when no --weights are given (default {self.name}); "
+                                     "with --weights it must agree with them")
+            parser.add_argument("--scale", choices=SCALES, default="n", help="scale of random weights (default n)")
+            parser.add_argument("--sppf-act", choices=sorted(SPPF_ACTS), default=None,
+                                help="activation of SPPF's cv1: silu (released weights) or none (models built by "
+                                     "ultralytics 8.4). A pickled checkpoint records it; a state_dict or .wts cannot "
+                                     "(default silu; written in the engine header)")
+            parser.add_argument("--kpt-shape", type=parse_kpt_shape,
+                                help="pose: keypoints x values (e.g. 17,3) for weights that do not record it")
+        parser.add_argument("--task", choices=YOLOV5_TASKS if self.line == "yolov5" else TASKS, default="detect",
+                            help="task of random weights when no --weights are given (weights say their own task; "
+                                 "default detect)")
+        parser.add_argument("--num-classes", type=bounded(int, 1, 100_000),
+                            help="classes of random weights (default 80; 1000 for classify); with --weights it must "
+                                 "agree with them")
+        parser.add_argument("--input-size", type=parse_size,
+                            help="network input, N or HxW, multiples of the largest stride (default 640; 224 for "
+                                 "classify)")
+        parser.add_argument("--decode", choices=("plugin", "layers"), default="plugin",
+                            help="plugin: the decode plugin (kernel embedded in the engine); layers: plain TensorRT "
+                                 "layers, an engine without custom plugins (default plugin)")
+        parser.add_argument("--model-yaml", metavar="FILE",
+                            help="a layer table of your own (ultralytics' yaml format) for weights that carry none "
+                                 "(state_dict, .wts, ONNX)")
+
+    def add_infer_arguments(self, parser):
+        part("detect", objectness=self.line == "yolov5").add_infer_arguments(parser)
+
+    def check_infer_arguments(self, args, config):
+        n = config["num_classes"]
+        if getattr(args, "classes", None) and max(args.classes) >= n:
+            raise UserError(f"--classes: {max(args.classes)} is out of range (the model has {n} classes: allowed "
+                            f"0..{n - 1})")
+
+    # --- configuration
+    def _random_table(self, args) -> tuple[str, dict, str | None]:
+        task = getattr(args, "task", "detect")
+        if self.line == "yolov5":
+            variant = getattr(args, "variant", None) or "n"
+            name = "yolov5v7" + ("-p6" if variant.endswith("6") else SUFFIX[task])
+            scale = variant.rstrip("6")
+        else:
+            name = (getattr(args, "family", None) or self.name) + SUFFIX[task]
+            scale = getattr(args, "scale", None) or "n"
+        table = walker.read_table(args.model_yaml) if getattr(args, "model_yaml", None) else walker.official_table(name)
+        table["nc"] = getattr(args, "num_classes", None) or (1000 if task == "classify" else 80)
+        if task == "pose":
+            table["kpt_shape"] = list(getattr(args, "kpt_shape", None) or (17, 3))
+        return name, table, scale if table.get("scales") else None
+
+    def random_module(self, args, seed):
+        from .random import randomize
+        name, table, scale = self._random_table(args)
+        options = Options(sppf_act=SPPF_ACTS[getattr(args, "sppf_act", None) or "silu"])
+        try:
+            module = walker.build_module(walker.resolve(table, scale), options)
+        except TableError as e:
+            raise UserError(str(e)) from None
+        return randomize(module, seed).eval()
+
+    def config_from_weights(self, weights, args):
+        try:
+            config = self._config(weights, args)
+        except TableError as e:
+            raise UserError(str(e)) from None
+        return config.to_dict()
+
+    def _config(self, weights, args) -> YoloConfig:
+        arrays, source = weights.arrays(), weights.source
+        meta = getattr(weights, "meta", None) or {}
+        flag_act = SPPF_ACTS[args.sppf_act] if getattr(args, "sppf_act", None) else None
+        options = Options(sppf_act=True if flag_act is None else flag_act)
+        recorded_kpt = (meta.get("yaml") or {}).get("kpt_shape") if isinstance(meta.get("yaml"), dict) else None
+        kpt_flag = getattr(args, "kpt_shape", None)
+        if isinstance(meta.get("yaml"), dict) and (meta["yaml"].get("backbone") or meta["yaml"].get("head")):
+            match = self._checkpoint_table(meta["yaml"], arrays, options, source, kpt_flag)
+        else:
+            if getattr(args, "model_yaml", None):
+                tables = [(args.model_yaml, walker.read_table(args.model_yaml))]
+                match = solve(arrays, tables, options, source, kpt_flag, recorded_kpt)
+            else:
+                match = self._solve_official(arrays, options, source, kpt_flag, recorded_kpt)
+        layers = walker.resolve(match.table, match.scale)
+        recorded = recorded_sppf_act(meta, layers)
+        if recorded is not None and flag_act is not None and recorded != flag_act:
+            raise TableError(f"{source}: --sppf-act {args.sppf_act} contradicts the checkpoint, whose SPPF cv1 has "
+                             f"{'an activation' if recorded else 'no activation'}")
+        sppf_act = recorded if recorded is not None else options.sppf_act
+        head = layers[-1].block.name.rpartition(".")[2]
+        task = TASK_OF_HEAD.get(head)
+        if task is None:
+            raise TableError(f"{source}: the table ends in {head}, which is no task's head")
+        strides = walker.head_strides(layers, Options(sppf_act=sppf_act))
+        names = meta.get("names") if isinstance(meta, dict) else None
+        names = [names[k] for k in sorted(names)] if isinstance(names, dict) else names
+        nc = int(match.table.get("nc", 80))
+        config = YoloConfig(table=match.table, table_name=match.name, scale=match.scale, task=task,
+                            decode=getattr(args, "decode", "plugin"), sppf_act=sppf_act, strides=strides,
+                            class_names=tuple(str(n) for n in names) if names and len(names) == nc else None)
+        self._check_flags(config, args, source)
+        part_ = self.part(config)
+        config.input_size = tuple(getattr(args, "input_size", None) or part_.default_size)
+        config.check_input_size(*config.input_size)
+        if not source.startswith("random "):
+            say(f"{source}: found {config.variant} weights ({config.num_classes} classes, table {config.table_name})")
+        return config
+
+    def _solve_official(self, arrays, options, source, kpt_flag, recorded_kpt):
+        """This line's official tables; weights of the other line's are sent to their command."""
+        try:
+            return solve(arrays, official_tables(line_tables(self.line)), options, source, kpt_flag, recorded_kpt)
+        except TableError as error:
+            first = error
+        other = "ultralytics" if self.line == "yolov5" else "yolov5"
+        try:
+            found = solve(arrays, official_tables(line_tables(other)), options, source, kpt_flag, recorded_kpt)
+        except TableError:
+            raise first from None
+        command = "zoo.yolov8" if other == "ultralytics" else "zoo.yolov5"
+        name = "YOLOv5 v7.0" if other == "yolov5" else "YOLOv8/YOLO11"
+        raise TableError(f"{source}: these are {name} weights (table {found.name}, scale {found.scale}); use "
+                         f"python -m {command}")
+
+    def _checkpoint_table(self, table, arrays, options, source, kpt_flag):
+        """The pickled model's own table, checked key by key against its weights."""
+        from .config import Match
+        scale = table.get("scale") if table.get("scales") else None
+        if table.get("scales") and not scale:
+            scale = next(iter(table["scales"]))
+        layers = walker.resolve(table, scale)
+        if kpt_flag is not None and table.get("kpt_shape") and tuple(kpt_flag) != tuple(table["kpt_shape"]):
+            raise TableError(f"--kpt-shape {list(kpt_flag)} contradicts the checkpoint's kpt_shape "
+                             f"{list(table['kpt_shape'])}")
+        found = problems(expected_shapes(layers, options), arrays, layers)
+        if found:
+            more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+            raise TableError(f"{source}: the checkpoint's own table: {found[0]}{more}")
+        return Match(table, "checkpoint", scale)
+
+    def _check_flags(self, config: YoloConfig, args, source: str) -> None:
+        """One rule for every model: a flag that disagrees with the weights is an error, never ignored."""
+        if source.startswith("random "):
+            return
+        variant = getattr(args, "variant", None)
+        if variant and not config.variant.startswith(f"yolov5{variant}") and config.variant != f"yolov5{variant}":
+            raise TableError(f"--variant {variant} disagrees with {source}, which holds {config.variant}")
+        family = getattr(args, "family", None)
+        if family and not config.table_name.startswith(family) and config.table_name in walker.table_names():
+            raise TableError(f"--family {family} disagrees with {source}, which holds {config.variant} weights")
+        if getattr(args, "num_classes", None) and args.num_classes != config.num_classes:
+            raise TableError(f"--num-classes {args.num_classes} disagrees with {source}, which has "
+                             f"{config.num_classes} classes")
+
+    def variant(self, config):
+        return self.typed(config).variant
+
+    def reference_module(self, config):
+        return self.typed(config).module()
+
+    def input_shape(self, config):
+        return (3, *config["input_size"])
+
+    def define(self, net, weights, config, x):
+        typed = self.typed(config)
+        try:
+            return walker.define(net, weights, typed.layers, typed.options, x)
+        except TableError as e:
+            raise UserError(str(e)) from None
+
+    # --- what the task part does
+    def output_name(self, config) -> str:
+        return self.typed(config).output_name
+
+    def output_kind(self, config) -> str:
+        typed = self.typed(config)
+        return self.part(typed).kind
+
+    def sample_input(self, config, batch, seed=0):
+        typed = self.typed(config)
+        return self.part(typed).sample_input(typed, batch, seed)
+
+    def load_images(self, items, config, device="cpu"):
+        typed = self.typed(config)
+        return self.part(typed).load_images(items, typed, device)
+
+    def detections(self, outputs, config, args):
+        typed = self.typed(config)
+        return self.part(typed).detections(outputs, typed, args)
+
+    def records(self, outputs, contexts, config, args):
+        typed = self.typed(config)
+        return self.part(typed).records(outputs, contexts, typed, args)
+
+    def agreement(self, fp32_outputs, low_outputs, config):
+        typed = self.typed(config)
+        return self.part(typed).agreement(fp32_outputs, low_outputs, typed)
+
+    def bench_stages(self, run_network, images, config, args, device):
+        typed = self.typed(config)
+        return self.part(typed).bench_stages(run_network, images, typed, args, device)
