@@ -129,7 +129,7 @@ def randomize_task_(model: nn.Module, seed: int = 0, calib_size: int = 256) -> n
 def random_yolov5_segment(variant: str = "n", num_classes: int = 80, seed: int = 0, p6: bool = False,
                           num_masks: int = 32, calib_size: int = 256) -> YoloV5Segment:
     """Seeded random weights (see `randomize_`; `calib_size`: the BatchNorm calibration images' side)."""
-    from .model import parse_variant
+    from reference_yolov5 import parse_variant
     gd, gw, v_p6 = parse_variant(variant)
     module = YoloV5Segment(num_classes, gd, gw, p6 or v_p6, num_masks=num_masks)
     return randomize_task_(module, seed, calib_size).eval()
@@ -137,7 +137,7 @@ def random_yolov5_segment(variant: str = "n", num_classes: int = 80, seed: int =
 
 def random_yolov5_classify(variant: str = "n", num_classes: int = 1000, seed: int = 0,
                            calib_size: int = 256) -> YoloV5Classify:
-    from .model import parse_variant
+    from reference_yolov5 import parse_variant
     gd, gw, p6 = parse_variant(variant)
     if p6:
         raise ValueError("YOLOv5 classification models are built from the P5 backbone; no P6 variant exists")

@@ -81,7 +81,7 @@ def test_yolov5_from_folded_weights():
     model = YoloModel("yolov5")
     x = torch.from_numpy(model.sample_input(model.config_from_weights(weights, args), 1, seed=1))
     config, out = _network_output(model, weights, args, x)
-    assert config["variant"] == "n" and weights.unused() == []
+    assert model.variant(config) == "yolov5n" and weights.unused() == []
     with torch.no_grad():
         expected = module(x)
     assert (out - expected).abs().max() <= 1e-4 * max(1.0, expected.abs().max().item())

@@ -80,13 +80,14 @@ def test_yolov5n_seg_every_layer_matches_pytorch(seg_n):
     """The plugin decode; the layers decode is the detector's (tests/test_yolov5_build.py), and the mask
     coefficients join either the same way."""
     config, rows = _validate(seg_n, (64, 96), "plugin")
-    assert config["task"] == "segment" and config["num_masks"] == 32 and config["num_protos"] == 64
+    assert config["task"] == "segment" and config["num_masks"] == 32
+    assert YoloModel("yolov5").typed(config).head.args[3] == 64  # proto channels: 256 times the width
     assert any(r.name == "model.24.proto" for r in rows) and any(r.name == "output:model.24.proto" for r in rows)
 
 
 def test_yolov5s_seg_and_cls_every_layer_matches_pytorch():
     config, _ = _validate(random_yolov5_segment("s", num_classes=80, seed=1, calib_size=64), (64, 64))
-    assert (config["variant"], config["num_protos"]) == ("s", 128)
+    assert (config["variant"], YoloModel("yolov5").typed(config).head.args[3]) == ("yolov5s-seg", 128)
     config, rows = _validate(random_yolov5_classify("s", num_classes=1000, seed=1, calib_size=64), (64, 64))
     assert (config["task"], config["num_classes"], config["input_size"]) == ("classify", 1000, [64, 64])
     assert [r.name for r in rows][-5:] == ["model.9.conv", "model.9.pool", "model.9.drop", "model.9", "output:model.9"]

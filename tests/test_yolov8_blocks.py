@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-import layers
 from wts.weight_map import WeightMap
 from zoo.engine import validate
 from zoo.engine.api import trt

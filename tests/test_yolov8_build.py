@@ -26,6 +26,7 @@ from zoo.vision.letterbox import preprocess
 from zoo.vision.nms import batched_nms, nms_reference
 import reference_yolov8 as ref
 from zoo.yolo.model import YoloModel
+from zoo.yolo.walker import official_table
 
 V8, Y11 = YoloModel("yolov8"), YoloModel("yolo11")
 IMAGES = "tests/data/images"
@@ -123,7 +124,7 @@ def save_ultralytics_checkpoint(module, path, kind="new", entry="ema"):
     `yaml`, `names` and `stride` attributes."""
     model = ref.YoloV8(module.arch)
     model.load_state_dict(module.state_dict())
-    model.yaml = {"nc": module.arch.num_classes, "scale": "n", "backbone": [[-1, 1, "Conv", [64, 3, 2]]], "head": []}
+    model.yaml = {**official_table(module.arch.family), "nc": module.arch.num_classes, "scale": "n"}
     model.names = {i: f"thing{i}" for i in range(module.arch.num_classes)}
     model.stride = torch.tensor([8.0, 16.0, 32.0])
     with ultralytics_class_paths(kind):
@@ -296,13 +297,15 @@ def test_weights_of_another_architecture_or_with_a_missing_key_are_one_line(tmp_
     from reference_yolov5 import random_yolov5
     torch.save(random_yolov5("n").state_dict(), tmp_path / "v5.pt")
     assert main(V8, ["build", "--weights", str(tmp_path / "v5.pt"), "-o", str(tmp_path / "e")]) == 2
-    assert "anchors at model.24/model.33 mean YOLOv5 weights" in capsys.readouterr().err
+    assert "these are YOLOv5 v7.0 weights (table yolov5v7, scale n); use python -m zoo.yolov5" in \
+        capsys.readouterr().err
     state = yolov8n.state_dict()
     del state["model.12.m.0.cv2.bn.running_var"]
     torch.save(state, tmp_path / "broken.pt")
     assert main(V8, ["build", "--weights", str(tmp_path / "broken.pt"), "-o", str(tmp_path / "e")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert "missing: model.12.m.0.cv2.bn.running_var" in err[-1] and not (tmp_path / "e").exists()
+    assert "row 12 (C2f): model.12.m.0.cv2.bn.running_var [32] is missing from the weights" in err[-1]
+    assert not (tmp_path / "e").exists()
 
 
 def test_the_sppf_choice_is_written_in_the_engine_header(tmp_path, yolov8n):
@@ -313,5 +316,5 @@ def test_the_sppf_choice_is_written_in_the_engine_header(tmp_path, yolov8n):
                       "--sppf-act", "none", "--decode", "layers"]) == 0
     header = read_header(engine)[0]
     assert (header.model, header.variant) == ("yolo11", "yolov8n")
-    assert header.config["sppf_act"] is False and header.config["sppf_act_name"] == "none"
+    assert header.config["sppf_act"] is False
     assert header.config["decode"] == "layers"

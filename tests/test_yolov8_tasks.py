@@ -72,7 +72,7 @@ def test_every_layer_matches_pytorch(family, task, decode):
     assert f"output:model.{head}" in names
     if task == "segment":
         assert f"model.{head}.proto.upsample" in names and f"output:model.{head}.proto" in names
-        assert config["num_protos"] == 64 and config["num_masks"] == 32
+        assert YoloModel().typed(config).head.args[2] == 64 and config["num_masks"] == 32
     if task in ("pose", "obb", "segment"):
         assert f"model.{head}.cv4.2.2" in names  # every level's extra branch validated
 

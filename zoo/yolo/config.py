@@ -14,9 +14,10 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from zoo.yolo.registry import Options, TableError
+from zoo.yolo.registry import Options, TableError, has, lookup
 from zoo.yolo.walker import (Layer, YoloNet, build_module, head_strides, is_yolov5, official_table, resolve,
                              table_names, using)
+from zoo.yolo.walker import _rows as walker_rows
 
 TASK_OF_HEAD = {"Detect": "detect", "Segment": "segment", "Pose": "pose", "OBB": "obb", "Classify": "classify"}
 IGNORED = ("num_batches_tracked", ".anchor_grid", ".strides")   # counters; tensorrtx's extra YOLOv5 buffers
@@ -76,7 +77,8 @@ class YoloConfig:
             stem, _, suffix = name.partition("-")
             stem = "yolov5" if stem == "yolov5v7" else stem
             p6 = suffix == "p6"
-            return f"{stem}{self.scale}{'6' if p6 else ''}" + ("" if p6 or not suffix else f"-{suffix}")
+            scale = "-custom" if self.scale == "custom" else self.scale
+            return f"{stem}{scale}{'6' if p6 else ''}" + ("" if p6 or not suffix else f"-{suffix}")
         return name
 
     @property
@@ -99,7 +101,9 @@ class YoloConfig:
     # --- the engine header
     def to_dict(self) -> dict:
         values = asdict(self)
-        values.update(variant=self.variant, num_classes=self.num_classes, num_masks=self.num_masks,
+        values.update(input_size=list(self.input_size), strides=list(self.strides),
+                      class_names=list(self.class_names) if self.class_names else None,
+                      variant=self.variant, num_classes=self.num_classes, num_masks=self.num_masks,
                       kpt_shape=list(self.kpt_shape) if self.kpt_shape else None)
         return values
 
@@ -155,8 +159,8 @@ def head_facts(table: dict, arrays: Mapping, kpt_flag=None, meta_kpt=None) -> di
             return None
         nl = len(rows[-1][0]) if isinstance(rows[-1][0], list) else 1
         na = _size(anchors) // (2 * nl)
-        nm = _conv_out(arrays, f"{p}.proto.cv3") or 0 if name == "Segment" else 0
-        if name == "Segment" and not nm:
+        nm = _conv_out(arrays, f"{p}.proto.cv3") or 0
+        if (name == "Segment") != bool(nm):
             return None
         if na < 1 or first % na:
             raise TableError(f"{p}.m.0.bias has {first} values, not a multiple of {na} anchors")
@@ -249,6 +253,49 @@ def problems(expected: Mapping[str, tuple], arrays: Mapping, layers: list[Layer]
     return found
 
 
+MAX_CHANNELS = (float("inf"), 2048, 1280, 1024, 768, 640, 512, 384, 256)
+
+
+def _simplest(lo: float, hi: float, closed_low: bool = False) -> float | None:
+    """The value of (lo, hi] (or [lo, hi]) with the smallest denominator among a few, so 0.375 stays 0.375."""
+    for denominator in (4, 8, 16, 20, 32, 50, 64, 100, 1000):
+        k = int(lo * denominator)
+        for v in (k / denominator, (k + 1) / denominator):
+            if (lo <= v if closed_low else lo < v) and v <= hi:
+                return v
+    return None
+
+
+def custom_scale(table: dict, arrays: Mapping) -> list | None:
+    """[depth, width, max_channels] that reproduce the weights' Conv widths and inner-block counts, for weights of
+    a scaling no official scale has; None when none does."""
+    rows = walker_rows(table)
+    convs = [(i, args[0]) for i, (_, _, name, args) in enumerate(rows)
+             if name == "Conv" and args and isinstance(args[0], int)]
+    actual = {i: _conv_out(arrays, f"model.{i}") for i, _ in convs}
+    if not convs or None in actual.values():
+        return None
+    width = max_channels = None
+    for cap in MAX_CHANNELS:
+        lo, hi = 0.0, float("inf")
+        for i, c in convs:
+            lo, hi = max(lo, (actual[i] - 8) / min(c, cap)), min(hi, actual[i] / min(c, cap))
+        width = _simplest(lo, hi) if lo < hi else None
+        if width is not None:
+            max_channels = cap
+            break
+    if width is None:
+        return None
+    lo, hi = 0.0, 4.0
+    for i, (_, n, name, _) in enumerate(rows):
+        if n > 1 and has(name) and lookup(name, "").repeats:
+            count = len({k.split(".")[3] for k in arrays if k.startswith(f"model.{i}.m.")})
+            lo = max(lo, (count - 0.5) / n if count > 1 else 0.0)
+            hi = min(hi, (count + 0.5) / n if count > 1 else 1.5 / n)
+    depth = _simplest(lo, hi, closed_low=True) if lo <= hi else None
+    return None if depth is None else [depth, width, max_channels]
+
+
 def _scales(table: dict, scale: str | None) -> list:
     if scale:
         return [scale]
@@ -283,6 +330,17 @@ def solve(arrays: Mapping, tables: Sequence[tuple[str, dict]], options: Options,
                 return Match(t, name, s)
             if best is None or len(found) < len(best.problems):
                 best = Match(t, name, s, found)
+    if scale is None:  # a scaling of its own: solved from the Conv widths and the inner-block counts
+        for name, raw in tables:
+            table = head_facts(raw, arrays, kpt_flag, meta_kpt)
+            custom = custom_scale(table, arrays) if table is not None else None
+            if custom is None:
+                continue
+            table["scales"] = {"custom": custom}
+            t = with_anchors(table, "custom", options)
+            layers = resolve(t, "custom")
+            if not problems(expected_shapes(layers, options), arrays, layers):
+                return Match(t, name, "custom")
     if best is None:
         raise TableError(f"{source}: no table of {', '.join(n for n, _ in tables)} has the head these weights hold")
     more = f" (and {len(best.problems) - 1} more)" if len(best.problems) > 1 else ""

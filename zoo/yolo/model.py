@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
+
 from zoo.engine.model import ZooModel
 from zoo.engine.workflow import UserError, bounded, say
 from zoo.tasks import part
 
 from . import walker
-from .config import (TASK_OF_HEAD, YoloConfig, head_facts, keypoint_shape, line_tables, official_tables,
-                     problems, expected_shapes, recorded_sppf_act, solve)
+from .config import (TASK_OF_HEAD, YoloConfig, expected_shapes, line_tables, official_tables, problems,
+                     recorded_sppf_act, solve)
 from .registry import Options, TableError
 
 YOLOV5_TASKS = ("detect", "segment", "classify")
@@ -178,11 +180,16 @@ class YoloModel(ZooModel):
                             decode=getattr(args, "decode", "plugin"), sppf_act=sppf_act, strides=strides,
                             class_names=tuple(str(n) for n in names) if names and len(names) == nc else None)
         self._check_flags(config, args, source)
+        self._check_record(config, meta, source)
         part_ = self.part(config)
         config.input_size = tuple(getattr(args, "input_size", None) or part_.default_size)
         config.check_input_size(*config.input_size)
         if not source.startswith("random "):
-            say(f"{source}: found {config.variant} weights ({config.num_classes} classes, table {config.table_name})")
+            sppf = ""
+            if any(layer.block.name == "SPPF" for layer in layers):
+                origin = "recorded in the checkpoint" if recorded is not None else "from --sppf-act"
+                sppf = f", SPPF cv1 {'SiLU' if sppf_act else 'without activation'} {origin}"
+            say(f"{source}: found {config.variant} weights ({config.num_classes} classes{sppf})")
         return config
 
     def _solve_official(self, arrays, options, source, kpt_flag, recorded_kpt):
@@ -230,6 +237,23 @@ class YoloModel(ZooModel):
         if getattr(args, "num_classes", None) and args.num_classes != config.num_classes:
             raise TableError(f"--num-classes {args.num_classes} disagrees with {source}, which has "
                              f"{config.num_classes} classes")
+
+    @staticmethod
+    def _check_record(config: YoloConfig, meta: dict, source: str) -> None:
+        """What a pickled model says about itself beyond its table must agree with the weights."""
+        yaml = meta.get("yaml") if isinstance(meta.get("yaml"), dict) else {}
+        if "nc" in yaml and int(yaml["nc"]) != config.num_classes:
+            raise TableError(f"{source}: the checkpoint's yaml says nc={yaml['nc']}, its head has "
+                             f"{config.num_classes} classes")
+        if isinstance(yaml.get("scale"), str) and config.scale and yaml["scale"] != config.scale:
+            raise TableError(f"{source}: the checkpoint's yaml says scale {yaml['scale']!r}, its weights are "
+                             f"{config.variant}")
+        stride = meta.get("stride")
+        if stride is not None and config.strides:
+            recorded = [int(s) for s in np.asarray(stride, np.float64).reshape(-1)]
+            if recorded != list(config.strides):
+                raise TableError(f"{source}: the checkpoint's strides {recorded} are not {list(config.strides)}, "
+                                 "those of its table")
 
     def variant(self, config):
         return self.typed(config).variant

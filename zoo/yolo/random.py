@@ -22,12 +22,13 @@ from .blocks.yolov5 import Detect as AnchoredDetect
 
 
 @torch.no_grad()
-def randomize(model: nn.Module, seed: int = 0, calib_size: int = 256) -> nn.Module:
+def randomize(model: nn.Module, seed: int = 0, calib_size: int | None = None) -> nn.Module:
+    """`calib_size`: the calibration images' side (default 256 for anchored heads, 128 for the others)."""
     if any(isinstance(m, AnchoredDetect) for m in model.modules()):
         _seed_linear(model, seed + 1)
-        return _anchored(model, seed, calib_size)
+        return _anchored(model, seed, calib_size or 256)
     _seed_linear(model, seed + 7)
-    return _anchor_free(model, seed, calib_size)
+    return _anchor_free(model, seed, calib_size or 128)
 
 
 def _seed_linear(model: nn.Module, seed: int) -> None:

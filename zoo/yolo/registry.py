@@ -29,9 +29,12 @@ import pkgutil
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
+from zoo.engine.workflow import UserError
 
-class TableError(ValueError):
-    """A layer table the walker cannot build: one line naming the row and what is wrong."""
+
+class TableError(UserError, ValueError):
+    """A layer table the walker cannot build, or weights it does not describe: one line naming the row and what is
+    wrong (a user's error: the commands print it and exit 2)."""
 
 
 def make_divisible(x: float, divisor: int = 8) -> int:

@@ -180,12 +180,25 @@ class _Stop(Exception):
     pass
 
 
+_STRIDES: dict[str, tuple[int, ...]] = {}
+
+
 def head_strides(resolved: list[Layer], options: Options, size: int = 256) -> tuple[int, ...]:
     """The strides of the last row's inputs, from a forward pass on the meta device at size x size (what upstream
-    does at 256, so no memory is spent); () when the last row takes one input (Classify)."""
+    does at 256, so no memory is spent); () when the last row takes one input (Classify). Remembered per layout
+    (sources, blocks, repeats and the arguments after the channels), which is all they depend on."""
     last = resolved[-1]
     if not isinstance(last.source, list):
         return ()
+    key = repr([(layer.source, layer.block.name, layer.repeats,
+                 () if layer.block.head else layer.args[3:] if layer.block.repeats else layer.args[2:])
+                for layer in resolved])
+    if key not in _STRIDES:
+        _STRIDES[key] = _forward_strides(resolved, options, size)
+    return _STRIDES[key]
+
+
+def _forward_strides(resolved: list[Layer], options: Options, size: int) -> tuple[int, ...]:
     shapes = []
 
     def capture(_module, inputs):
@@ -193,10 +206,15 @@ def head_strides(resolved: list[Layer], options: Options, size: int = 256) -> tu
         raise _Stop
 
     with using(options), torch.device("meta"):
-        module = YoloNet(resolved)
+        module = YoloNet(resolved).eval()
+    for parent in list(module.modules()):  # shapes only: BatchNorm on the meta device is slow and changes none
+        for name, child in parent.named_children():
+            if isinstance(child, nn.BatchNorm2d):
+                setattr(parent, name, nn.Identity())
     module.model[-1].register_forward_pre_hook(capture)
     try:
-        module(torch.empty(1, 3, size, size, device="meta"))
+        with torch.no_grad():
+            module(torch.empty(1, 3, size, size, device="meta"))
     except _Stop:
         pass
     return tuple(size // h for h in shapes)

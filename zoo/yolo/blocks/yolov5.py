@@ -190,7 +190,8 @@ def proto(net, weights, prefix: str, p3, c_: int, c2: int):
 
 
 def segment(net, weights, prefix: str, xs, nc: int, anchors, nm: int, npr: int, ch):
-    return [detect(net, weights, prefix, xs, nc, anchors, ch, nm), proto(net, weights, f"{prefix}.proto", xs[0], npr, nm)]
+    return [detect(net, weights, prefix, xs, nc, anchors, ch, nm),
+            proto(net, weights, f"{prefix}.proto", xs[0], npr, nm)]
 
 
 def resolve(row):
