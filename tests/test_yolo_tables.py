@@ -12,6 +12,7 @@ The reference modules are also held to the parameter counts ultralytics 8.4.190 
 (cfg/models/v8, scale n, 80 classes), an independent check of the blocks' shapes."""
 from __future__ import annotations
 
+import argparse
 from dataclasses import replace
 
 import pytest
@@ -22,8 +23,10 @@ from wts.weight_map import WeightMap
 from zoo.engine import validate
 from zoo.engine.api import trt
 from zoo.engine.backends import ReferenceBackend
+from zoo.engine.model import state_dict_arrays
 from zoo.yolo import walker
-from zoo.yolo.activation import table_activation
+from zoo.yolo.activation import default_activation
+from zoo.yolo.model import YoloModel
 from zoo.yolo.random import randomize
 from zoo.yolo.registry import Options
 
@@ -47,9 +50,7 @@ def smallest(table: dict) -> tuple[dict, str | None]:
 
 
 def table_options(table: dict, name: str) -> Options:
-    if "activation" in table:
-        return Options(activation=table_activation(table["activation"], name))
-    return Options()
+    return Options(activation=default_activation(table, name))
 
 
 def covered_by_ancestor(name: str, compared: list[str], expected: dict) -> bool:
@@ -103,3 +104,18 @@ def test_parameter_counts_are_upstreams(name):
     with torch.device("meta"):
         module = walker.build_module(resolved, table_options(table, name))
     assert sum(p.numel() for p in module.parameters()) == UPSTREAM_PARAMETERS_N[name]
+
+
+def test_a_tables_activation_reaches_the_commands():
+    """yolov6's `activation: torch.nn.ReLU()`: the configuration solved from its weights (no yaml) builds ReLU
+    convolutions, SPPF's cv1 and the head's included; a table without the key keeps SiLU."""
+    table = walker.official_table("yolov6")
+    module = walker.build_module(walker.resolve(table, "n"), table_options(table, "yolov6"))
+    flat = WeightMap({k: v.reshape(-1) for k, v in state_dict_arrays(module).items()}, "yolov6n.wts")
+    config = YoloModel("yolov8")._config(flat, argparse.Namespace(decode="layers"))
+    assert (config.table_name, config.options.activation) == ("yolov6", "relu")
+    built = config.module()
+    acts = {type(m.act).__name__ for m in built.modules() if hasattr(m, "act") and isinstance(m.act, torch.nn.Module)}
+    assert acts == {"ReLU"}, acts
+    assert type(built.model[9].cv1.act).__name__ == "ReLU" and type(built.model[-1].cv2[0][0].act).__name__ == "ReLU"
+    assert default_activation(walker.official_table("yolov8-ghost")) == "silu"

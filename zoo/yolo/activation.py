@@ -20,3 +20,8 @@ def table_activation(text, where: str = "table") -> str:
         raise TableError(f"{where}: activation {text!r} is not one of {allowed} (written as data, optionally "
                          f"prefixed with torch.)")
     return TABLE_ACTIVATIONS[match.group(1)]
+
+
+def default_activation(table: dict, where: str = "table") -> str:
+    """What `act=True` means in `table`: its `activation` key read as above, SiLU when it has none."""
+    return table_activation(table["activation"], where) if "activation" in table else "silu"
