@@ -9,7 +9,7 @@ import layers
 from zoo.yolo.registry import Block, TableError, register, same, scaled
 
 
-def _int_pair(value, what: str) -> int:
+def _single_int(value, what: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise TableError(f"{what} {value!r}: only a single int (the same for H and W) is supported")
     return value
@@ -22,9 +22,9 @@ def max_pool_module(kernel_size, stride=None, padding=0, dilation=1, return_indi
 
 def _max_pool_checks(kernel_size, stride, padding, dilation, return_indices):
     for value, what in ((kernel_size, "nn.MaxPool2d kernel_size"), (padding, "nn.MaxPool2d padding")):
-        _int_pair(value, what)
+        _single_int(value, what)
     if stride is not None:
-        _int_pair(stride, "nn.MaxPool2d stride")
+        _single_int(stride, "nn.MaxPool2d stride")
     if dilation != 1 or return_indices:
         raise TableError(f"nn.MaxPool2d(dilation={dilation!r}, return_indices={return_indices!r}): only dilation 1 "
                          f"without indices")
@@ -63,8 +63,8 @@ def conv_transpose_module(c1: int, c2: int, kernel_size=1, stride=1, padding=0, 
 
 
 def _conv_transpose_checks(kernel_size, stride, padding, rest):
-    _int_pair(kernel_size, "nn.ConvTranspose2d kernel_size")
-    _int_pair(stride, "nn.ConvTranspose2d stride")
+    _single_int(kernel_size, "nn.ConvTranspose2d kernel_size")
+    _single_int(stride, "nn.ConvTranspose2d stride")
     if padding != 0 or rest:
         raise TableError(f"nn.ConvTranspose2d padding {padding!r}, further args {list(rest)!r}: only padding 0 with "
                          f"no output_padding, groups or bias change is supported")
