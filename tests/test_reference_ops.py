@@ -635,6 +635,26 @@ def test_slice(start, size, stride):
     assert torch.equal(y, expected)
 
 
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("pre,post", [((0, 0), (1, 1)), ((2, 1), (0, 3)), ((-1, 2), (1, -2))])
+def test_padding(pre, post, batch):
+    """Zeros around H and W (YOLOv3-tiny's nn.ZeroPad2d((0, 1, 0, 1))); negative amounts trim."""
+    x = rand(batch, 2, 4, 5, seed=31)
+    y = run_one(x, lambda net, t: net.add_padding_nd(t, pre, post).get_output(0), shape=(-1, 2, 4, 5))
+    big = torch.zeros(batch, 2, 4 + 6, 5 + 6)  # room for 3 of padding on every side, then cut to size
+    big[:, :, 3:7, 3:8] = x
+    expected = big[:, :, 3 - pre[0]:7 + post[0], 3 - pre[1]:8 + post[1]]
+    assert torch.equal(y, expected)
+
+
+def test_padding_that_leaves_nothing_is_an_error():
+    net, t = network(("x", trt.float32, (1, 1, 2, 3)))
+    layer = net.add_padding_nd(t, (-1, 0), (-1, 0))
+    layer.name = "pad"
+    with pytest.raises(NetworkError, match="pad.*axis 2 of size 2 padded by"):
+        layer.get_output(0).shape
+
+
 def test_slice_out_of_bounds_is_an_error():
     net, t = network(("x", trt.float32, (3, 4)))
     layer = net.add_slice(t, (0, 2), (3, 2), (1, 2))

@@ -157,7 +157,7 @@ def test_each_official_table_is_found_again_from_flat_weights(name):
     """Every official table at its smallest scale, with other class counts, from a .wts-like flat weight map."""
     table = walker.official_table(name)
     table["nc"] = 3
-    scale = next(iter(table["scales"]))
+    scale = next(iter(table.get("scales") or [None]))  # the v3 tables have one width
     module = walker.build_module(walker.resolve(table, scale), Options())
     flat = {k: v.reshape(-1) for k, v in state_dict_arrays(module).items()}
     config = YoloModel("yolov5" if name.startswith("yolov5v7") else "yolo11")._config(

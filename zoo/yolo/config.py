@@ -14,6 +14,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
+from zoo.yolo.activation import default_activation
 from zoo.yolo.registry import Options, TableError, has, lookup
 from zoo.yolo.walker import (Layer, YoloNet, build_module, head_strides, is_yolov5, official_table, resolve,
                              table_names, using)
@@ -83,7 +84,8 @@ class YoloConfig:
 
     @property
     def options(self) -> Options:
-        return Options(sppf_act=self.sppf_act, decode=self.decode, strides=self.strides)
+        return Options(activation=default_activation(self.table, self.table_name), sppf_act=self.sppf_act,
+                       decode=self.decode, strides=self.strides)
 
     def module(self):
         return build_module(self.layers, self.options)

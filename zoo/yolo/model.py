@@ -15,6 +15,7 @@ from zoo.engine.workflow import UserError, bounded, say
 from zoo.tasks import part
 
 from . import walker
+from .activation import default_activation
 from .config import (TASK_OF_HEAD, YoloConfig, expected_shapes, line_tables, official_tables, problems,
                      recorded_sppf_act, solve)
 from .registry import Options, TableError
@@ -133,7 +134,8 @@ class YoloModel(ZooModel):
     def random_module(self, args, seed):
         from .random import randomize
         name, table, scale = self._random_table(args)
-        options = Options(sppf_act=SPPF_ACTS[getattr(args, "sppf_act", None) or "silu"])
+        options = Options(activation=default_activation(table, name),
+                          sppf_act=SPPF_ACTS[getattr(args, "sppf_act", None) or "silu"])
         return randomize(walker.build_module(walker.resolve(table, scale), options), seed).eval()
 
     def config_from_weights(self, weights, args):

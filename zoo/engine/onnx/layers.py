@@ -312,6 +312,14 @@ def slice_(g: OnnxGraph, layer, xs, ys):
                      g.int64s(range(rank), f"{name}/axes"), g.int64s(steps, f"{name}/steps")], name, outputs=ys)
 
 
+def padding(g: OnnxGraph, layer, xs, ys):
+    """Zeros around the two innermost axes: ONNX Pad (constant 0), whose negative pads trim as TensorRT's do."""
+    a, name = layer._attrs, layer.name
+    lead = [0] * (len(layer._inputs[0].shape) - 2)
+    pads = lead + [int(p) for p in a["pre_padding_nd"]] + lead + [int(p) for p in a["post_padding_nd"]]
+    g.node("Pad", [xs[0], g.int64s(pads, f"{name}/pads")], name, outputs=ys, mode="constant")
+
+
 def resize(g: OnnxGraph, layer, xs, ys):
     a, name = layer._attrs, layer.name
     x = layer._inputs[0]
@@ -502,6 +510,7 @@ TRANSLATORS = {
     "IResizeLayer": resize,
     "IShuffleLayer": shuffle,
     "ISliceLayer": slice_,
+    "IPaddingLayer": padding,
     "IMatrixMultiplyLayer": matrix_multiply,
     "IConstantLayer": constant,
     "IReduceLayer": reduce,

@@ -1125,6 +1125,33 @@ class INormalizationLayer(ILayer):
         return [(x - mean) * torch.rsqrt(var + self._attrs["epsilon"]) * scale + bias]
 
 
+class IPaddingLayer(ILayer):
+    """Zeros added before and after the two innermost axes (a negative amount trims), as TensorRT's padding layer:
+    pre_padding_nd and post_padding_nd are (h, w) pairs, every other axis passes through."""
+
+    _TYPE, _TYPE_LABEL = "PADDING", "Padding"
+    pre_padding_nd = _setting("pre_padding_nd", _dims2)
+    post_padding_nd = _setting("post_padding_nd", _dims2)
+
+    def _infer(self, shapes, dtypes):
+        pre, post, shape = self._attrs["pre_padding_nd"], self._attrs["post_padding_nd"], shapes[0]
+        if len(shape) < 4 or len(pre) != 2 or len(post) != 2:
+            raise self._fail(f"pads the two innermost axes of a rank >= 4 input with (h, w) pairs; got rank "
+                             f"{len(shape)}, pre {tuple(pre)}, post {tuple(post)}")
+        out = list(shape)
+        for i, (a, b) in enumerate(zip(pre, post)):
+            axis = len(shape) - 2 + i
+            if shape[axis] >= 0:
+                out[axis] = shape[axis] + a + b
+                if out[axis] <= 0:
+                    raise self._fail(f"axis {axis} of size {shape[axis]} padded by ({a}, {b}) leaves nothing")
+        return [(Dims(out), dtypes[0])]
+
+    def _run(self, xs):
+        (top, left), (bottom, right) = self._attrs["pre_padding_nd"], self._attrs["post_padding_nd"]
+        return [torch.nn.functional.pad(xs[0], (left, right, top, bottom))]  # negative amounts trim, as TensorRT's
+
+
 class ICastLayer(ILayer):
     _TYPE, _TYPE_LABEL = "CAST", "Cast"
     to_type = _setting("to_type")
@@ -1238,7 +1265,8 @@ LAYER_CLASSES = {cls.__name__: cls for cls in (
     IConvolutionLayer, IDeconvolutionLayer, IPoolingLayer, IScaleLayer, IActivationLayer, IUnaryLayer,
     IElementWiseLayer, ISelectLayer, IConcatenationLayer, IResizeLayer, IParametricReLULayer, IShuffleLayer,
     ISliceLayer, IMatrixMultiplyLayer, IConstantLayer, IReduceLayer, ISoftMaxLayer, ITopKLayer, IGatherLayer,
-    ICastLayer, IIdentityLayer, IQuantizeLayer, IDequantizeLayer, IPluginV3Layer, INormalizationLayer)}
+    ICastLayer, IIdentityLayer, IQuantizeLayer, IDequantizeLayer, IPluginV3Layer, INormalizationLayer,
+    IPaddingLayer)}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -1428,6 +1456,9 @@ class INetworkDefinition:
 
     def add_normalization(self, input, scale, bias, axesMask) -> INormalizationLayer:  # noqa: N803 (TensorRT's name)
         return self._add(INormalizationLayer, [input, scale, bias], epsilon=1e-5, axes=int(axesMask), num_groups=1)
+
+    def add_padding_nd(self, input, pre_padding, post_padding) -> IPaddingLayer:
+        return self._add(IPaddingLayer, [input], pre_padding_nd=Dims(pre_padding), post_padding_nd=Dims(post_padding))
 
     def add_cast(self, input, to_type) -> ICastLayer:
         return self._add(ICastLayer, [input], to_type=to_type)

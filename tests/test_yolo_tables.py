@@ -1,0 +1,121 @@
+"""Every registered layer table (zoo/yolo/tables, all families: a table added later is tested with no edit), built by
+the walker at its smallest scale from seeded random weights, written to `.wts` and read back, then validated layer by
+layer on the reference backend against the walker's reference module: every tensor a module outputs, matched by
+name, at FP32 1e-4 (relative to max(1, max|ref|)), every weight used, every module with weights before the head
+compared (the head by its outputs).
+
+Sizes are kept small so the whole file runs in seconds per table: the input is 64 px (2 x 2 cells at stride 32,
+one at stride 64), and a table without `scales` (the v3 tables, trained at width 1.0 only) is built at width
+1/8 with its depth as written, which changes channel counts, not structure.
+
+The reference modules are also held to the parameter counts ultralytics 8.4.190 prints in its own tables' comments
+(cfg/models/v8, scale n, 80 classes), an independent check of the blocks' shapes."""
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+
+import pytest
+import torch
+
+import wts.format
+from wts.weight_map import WeightMap
+from zoo.engine import validate
+from zoo.engine.api import trt
+from zoo.engine.backends import ReferenceBackend
+from zoo.engine.model import state_dict_arrays
+from zoo.yolo import walker
+from zoo.yolo.activation import default_activation
+from zoo.yolo.model import YoloModel
+from zoo.yolo.random import randomize
+from zoo.yolo.registry import Options
+
+TABLES = walker.table_names()
+SMALL_WIDTH = 0.125      # for tables without scales
+TOLERANCE = 1e-4
+CALIBRATION_SIZE = 128  # BatchNorm statistics of the random weights (zoo.yolo.random) from images this size
+
+# ultralytics 8.4.190 cfg/models/v8/<table>.yaml, the comment of scale n: "... N parameters" (nc 80)
+UPSTREAM_PARAMETERS_N = {"yolov8-ghost": 1_865_316, "yolov8-ghost-p2": 2_033_944, "yolov8-ghost-p6": 2_901_100,
+                         "yolov8-p6": 4_984_352}
+
+
+def smallest(table: dict) -> tuple[dict, str | None]:
+    """The table at its smallest scale: the first of `scales` (upstream lists n first), else width 1/8."""
+    table = dict(table)
+    if table.get("scales"):
+        return table, next(iter(table["scales"]))
+    table["width_multiple"] = SMALL_WIDTH
+    return table, None
+
+
+def table_options(table: dict, name: str) -> Options:
+    return Options(activation=default_activation(table, name))
+
+
+def covered_by_ancestor(name: str, compared: list[str], expected: dict) -> bool:
+    """A module whose output is its parent's (the last layer of a Sequential) is compared under the parent's name."""
+    return any(name.startswith(f"{a}.") and torch.equal(expected[name], expected[a]) for a in compared)
+
+
+@pytest.mark.parametrize("name", TABLES)
+def test_table_validates_layer_by_layer_through_wts(name, tmp_path):
+    table, scale = smallest(walker.official_table(name))
+    resolved = walker.resolve(table, scale)
+    options = table_options(table, name)
+    options = replace(options, strides=walker.head_strides(resolved, options))
+    module = walker.build_module(resolved, options)
+    size = max([64, *options.strides])
+    randomize(module, seed=0, calib_size=CALIBRATION_SIZE)
+
+    path = tmp_path / f"{name}.wts"
+    wts.format.save(path, module.state_dict())
+    weights = WeightMap(wts.format.load(path), str(path))
+
+    x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1))
+    expected = validate.reference_outputs(module, x)
+    backend = ReferenceBackend()
+    net = backend.create_network()
+    inp = net.add_input("images", trt.float32, (-1, 3, size, size))
+    outputs = walker.define(net, weights, resolved, options, inp)
+    compared = validate.mark_comparable(net, set(expected))
+    for out in outputs:
+        net.mark_output(out)
+    got = backend.runner_for(net).run({"images": x.numpy()})
+
+    rows = [validate.compare(n, got[n], expected[n], TOLERANCE) for n in compared]
+    rows += [validate.compare(f"output {i}", got[out.name], expected[f"__output__{i or ''}"], TOLERANCE)
+             for i, out in enumerate(outputs)]
+    bad = [r for r in rows if not r.ok]
+    assert not bad, validate.format_table(rows, f"{name}: tolerance {TOLERANCE:g}")
+    assert f"__output__{len(outputs)}" not in expected, "the module has more outputs than the network"
+    assert weights.unused() == [], f"{name}: weights no layer read"
+    head = f"model.{resolved[-1].index}."  # the head is held by its outputs (YOLOv5's splits its output convs)
+    weighted = {n for n, sub in module.named_modules()
+                if n in expected and not n.startswith(head) and any(True for _ in sub.parameters(recurse=False))}
+    missing = sorted(n for n in weighted - set(compared) if not covered_by_ancestor(n, compared, expected))
+    assert not missing, f"{name}: modules with weights that no network tensor is named after: {missing[:10]}"
+
+
+@pytest.mark.parametrize("name", sorted(UPSTREAM_PARAMETERS_N))
+def test_parameter_counts_are_upstreams(name):
+    table = walker.official_table(name)
+    resolved = walker.resolve(table, "n")
+    with torch.device("meta"):
+        module = walker.build_module(resolved, table_options(table, name))
+    assert sum(p.numel() for p in module.parameters()) == UPSTREAM_PARAMETERS_N[name]
+
+
+def test_a_tables_activation_reaches_the_commands():
+    """yolov6's `activation: torch.nn.ReLU()`: the configuration solved from its weights (no yaml) builds ReLU
+    convolutions, SPPF's cv1 and the head's included; a table without the key keeps SiLU."""
+    table = walker.official_table("yolov6")
+    module = walker.build_module(walker.resolve(table, "n"), table_options(table, "yolov6"))
+    flat = WeightMap({k: v.reshape(-1) for k, v in state_dict_arrays(module).items()}, "yolov6n.wts")
+    config = YoloModel("yolov8")._config(flat, argparse.Namespace(decode="layers"))
+    assert (config.table_name, config.options.activation) == ("yolov6", "relu")
+    built = config.module()
+    acts = {type(m.act).__name__ for m in built.modules() if hasattr(m, "act") and isinstance(m.act, torch.nn.Module)}
+    assert acts == {"ReLU"}, acts
+    assert type(built.model[9].cv1.act).__name__ == "ReLU" and type(built.model[-1].cv2[0][0].act).__name__ == "ReLU"
+    assert default_activation(walker.official_table("yolov8-ghost")) == "silu"
