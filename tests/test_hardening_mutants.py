@@ -11,7 +11,7 @@ from zoo.engine.backends import ReferenceBackend
 from zoo.engine.calibration import CalibrationCache
 from zoo.engine.engine_file import EngineHeader, write_engine
 from zoo.engine.model import state_dict_arrays
-from zoo.engine.precision import Precision
+from layers.precision import Precision
 from zoo.engine.quantization import calibrate, load_cache, sensitivity
 from zoo.engine.workflow import UserError, define_network, open_engine, parse_batch
 from zoo.lenet.model import LeNetModel

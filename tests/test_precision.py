@@ -9,13 +9,13 @@ import torch.nn.functional as F
 
 import layers
 from wts.weight_map import WeightMap
-from zoo.engine.api import trt
+from zoo.trt_api import trt
 from zoo.engine.backends import ReferenceBackend
 from zoo.engine.calibration import CalibrationCache
 from zoo.engine.cli import main
 from zoo.engine.workflow import define_network
 from zoo.engine.model import state_dict_arrays
-from zoo.engine.precision import Precision
+from layers.precision import Precision
 from zoo.engine.quantization import output_snr_db
 from zoo.engine.reference.network import INetworkDefinition
 

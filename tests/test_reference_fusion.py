@@ -5,7 +5,7 @@ import torch
 
 from wts.weight_map import WeightMap
 import layers
-from zoo.engine.api import trt
+from zoo.trt_api import trt
 from zoo.engine.reference.executor import ReferenceExecutor
 from zoo.engine.reference.network import INetworkDefinition
 

@@ -16,7 +16,8 @@ import torch
 from tools import gen_wts
 from wts.weight_map import WeightMap
 from zoo.engine import validate
-from zoo.engine.backends import BuildOptions, ReferenceBackend
+from zoo.engine.backends import ReferenceBackend
+from zoo.engine.backend_api import BuildOptions
 from zoo.engine.cli import main
 from zoo.engine.folding import fold_batchnorm
 from zoo.engine.model import state_dict_arrays

@@ -28,7 +28,7 @@ from zoo.assets import PHOTOS, asset_path  # noqa: E402
 from zoo.engine import quantization  # noqa: E402
 from zoo.engine.backends import choose_backend  # noqa: E402
 from zoo.engine.calibration import CalibrationCache  # noqa: E402
-from zoo.engine.precision import Precision  # noqa: E402
+from layers.precision import Precision  # noqa: E402
 from zoo.engine.pipeline import StageRunner  # noqa: E402
 from zoo.engine.workflow import build_stage, define_network  # noqa: E402
 from zoo.mtcnn.model import MTCNN, make_cascade  # noqa: E402

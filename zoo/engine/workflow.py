@@ -16,13 +16,14 @@ import torch
 from wts.weight_map import WeightMap
 
 from . import quantization
-from .api import trt
-from .backends import BuildOptions, ReferenceBackend, choose_backend
+from zoo.trt_api import trt
+from .backend_api import BuildOptions
+from .backends import ReferenceBackend, choose_backend
 from .engine_file import EngineHeader, read_engine
 from .gpu import gpu_status
 from .model import ZooModel, load_state_into, state_dict_arrays
 from .pipeline import PipelineRunner, Stage, StageRunner, is_pipeline, pack_stages, single_stage, unpack_stages
-from .precision import PRECISIONS, Precision
+from layers.precision import PRECISIONS, Precision
 from .quantization import load_cache
 
 REFERENCE_NOTE = ("reference backend (CPU, PyTorch): a development and validation executor, not a production path; "

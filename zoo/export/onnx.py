@@ -53,7 +53,8 @@ def export_stage(model, stage, args, pipeline: bool) -> bytes:
     import onnx
 
     from zoo.engine.onnx.backend import OnnxBackend
-    from zoo.engine.onnx.graph import OPSET, to_onnx
+    from zoo.engine.onnx.graph import OPSET
+    from zoo.engine.onnx.writer import to_onnx
     network, config = stage.network, stage.config
     precision = make_precision(network, args, stage.weights, config, stage.name if pipeline else None)
     say(f"exporting {network.name} ({network.variant(config)}, {precision.mode}) as ONNX opset {OPSET}")

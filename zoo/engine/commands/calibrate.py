@@ -9,7 +9,7 @@ from ..backends import choose_backend
 from ..calibration import CalibrationCache
 from ..files import refuse_overwrite
 from ..pipeline import StageRunner, is_pipeline
-from ..precision import Precision
+from layers.precision import Precision
 from ..workflow import (UserError, add_common_flags, backend_label, bounded, build_stage, define_network,
                         load_weights, model_stages, non_negative_int, positive_int, say)
 

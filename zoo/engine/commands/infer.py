@@ -120,6 +120,8 @@ def summary(record: dict) -> str:
         return f"{name}: {record['error']}"
     if "detections" in record:
         return f"{name}: {len(record['detections'])} detections"
+    if "faces" in record:
+        return f"{name}: {len(record['faces'])} faces"
     if "top" in record:
         best = record["top"][0]
         return f"{name}: class {best.get('class_name', best['class_id'])} ({best['score']:.3f})"

@@ -10,7 +10,7 @@ from wts.weight_map import WeightMap
 from .. import validate as validation
 from ..backends import choose_backend
 from ..model import load_state_into
-from ..precision import Precision
+from layers.precision import Precision
 from ..quantization import as_input
 from ..pipeline import Stage, is_pipeline
 from ..workflow import (UserError, add_common_flags, add_precision_flags, backend_label, bounded, build_engine,
