@@ -17,7 +17,7 @@ from zoo.engine.backends import ReferenceBackend
 from zoo.engine.backend_api import BuildOptions
 from zoo.engine.cli import main
 from zoo.engine.model import state_dict_arrays
-from zoo.engine.workflow import define_network
+from zoo.engine.networks import define_network
 from zoo.mnasnet.model import ALPHAS, MNASNet, MNASNetModel
 from zoo.mobilenet.model import MobileNetV2, MobileNetV3, MobileNetModel
 from zoo.regnet.model import RegNet, RegNetModel

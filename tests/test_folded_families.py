@@ -19,7 +19,7 @@ from zoo.engine.cli import make_parser
 from zoo.engine.folding import conv_bn_pairs, fold_batchnorm
 from zoo.engine.model import load_state_into, state_dict_arrays
 from zoo.engine.pipeline import is_pipeline
-from zoo.engine.workflow import define_network
+from zoo.engine.networks import define_network
 from zoo.registry import families
 
 from families import small_input_args

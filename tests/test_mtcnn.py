@@ -21,7 +21,7 @@ from zoo.engine.commands.validate import validate_stage
 from zoo.engine.engine_file import read_engine, write_engine
 from layers.precision import Precision
 from zoo.engine.reference.network import NetworkError
-from zoo.engine.workflow import build_engine, load_stages
+from zoo.engine.engines import build_engine, load_stages
 from zoo.mtcnn import nets
 from zoo.mtcnn.model import MTCNN, make_cascade, torch_networks
 from zoo.mtcnn.resample import AreaSampler, crop_resize_reference

@@ -27,7 +27,7 @@ from zoo.engine.onnx.runner import OnnxRunner
 from layers.precision import Precision
 from zoo.engine.quantization import as_input
 from zoo.engine.reference.executor import ReferenceExecutor
-from zoo.engine.workflow import define_network
+from zoo.engine.networks import define_network
 from zoo.engine.pipeline import is_pipeline
 from zoo.registry import families
 

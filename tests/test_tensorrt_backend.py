@@ -7,7 +7,7 @@ import torch
 from wts.weight_map import WeightMap
 from zoo.engine.backends import ReferenceBackend
 from zoo.engine.backend_api import BuildOptions
-from zoo.engine.workflow import define_network
+from zoo.engine.networks import define_network
 from zoo.engine.model import state_dict_arrays
 
 

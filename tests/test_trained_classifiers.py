@@ -22,7 +22,7 @@ from zoo.efficientnet.model import EfficientNetLite, EfficientNetModel
 from zoo.engine.backends import ReferenceBackend
 from zoo.engine.checkpoint import load_state_dict
 from layers.precision import Precision
-from zoo.engine.workflow import define_network
+from zoo.engine.networks import define_network
 from zoo.mobilenet.model import MobileNetModel, MobileNetV2
 from zoo.vision.imagenet import imagenet_classes
 

@@ -12,7 +12,7 @@ from zoo.engine import validate
 from zoo.engine.backends import ReferenceBackend
 from zoo.engine.cli import main
 from zoo.engine.model import state_dict_arrays
-from zoo.engine.workflow import define_network
+from zoo.engine.networks import define_network
 from zoo.vision.masks import decode_rle
 from zoo.yolov5.config import ConfigError, infer_config
 from zoo.yolov5.tasks import YoloV5Classify, YoloV5Segment, random_yolov5_classify, random_yolov5_segment

@@ -15,8 +15,10 @@ from pathlib import Path
 
 from zoo.engine.files import write_bytes_atomic
 from zoo.engine.pipeline import is_pipeline
-from zoo.engine.workflow import (UserError, add_common_flags, add_precision_flags, define_network, make_precision,
-                                 model_stages, parse_batch, say)
+from zoo.engine.engines import make_precision
+from zoo.engine.errors import say, UserError
+from zoo.engine.flags import add_common_flags, add_precision_flags, parse_batch
+from zoo.engine.networks import define_network, model_stages
 
 HELP = "a plain .onnx file of the network (opset 17), checked with onnx.checker"
 
