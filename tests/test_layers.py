@@ -14,7 +14,7 @@ import torch.nn as nn
 
 import layers
 from wts.weight_map import WeightError, WeightMap
-from zoo.engine.api import trt
+from zoo.trt_api import trt
 from zoo.engine.reference.executor import ReferenceExecutor
 from zoo.engine.reference.network import INetworkDefinition
 from zoo.yolo.blocks import conv as yolo_conv, csp as yolo_csp, sppf as yolo_sppf

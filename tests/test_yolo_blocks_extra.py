@@ -9,7 +9,7 @@ import torch
 
 from wts.weight_map import WeightMap
 from zoo.engine import validate
-from zoo.engine.api import trt
+from zoo.trt_api import trt
 from zoo.engine.backends import ReferenceBackend
 from zoo.engine.model import randomize_batchnorm, state_dict_arrays
 from zoo.engine.onnx.backend import OnnxBackend

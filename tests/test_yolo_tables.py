@@ -21,7 +21,7 @@ import torch
 import wts.format
 from wts.weight_map import WeightMap
 from zoo.engine import validate
-from zoo.engine.api import trt
+from zoo.trt_api import trt
 from zoo.engine.backends import ReferenceBackend
 from zoo.engine.model import state_dict_arrays
 from zoo.yolo import walker

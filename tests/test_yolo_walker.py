@@ -16,7 +16,7 @@ import reference_yolov8_tasks as ref8_tasks
 from upstream_pickle import save_upstream_checkpoint
 from wts.weight_map import WeightMap
 from zoo.engine import validate
-from zoo.engine.api import trt
+from zoo.trt_api import trt
 from zoo.engine.backends import ReferenceBackend
 from zoo.engine.cli import main
 from zoo.engine.model import randomize_batchnorm, state_dict_arrays

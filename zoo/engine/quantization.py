@@ -12,14 +12,16 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
-from .backends import BuildOptions, ReferenceBackend
+from .backend_api import BuildOptions
+from .backends import ReferenceBackend
 from .calibration import CalibrationCache, HistogramCollector, compute_scales
-from .precision import Precision
+from layers.precision import Precision
 
 
 def as_input(batch, precision: str):
-    """The batch in the network input's type: FP16 for fp16 and int8 networks."""
-    if precision == "fp32":
+    """The batch in the network input's type: FP16 for fp16 and int8 networks. A list is a pipeline's images: each
+    of its stages casts its own input (zoo.engine.pipeline.StageRunner)."""
+    if precision == "fp32" or isinstance(batch, list):
         return batch
     return batch.half() if isinstance(batch, torch.Tensor) else np.asarray(batch, np.float16)
 

@@ -9,7 +9,9 @@ import argparse
 from pathlib import Path
 
 from zoo.engine.engine_file import EngineFileError, read_engine
-from zoo.engine.workflow import UserError, add_common_flags, add_precision_flags, build_engine, parse_batch, say
+from zoo.engine.engines import build_engine
+from zoo.engine.errors import say, UserError
+from zoo.engine.flags import add_common_flags, add_precision_flags, parse_batch
 
 HELP = "a Triton Inference Server model repository: ensemble of pre-processing, network, post-processing"
 
@@ -41,7 +43,7 @@ def add_arguments(parser, model) -> None:
 
 
 def run(model, args) -> int:
-    from zoo.triton.repository import RepositoryOptions, write_repository
+    from zoo.triton.repository import RepositoryOptions, write_pipeline_repository, write_repository
     if args.engine:
         try:
             header, payload = read_engine(args.engine, expect_model=model.name)
@@ -60,7 +62,8 @@ def run(model, args) -> int:
                                 preferred_batch=args.preferred_batch, max_queue_delay_us=args.max_queue_delay_us,
                                 dynamic_batching=not args.no_dynamic_batching, options=thresholds)
     try:
-        written = write_repository(model, header, args.engine, payload, args.output, options)
+        write = write_pipeline_repository if header.stages is not None else write_repository
+        written = write(model, header, args.engine, payload, args.output, options)
     except ValueError as e:
         raise UserError(str(e)) from None
     say(f"wrote {args.output}: {', '.join(p.name for p in written)} ({network} network, max batch "

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from zoo.engine.classifier import ClassifierModel
-from zoo.engine.workflow import UserError
+from zoo.engine.errors import UserError
 from zoo.vision.yolo_classify import (center_crop_torch, ultralytics_classify_input, ultralytics_spec,
                                       yolov5_classify_input, yolov5_classify_torch)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from zoo.engine.workflow import UserError
+from zoo.engine.errors import UserError
 from zoo.vision.obb import corners, draw_rotated, obb_nms, regularize, scale_rotated
 
 from .detect import Detect

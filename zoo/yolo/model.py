@@ -11,7 +11,8 @@ import argparse
 import numpy as np
 
 from zoo.engine.model import ZooModel
-from zoo.engine.workflow import UserError, bounded, say
+from zoo.engine.errors import UserError, say
+from zoo.engine.flags import bounded
 from zoo.tasks import part
 
 from . import walker

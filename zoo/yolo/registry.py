@@ -29,7 +29,7 @@ import pkgutil
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
-from zoo.engine.workflow import UserError
+from zoo.engine.errors import UserError
 
 
 class TableError(UserError, ValueError):

@@ -21,7 +21,7 @@ from torch import nn
 
 import layers
 from plugins.dfl_decode import add_dfl_decode
-from zoo.engine.api import trt
+from zoo.trt_api import trt
 from zoo.yolo.registry import Block, TableError, options, register
 
 from .conv import Conv, DWConv, conv, dwconv

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import layers
-from zoo.engine.api import trt
+from zoo.trt_api import trt
 from zoo.yolo.registry import Block, TableError, register, scaled
 
 from .conv import Conv, conv

@@ -17,7 +17,7 @@ from torch import nn
 
 import layers
 from plugins.yolo_decode import add_decode
-from zoo.engine.api import trt
+from zoo.trt_api import trt
 from zoo.yolo.registry import Block, TableError, make_divisible, options, register
 
 from .conv import Conv, conv
