@@ -7,7 +7,7 @@ import torch
 
 from plugins.dfl_decode import OP_ID, add_dfl_decode, decode_reference, decode_shapes
 from zoo.trt_api import trt
-from zoo.engine.reference import plugin as ref_plugin
+from zoo.trt_api import plugins as ref_plugin
 from zoo.trt_api.plugins import TensorSpec
 from reference_yolov8 import Detect
 
