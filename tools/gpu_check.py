@@ -101,7 +101,7 @@ def check_aot_ptx() -> str:
     from plugins.yolo_decode.kernel import compile_decode_ptx
 
     major, minor = torch.cuda.get_device_capability()
-    version = ptx_version()
+    version = ptx_version(cc=major * 10 + minor)
     anchors = np.array([116, 90, 156, 198, 373, 326], np.float32)
     torch.zeros(1, device="cuda")  # makes the primary context current on this thread
     results = []
