@@ -53,8 +53,8 @@ def run(model, args) -> int:
         model.input_name, args.method, args.percentile, args.batch, log=say)
     if not count:
         raise UserError(f"{args.images}: none of the images could be read")
-    CalibrationCache(model.name, model.variant(config), args.method, count, model.input_shape(config),
-                     scales).save(args.output)
+    CalibrationCache(model.name, model.variant(config), args.method, count, model.input_shape(config), scales,
+                     percentile=args.percentile if args.method == "percentile" else None).save(args.output)
     say(f"wrote {args.output}: {len(scales)} tensor scales from {count} images in "
         f"{time.perf_counter() - started:.1f} s")
     return 0
