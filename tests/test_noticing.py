@@ -120,3 +120,28 @@ def test_calibrate_percentile_is_used_and_recorded(tmp_path):
     assert low.scales.keys() == high.scales.keys()
     assert all(low.scales[k] <= high.scales[k] for k in low.scales)
     assert any(low.scales[k] < high.scales[k] for k in low.scales)
+
+
+# ---------------------------------------------------------------------------------------------- serving batcher
+
+def test_the_batcher_never_exceeds_max_batch_deterministically():
+    """No timing: the first item is held inside run_batch while ten more queue up; then they must come in batches
+    of exactly 4, 4 and 2 (a bound off by one, or none, gives other sizes)."""
+    import threading
+
+    from zoo.serve.batching import Batcher
+    entered, release, sizes = threading.Event(), threading.Event(), []
+
+    def run_batch(items):
+        entered.set()
+        release.wait(30)
+        sizes.append(len(items))
+        return [item * 10 for item in items]
+
+    batcher = Batcher(run_batch, max_batch=4, max_delay=0, max_queue=100)
+    first = batcher.submit(0)
+    assert entered.wait(30)
+    rest = [batcher.submit(i) for i in range(1, 11)]
+    release.set()
+    assert [f.result(timeout=30) for f in [first, *rest]] == [i * 10 for i in range(11)]
+    assert sizes == [1, 4, 4, 2]
