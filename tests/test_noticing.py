@@ -145,3 +145,24 @@ def test_the_batcher_never_exceeds_max_batch_deterministically():
     release.set()
     assert [f.result(timeout=30) for f in [first, *rest]] == [i * 10 for i in range(11)]
     assert sizes == [1, 4, 4, 2]
+
+
+# ---------------------------------------------------------------------------------------------- MTCNN
+
+def test_mtcnn_final_nms_uses_the_min_overlap():
+    """A stub O-Net that passes a big box and a small box inside it: their IoU is 400 / 6400 (union NMS keeps
+    both), their 'Min' overlap is 1 (the small one's whole area): only the big one, the better scored, stays."""
+    from zoo.mtcnn.cascade import Cascade
+    from zoo.mtcnn.resample import AreaSampler
+
+    def onet(batch):
+        n = len(batch)
+        prob = torch.tensor([[0.01, 0.99], [0.05, 0.95]])[:n]
+        return {"prob": prob, "reg": torch.zeros(n, 4), "landmarks": torch.full((n, 10), 0.5)}
+
+    cascade = Cascade({"onet": onet}, "cpu")
+    sampler = AreaSampler(torch.zeros((120, 120, 3), dtype=torch.uint8))
+    big, small = [10.0, 10.0, 89.0, 89.0], [30.0, 30.0, 49.0, 49.0]
+    faces = cascade._output(sampler, torch.tensor([big, small]))
+    assert faces.boxes.tolist() == [big]
+    assert faces.scores.tolist() == pytest.approx([0.99])
