@@ -198,9 +198,9 @@ def _with_counterpart(mine: list[dict], theirs: list[dict]) -> int:
 
 def check_yolov5n_end_to_end() -> str:
     """The network's raw outputs first (same input, both devices), then whole `infer` runs: the detections away from
-    the threshold and from score ties must find a same-class box on the other device (corners within 2 px). Detection i is
-    not compared with detection i: the letterbox kernel may differ from the CPU's by a grey level, which reorders
-    close scores."""
+    the threshold and from score ties must find a same-class box on the other device (corners within 2 px).
+    Detection i is not compared with detection i: the letterbox kernel may differ from the CPU's by a grey level,
+    which reorders close scores."""
     torch = _cuda_or_skip()
     import tempfile
     raw = _raw_outputs_difference(torch)
