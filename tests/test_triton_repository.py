@@ -246,3 +246,13 @@ def test_the_bundled_server_refuses_a_plan_repository_in_one_line(tmp_path):
     assert "\n" not in str(e.value)
     write_repository(YoloV5Model(), header, None, plan, tmp_path / "repo2", RepositoryOptions(name="y5"))
     check_backends(tmp_path / "repo2")  # the python network: loadable
+
+
+def test_an_older_exports_ensemble_without_zoo_json_is_still_replaced(tmp_path, small_engine):
+    assert export_main(tmp_path, "-o", tmp_path / "repo") == 0
+    (tmp_path / "repo" / "yolov5" / "zoo.json").unlink()  # what exports wrote before issue 17
+    assert export_main(tmp_path, "-o", tmp_path / "repo", "--conf", 0.7) == 0
+    (tmp_path / "repo" / "yolov5" / "zoo.json").unlink()
+    (tmp_path / "repo" / "yolov5" / "config.pbtxt").write_text("my own model")
+    assert export_main(tmp_path, "-o", tmp_path / "repo") == 2
+    assert (tmp_path / "repo" / "yolov5" / "config.pbtxt").read_text() == "my own model"

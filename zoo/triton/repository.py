@@ -146,8 +146,11 @@ def is_zoo_export(folder: Path) -> bool:
         if entry.is_symlink() or (relative not in EXPORT_FILES and not cached):
             return False
     try:
+        if not (folder / "zoo.json").exists():  # an ensemble of an export before zoo.json was written there
+            return {e.relative_to(folder).as_posix() for e in entries} == {"config.pbtxt", "1"} and \
+                'platform: "ensemble"' in (folder / "config.pbtxt").read_text()
         return isinstance(json.loads((folder / "zoo.json").read_text()).get("step"), str)
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, UnicodeDecodeError):
         return False
 
 
