@@ -214,3 +214,32 @@ def test_host_inputs_wait_for_the_slot_before_reusing_its_staging_buffer(stand_i
     assert len(host_to_device) == 2
     for i in host_to_device:  # the staging buffer is written on the host just before this copy
         assert "cudaStreamSynchronize" in names[i - 3:i], names[max(0, i - 4):i + 1]
+
+
+def test_outputs_on_the_gpu_are_written_after_torchs_current_stream(stand_in, tmp_path, monkeypatch):
+    """The output tensors come from torch's caching allocator on torch's current stream, where earlier work may
+    still use the blocks; the slot's stream must wait for that stream before its copies write them. The GPU's
+    presence is faked: torch.empty hands out CPU tensors that say they are CUDA tensors, and torch's current
+    stream is handle 4242."""
+    import types
+
+    import torch
+    trt, cudart, backend = stand_in
+
+    class Cuda(torch.Tensor):
+        is_cuda = True
+
+    fake = types.SimpleNamespace(**{name: getattr(torch, name) for name in dir(torch) if not name.startswith("__")})
+    fake.empty = lambda *a, device=None, **k: torch.empty(*a, **k).as_subclass(Cuda)
+    fake.cuda = types.SimpleNamespace(current_stream=lambda device=None: types.SimpleNamespace(cuda_stream=4242))
+    monkeypatch.setattr(backend, "torch", fake)
+    tensorrt, plan = _engine(trt, backend, tmp_path)
+    runner = tensorrt.load(plan)
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    out = runner.run({"input": x})["input:out"]
+    np.testing.assert_array_equal(np.asarray(out.as_subclass(torch.Tensor)), 2 * x + 1)
+    names = [c[0] for c in cudart.calls]
+    copy_out = max(i for i, c in enumerate(cudart.calls) if c[0] == "cudaMemcpyAsync"
+                   and c[1][3] == backend.cudart.cudaMemcpyKind.cudaMemcpyDeviceToDevice)
+    record = max(i for i, c in enumerate(cudart.calls[:copy_out]) if c[0] == "cudaEventRecord")
+    assert cudart.calls[record][1][1] == 4242 and names[record + 1] == "cudaStreamWaitEvent"
