@@ -61,8 +61,12 @@ bench-serve: setup
 # TensorRT is used when it imports). Runs the `cuda` tests, the AOT plugin's PTX through the driver, yolov5n on the
 # CUDA reference backend against the CPU one, GPU timings and the `tensorrt` tests; prints one table. On a machine
 # without a GPU it says what it skipped and why, and exits 0.
+# The python that can reach the GPU: the project's environment when its torch is a CUDA build, else the system's
+# (a GPU machine's own CUDA torch; a tree copied there arrives without .venv). Without torch every row is a skip.
 gpu-check:
-	PYTHONPATH=. $(PYTHON) tools/gpu_check.py
+	@if [ -x $(PY) ] && $(PY) -c 'import sys, torch; sys.exit(not torch.version.cuda)' 2>/dev/null; then \
+		py=$(PY); else py=$(PYTHON); fi; \
+	echo "gpu-check: $$py"; PYTHONPATH=. $$py tools/gpu_check.py
 
 clean:
 	rm -rf $(VENV) $(TRITON_ENV) build *.egg-info

@@ -9,6 +9,11 @@ passes the answer to `triton.compile(options={"ptx_version": ...})`.
   driver. It is checked: Triton's code generation needs ISA 8.0 at least (lower values abort the process inside
   LLVM), and no CUDA release has an ISA above 9.9 yet.
 - Otherwise the ISA is capped at the driver's (`cuDriverGetVersion`), and left to Triton where no driver is found.
+- It is capped by the assembler Triton will run too, which depends on the GPU: Triton 3.9 assembles sm < 90 with
+  its `ptxas` (CUDA 12.9: PTX 8.8 at most) and sm >= 90 with its newer `ptxas-blackwell` (CUDA 13.4)
+  (triton/backends/nvidia/compiler.py, `get_ptxas(arch)`), so an A100/L4/L40S/RTX 30-40 on a 580 driver gets 8.8,
+  not the driver's 9.0, which that ptxas would refuse ("Unsupported .version 9.0"). The limit is Triton's own
+  answer (`ptx_get_version` of that ptxas's CUDA version), so it follows Triton's releases.
 """
 from __future__ import annotations
 
@@ -61,16 +66,38 @@ def parse_ptx_version(text: str) -> int:
     return value
 
 
-def ptx_version(environ=os.environ, driver: int | None | str = "probe") -> int | None:
-    """The PTX ISA to compile for (e.g. 90), or None to keep Triton's default (no driver here to ask)."""
+def assembler_ptx_limit(cc: int) -> int | None:
+    """The newest PTX ISA the ptxas Triton runs for compute capability `cc` reads, or None without Triton."""
+    try:
+        from triton.backends.nvidia.compiler import get_ptxas, ptx_get_version
+        return int(ptx_get_version(get_ptxas(int(cc)).version))
+    except Exception:  # no triton, another layout, no ptxas binary: nothing to cap against
+        return None
+
+
+def _isa(value: int) -> str:
+    return f"{value // 10}.{value % 10}"
+
+
+def ptx_version(environ=os.environ, driver: int | None | str = "probe", cc: int | None = None,
+                assembler: int | None | str = "probe") -> int | None:
+    """The PTX ISA to compile for (e.g. 90), or None to keep Triton's default (no driver here to ask). With `cc`,
+    also at most what Triton's assembler for that GPU reads."""
+    limit = None
+    if cc is not None:
+        limit = assembler_ptx_limit(cc) if assembler == "probe" else assembler
     if environ.get(VARIABLE, "").strip():
-        return parse_ptx_version(environ[VARIABLE])
+        chosen = parse_ptx_version(environ[VARIABLE])
+        if limit is not None and chosen > limit:
+            raise PtxVersionError(f"{VARIABLE}={_isa(chosen)} is newer than the PTX ISA {_isa(limit)} that Triton's "
+                                  f"assembler for sm_{cc} reads; use {_isa(limit)} or older")
+        return chosen
     version = driver_version() if driver == "probe" else driver
     if version is None:
-        return None
-    limit = driver_ptx_limit(version)
-    if limit < MIN_PTX:
+        return limit
+    accepted = driver_ptx_limit(version)
+    if accepted < MIN_PTX:
         raise PtxVersionError(f"the driver's CUDA {version // 1000}.{version % 1000 // 10} accepts PTX ISA up to "
-                              f"{limit // 10}.{limit % 10}, but Triton generates {MIN_PTX // 10}.0 or newer: update "
+                              f"{_isa(accepted)}, but Triton generates {MIN_PTX // 10}.0 or newer: update "
                               f"the NVIDIA driver")
-    return limit
+    return accepted if limit is None else min(accepted, limit)

@@ -8,8 +8,15 @@ triton). GPU tests must not: Triton compiles for the device and TensorRT's AOT p
 where they run, each `cuda` / `tensorrt` test runs in a fresh pytest process without TRITON_INTERPRET.
 """
 import os
+import signal
+import subprocess
+import sys
 
 FRESH = "ZOO_TEST_NO_INTERPRETER"  # set in the fresh process that runs one GPU test
+# Only for testing this machinery on a CPU (tests/test_gpu_machinery.py): GPU-marked tests are treated as runnable,
+# so the fresh-process path runs; their own bodies then skip with the real reason.
+FAKE_GPU = "ZOO_TEST_FAKE_GPU"
+FRESH_TIMEOUT_S = 900
 if not os.environ.get(FRESH):
     os.environ.setdefault("TRITON_INTERPRET", "1")  # Triton kernels run on the CPU interpreter in tests
 
@@ -20,30 +27,54 @@ from zoo.engine.gpu import gpu_status  # noqa: E402
 
 def pytest_collection_modifyitems(config, items):
     import torch
-    available, reason = gpu_status()
+    faked = os.environ.get(FAKE_GPU) == "1"
+    available, reason = (True, "") if faked else gpu_status()
+    cuda = faked or torch.cuda.is_available()
     skip_trt = pytest.mark.skip(reason=f"needs an NVIDIA GPU with TensorRT: {reason}")
     skip_cuda = pytest.mark.skip(reason="needs a CUDA device visible to PyTorch (CPU build of torch, or no GPU)")
     for item in items:
         if "tensorrt" in item.keywords and not available:
             item.add_marker(skip_trt)
-        elif "cuda" in item.keywords and not torch.cuda.is_available():
+        elif "cuda" in item.keywords and not cuda:
             item.add_marker(skip_cuda)
-        elif ("tensorrt" in item.keywords or "cuda" in item.keywords) and os.environ.get("TRITON_INTERPRET"):
-            item.runtest = _in_fresh_process(item)
+        elif "tensorrt" in item.keywords or "cuda" in item.keywords:
+            item.runtest = gpu_runtest(item, os.environ)
+
+
+def gpu_runtest(item, environ):
+    """How a GPU test runs: here when the interpreter is off; from the interpreted suite, once in a fresh process.
+    A fresh process never starts another: if TRITON_INTERPRET is set there (a module set it at import), the test
+    fails saying so, rather than re-launching itself without end."""
+    if not environ.get("TRITON_INTERPRET"):
+        return item.runtest
+    if environ.get(FRESH):
+        def refuse():
+            pytest.fail("TRITON_INTERPRET is set in the fresh process meant to run this GPU test without it (set at "
+                        "import by a test module?); not starting another process", pytrace=False)
+        return refuse
+    return _in_fresh_process(item)
 
 
 def _in_fresh_process(item):
-    """Run this one test in a new pytest process with the interpreter off; its failure is this test's failure."""
+    """Run this one test in a new pytest process with the interpreter off; its failure is this test's failure,
+    its skip this test's skip. The process gets its own session, so a timeout ends it and all it started."""
     def runtest():
-        import subprocess
-        import sys
         env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
         env[FRESH] = "1"
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", item.nodeid],
-                              cwd=str(item.config.rootpath), env=env, capture_output=True, text=True, timeout=1800)
+        proc = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", item.nodeid],
+                                cwd=str(item.config.rootpath), env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            out, err = proc.communicate(timeout=FRESH_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+            pytest.fail(f"no result after {FRESH_TIMEOUT_S} s in a fresh process:\n{out[-3000:]}", pytrace=False)
         if proc.returncode != 0:
-            pytest.fail(f"in a fresh process without TRITON_INTERPRET:\n{proc.stdout[-4000:]}{proc.stderr[-2000:]}",
-                        pytrace=False)
+            pytest.fail(f"in a fresh process without TRITON_INTERPRET:\n{out[-4000:]}{err[-2000:]}", pytrace=False)
+        skipped = [line for line in out.splitlines() if line.startswith("SKIPPED")]
+        if skipped and " passed" not in out:
+            pytest.skip(f"in a fresh process: {skipped[0].split(': ', 1)[-1]}")
     return runtest
 
 

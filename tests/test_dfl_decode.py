@@ -77,8 +77,11 @@ def test_registered_with_the_reference_backend_and_runs_with_dynamic_batch():
 
 
 @needs_interpreter
+# reg_max that is not a power of two pads the bins to the next one, masked: 3, 5, 7, 10, 12 and 20 each pad
+# differently (a mask that lets one padding bin through changes every softmax of that case)
 @pytest.mark.parametrize("batch,nc,hw,reg_max", [(1, 80, (5, 7), 16), (3, 3, (9, 10), 16), (2, 1, (1, 1), 16),
-                                                 (2, 33, (3, 4), 7)])
+                                                 (2, 33, (3, 4), 7), (1, 5, (3, 3), 3), (2, 4, (2, 5), 5),
+                                                 (1, 3, (4, 3), 10), (1, 2, (2, 2), 12), (1, 6, (3, 2), 20)])
 def test_kernel_equals_reference(batch, nc, hw, reg_max):
     from plugins.dfl_decode.kernel import decode_triton
 

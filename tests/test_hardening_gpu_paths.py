@@ -119,3 +119,60 @@ def test_setup_installs_the_gpu_extra_of_the_drivers_cuda_version(tmp_path, smi,
         assert f'".[{extra}]"' in lines and "import torch" in lines
     else:
         assert 'if [ -n "" ]' in lines
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the assembler caps the ISA too (issue 17): Triton runs a CUDA 12.9 ptxas below sm_90, a newer one from sm_90
+
+def _ptxas_release(binary: str) -> tuple[int, int] | None:
+    """The CUDA release of one of Triton's bundled assemblers, read from its own --version (independent of Triton's
+    Python code)."""
+    import re
+    import subprocess
+    triton = pytest.importorskip("triton")
+    from pathlib import Path
+    path = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / binary
+    if not path.is_file():
+        return None
+    found = re.search(r"release (\d+)\.(\d+)", subprocess.run([str(path), "--version"], capture_output=True,
+                                                              text=True).stdout)
+    return (int(found.group(1)), int(found.group(2))) if found else None
+
+
+@pytest.mark.parametrize("cc, binary", [(80, "ptxas"), (86, "ptxas"), (89, "ptxas"), (90, "ptxas-blackwell"),
+                                        (100, "ptxas-blackwell")])
+def test_the_assembler_limit_is_that_of_the_ptxas_triton_runs_for_the_gpu(cc, binary):
+    release = _ptxas_release(binary)
+    if release is None:
+        pytest.skip(f"triton has no bundled {binary}")
+    major, minor = release
+    assert ptx.assembler_ptx_limit(cc) == ptx.driver_ptx_limit(major * 1000 + minor * 10)
+
+
+@pytest.mark.parametrize("cc, assembler, driver, want", [(80, 88, 13000, 88), (89, 88, 13010, 88), (90, 94, 13000, 90),
+                                                         (90, 94, 13040, 94), (80, 88, 12040, 84), (80, 88, None, 88)])
+def test_the_isa_is_the_lower_of_driver_and_assembler(cc, assembler, driver, want):
+    assert ptx.ptx_version({}, driver=driver, cc=cc, assembler=assembler) == want
+
+
+def test_zoo_ptx_version_above_the_assembler_is_refused_in_one_line():
+    with pytest.raises(ptx.PtxVersionError, match=r"ZOO_PTX_VERSION=9\.0 is newer than the PTX ISA 8\.8 .* sm_80"):
+        ptx.ptx_version({ptx.VARIABLE: "90"}, driver=13000, cc=80, assembler=88)
+    assert ptx.ptx_version({ptx.VARIABLE: "85"}, driver=13000, cc=80, assembler=88) == 85
+
+
+def test_sm80_and_sm89_plans_compile_with_a_580_driver(run_fresh):
+    """What failed inside the plugin callback ("Unsupported .version 9.0"): the decode kernel for sm_80 and sm_89
+    with a CUDA 13.0 driver's cap, assembled by Triton's own ptxas (triton.compile runs it)."""
+    pytest.importorskip("triton", reason="triton is not installed")
+    proc = run_fresh("""
+        import numpy as np
+        from plugins.ptx import ptx_version
+        from plugins.yolo_decode.kernel import compile_decode_ptx
+        for cc in (80, 89):
+            k = compile_decode_ptx(in_dtype="fp32", stride=8, anchors=np.array([10, 13, 16, 30, 33, 23], np.float32),
+                                   num_outputs=85, cc=cc, ptx_version=ptx_version({}, driver=13000, cc=cc))
+            print(cc, [line for line in k.ptx.splitlines() if line.startswith(".version")])
+    """)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split("\n")[:2] == ["80 ['.version 8.8']", "89 ['.version 8.8']"], proc.stdout

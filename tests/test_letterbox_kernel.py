@@ -1,9 +1,7 @@
 """The fused letterbox kernel (under the Triton interpreter) against the CPU pre-processing of zoo.vision.letterbox:
 within one grey level (cv2's INTER_LINEAR works in 11-bit fixed point, the kernel in float), padding exactly 114/255
 in exactly the same places, batch slots independent. On a GPU, the compiled kernel against the same."""
-import os
-
-os.environ.setdefault("TRITON_INTERPRET", "1")  # before anything imports triton: kernels then run on the CPU
+# TRITON_INTERPRET is conftest.py's to set (not in the fresh process that runs a GPU test here)
 
 from pathlib import Path
 

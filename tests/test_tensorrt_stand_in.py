@@ -138,3 +138,108 @@ def test_output_types_include_bf16_and_fp8(stand_in):
     import torch
     assert backend.torch_dtype(trt.module.bfloat16) == torch.bfloat16
     assert backend.torch_dtype(trt.module.fp8) == torch.float8_e4m3fn
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# inputs TensorRT cannot take, addresses it refuses, ordering of host inputs (issue 17)
+
+def _foreign(pointer, shape=(2, 3), typestr="<f4"):
+    class Foreign:  # a __cuda_array_interface__ producer other than torch
+        __cuda_array_interface__ = {"shape": shape, "typestr": typestr, "data": (pointer, False), "version": 3,
+                                    "strides": None, "stream": None}
+    return Foreign()
+
+
+def _engine_of(trt, backend, tmp_path, dtype):
+    tensorrt = backend.TensorRTBackend()
+    net = tensorrt.create_network()
+    net.mark_output(net.add_input("input", dtype, (-1, 3)))
+    return tensorrt, tensorrt.build(net, BuildOptions("input", (1, 2, 4), 1 << 20, None, allow_tf32=False))
+
+
+@pytest.mark.parametrize("typestr", ["<V2", "<f1"])
+def test_a_bf16_engine_refuses_interface_inputs_with_the_intended_error(stand_in, tmp_path, typestr):
+    trt, cudart, backend = stand_in
+    tensorrt, plan = _engine_of(trt, backend, tmp_path, trt.module.bfloat16)
+    runner = tensorrt.load(plan)
+    _, pointer = cudart.cudaMalloc(12)
+    with pytest.raises(ValueError, match="must be torch.bfloat16, which __cuda_array_interface__ cannot state"):
+        runner.run({"input": _foreign(pointer, typestr=typestr)})
+
+
+@pytest.mark.parametrize("typestr", ["<V2", "<f1", "<f2"])
+def test_an_fp32_engine_refuses_other_interface_types_with_the_intended_error(stand_in, tmp_path, typestr):
+    trt, cudart, backend = stand_in
+    tensorrt, plan = _engine(trt, backend, tmp_path)
+    runner = tensorrt.load(plan)
+    _, pointer = cudart.cudaMalloc(12)
+    with pytest.raises(ValueError, match="input 'input' must be torch.float32, got"):
+        runner.run({"input": _foreign(pointer, typestr=typestr)})
+
+
+def test_a_pointer_off_the_256_byte_boundary_is_refused(stand_in, tmp_path):
+    trt, cudart, backend = stand_in
+    tensorrt, plan = _engine(trt, backend, tmp_path)
+    runner = tensorrt.load(plan)
+    runner.output_device = "cpu"
+    _, pointer = cudart.cudaMalloc(64)
+    with pytest.raises(ValueError, match="not aligned to 256 bytes"):
+        runner.run({"input": _foreign(pointer + 12)})  # x[1:] of a (3, 3) float32 array: 12 bytes in
+    assert not trt.misaligned  # nothing unaligned reached TensorRT
+    runner.run({"input": _foreign(pointer)})  # the aligned one is taken
+    assert not trt.misaligned
+
+
+def test_a_refused_tensor_address_is_an_error(stand_in, tmp_path, monkeypatch):
+    import trt_stand_in
+    trt, cudart, backend = stand_in
+    tensorrt, plan = _engine(trt, backend, tmp_path)
+    runner = tensorrt.load(plan)
+    runner.output_device = "cpu"
+    monkeypatch.setitem(trt_stand_in.BEHAVIOUR, ("IExecutionContext", "set_tensor_address"), lambda c, n, m: False)
+    with pytest.raises(RuntimeError, match="refused the address of tensor 'input'"):
+        runner.run({"input": np.ones((2, 3), np.float32)})
+
+
+def test_host_inputs_wait_for_the_slot_before_reusing_its_staging_buffer(stand_in, tmp_path):
+    trt, cudart, backend = stand_in
+    tensorrt, plan = _engine(trt, backend, tmp_path)
+    runner = tensorrt.load(plan)
+    runner.output_device = "cpu"
+    for _ in range(2):
+        runner.run({"input": np.ones((2, 3), np.float32)})
+    names = [c[0] for c in cudart.calls]
+    host_to_device = [i for i, c in enumerate(cudart.calls) if c[0] == "cudaMemcpyAsync"
+                      and c[1][3] == backend.cudart.cudaMemcpyKind.cudaMemcpyHostToDevice]
+    assert len(host_to_device) == 2
+    for i in host_to_device:  # the staging buffer is written on the host just before this copy
+        assert "cudaStreamSynchronize" in names[i - 3:i], names[max(0, i - 4):i + 1]
+
+
+def test_outputs_on_the_gpu_are_written_after_torchs_current_stream(stand_in, tmp_path, monkeypatch):
+    """The output tensors come from torch's caching allocator on torch's current stream, where earlier work may
+    still use the blocks; the slot's stream must wait for that stream before its copies write them. The GPU's
+    presence is faked: torch.empty hands out CPU tensors that say they are CUDA tensors, and torch's current
+    stream is handle 4242."""
+    import types
+
+    import torch
+    trt, cudart, backend = stand_in
+
+    class Cuda(torch.Tensor):
+        is_cuda = True
+
+    fake = types.SimpleNamespace(**{name: getattr(torch, name) for name in dir(torch) if not name.startswith("__")})
+    fake.empty = lambda *a, device=None, **k: torch.empty(*a, **k).as_subclass(Cuda)
+    fake.cuda = types.SimpleNamespace(current_stream=lambda device=None: types.SimpleNamespace(cuda_stream=4242))
+    monkeypatch.setattr(backend, "torch", fake)
+    tensorrt, plan = _engine(trt, backend, tmp_path)
+    runner = tensorrt.load(plan)
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    out = runner.run({"input": x})["input:out"]
+    np.testing.assert_array_equal(np.asarray(out.as_subclass(torch.Tensor)), 2 * x + 1)
+    names = [c[0] for c in cudart.calls]
+    copy_out = max(i for i, c in enumerate(cudart.calls) if c[0] == "cudaMemcpyAsync"
+                   and c[1][3] == backend.cudart.cudaMemcpyKind.cudaMemcpyDeviceToDevice)
+    record = max(i for i, c in enumerate(cudart.calls[:copy_out]) if c[0] == "cudaEventRecord")
+    assert cudart.calls[record][1][1] == 4242 and names[record + 1] == "cudaStreamWaitEvent"

@@ -1,9 +1,7 @@
 """zoo::yolo_decode: the PyTorch reference against the formulas and YOLOv5's Detect head, the Triton kernel (under
 the interpreter) against the reference, the reference backend's plugin layer, and, on a GPU, the compiled kernel and
 the TensorRT AOT plugin."""
-import os
-
-os.environ.setdefault("TRITON_INTERPRET", "1")  # before anything imports triton: kernels then run on the CPU
+# TRITON_INTERPRET is conftest.py's to set (not in the fresh process that runs a GPU test here)
 
 from pathlib import Path
 

@@ -53,6 +53,7 @@ class StandInTensorRT:
         self.compute = compute
         self.busy: set[int] = set()        # execution contexts inside execute_async_v3 right now
         self.overlap = False               # set when one context was entered twice at once
+        self.misaligned: list[tuple] = []  # (tensor, address) given to set_tensor_address off a 256-byte boundary
         self.lock = threading.Lock()
         module = types.ModuleType("tensorrt")
         module.__version__ = "11.4.0.106"
@@ -187,6 +188,13 @@ def _deserialize(runtime, serialized_engine):
                num_optimization_profiles=len(plan["profiles"]))
 
 
+def _tensor_dtype(engine, name):
+    """The type the input was declared with (outputs: the input's, as the stand-in engine computes in it)."""
+    inputs = engine._state["plan"]["inputs"]
+    declared = next((i["dtype"] for i in inputs if i["name"] == name), inputs[0]["dtype"])
+    return getattr(engine._stand_in.module.DataType, DTYPE_ALIASES.get(declared, declared))
+
+
 def _tensor_mode(engine, name):
     modes = engine._stand_in.module.TensorIOMode
     return modes.INPUT if name in [i["name"] for i in engine._state["plan"]["inputs"]] else modes.OUTPUT
@@ -230,6 +238,17 @@ def _execute(context, stream_handle):
     return True
 
 
+def _set_address(context, name, memory):
+    """As TensorRT: False for a name that is no I/O tensor of the engine; a pointer must be 256-byte aligned
+    (IExecutionContext::setTensorAddress), which the stand-in records as a violation, as TensorRT's errors would."""
+    if name not in context._state["engine"]._state["names"]:
+        return False
+    if memory % 256:
+        context._stand_in.misaligned.append((name, memory))
+    context._state["addresses"][name] = memory
+    return True
+
+
 _IDS = itertools.count()
 
 BEHAVIOUR = {
@@ -255,14 +274,13 @@ BEHAVIOUR = {
     ("Runtime", "deserialize_cuda_engine"): _deserialize,
     ("ICudaEngine", "get_tensor_name"): lambda e, index: e._state["names"][index],
     ("ICudaEngine", "get_tensor_mode"): _tensor_mode,
-    ("ICudaEngine", "get_tensor_dtype"): lambda e, name: e._stand_in.module.DataType.FLOAT,
+    ("ICudaEngine", "get_tensor_dtype"): _tensor_dtype,
     ("ICudaEngine", "get_tensor_profile_shape"): lambda e, name, profile_index: e._state["plan"]["profiles"][
         profile_index][name],
     ("ICudaEngine", "create_execution_context"): _context,
     ("IExecutionContext", "set_optimization_profile_async"): _set_profile,
     ("IExecutionContext", "set_input_shape"): _set_input_shape,
-    ("IExecutionContext", "set_tensor_address"): lambda c, name, memory: c._state["addresses"].update(
-        {name: memory}) or True,
+    ("IExecutionContext", "set_tensor_address"): _set_address,
     ("IExecutionContext", "infer_shapes"): lambda c: [],
     ("IExecutionContext", "get_tensor_shape"): lambda c, name: next(iter(c._state["shapes"].values())),
     ("IExecutionContext", "execute_async_v3"): _execute,
@@ -304,9 +322,11 @@ class StandInCudart:
         return value
 
     def _allocate(self, table, size):
-        buffer = (ctypes.c_uint8 * size)()
-        table[ctypes.addressof(buffer)] = buffer
-        return self.ok, ctypes.addressof(buffer)
+        """Aligned to 256 bytes, as cudaMalloc's allocations are."""
+        buffer = (ctypes.c_uint8 * (size + 256))()
+        address = -(-ctypes.addressof(buffer) // 256) * 256
+        table[address] = buffer
+        return self.ok, address
 
     def cudaMalloc(self, size):
         return self._allocate(self.memory, size)

@@ -54,7 +54,7 @@ def dfl_decode_aot(box: trtp.TensorDesc, cls: trtp.TensorDesc, stride: int, reg_
         raise ValueError("dfl_decode: the class count must be static")
     k = compile_decode_ptx(in_dtype="fp16" if box.dtype == trt.float16 else "fp32", stride=stride, reg_max=reg_max,
                            num_classes=c[1].constant_value(), cc=_device_cc(),
-                           ptx_version=ptx_version())
+                           ptx_version=ptx_version(cc=_device_cc()))
     e = box.shape_expr
     launch = trtp.KernelLaunchParams()
     launch.grid_x = trtp.cdiv(e[2] * e[3], k.block_cells)

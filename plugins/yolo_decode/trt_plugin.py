@@ -58,7 +58,8 @@ def yolo_decode_aot(feat: trtp.TensorDesc, stride: int, anchors: npt.NDArray[np.
                     outputs: Tuple[trtp.TensorDesc], tactic: int
                     ) -> Tuple[Union[str, bytes], Union[str, bytes], trtp.KernelLaunchParams, trtp.SymIntExprs]:
     k = compile_decode_ptx(in_dtype="fp16" if feat.dtype == trt.float16 else "fp32", stride=stride,
-                           anchors=anchors, num_outputs=num_outputs, cc=_device_cc(), ptx_version=ptx_version())
+                           anchors=anchors, num_outputs=num_outputs, cc=_device_cc(),
+                           ptx_version=ptx_version(cc=_device_cc()))
     e = feat.shape_expr
     launch = trtp.KernelLaunchParams()
     launch.grid_x = trtp.cdiv(e[2] * e[3], k.block_cells)

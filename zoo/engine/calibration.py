@@ -391,6 +391,7 @@ class CalibrationCache:
     scales: dict[str, float]
     created: str = field(default_factory=_now)
     zoo_version: str = field(default_factory=_zoo_version)
+    percentile: float | None = None   # for method "percentile": which one (an optional "# percentile:" line)
 
     def __post_init__(self):
         self.num_images = int(self.num_images)
@@ -409,6 +410,8 @@ class CalibrationCache:
                 raise CalibrationError(f"calibration cache {path}: header {key} {value!r} cannot be written on "
                                        f"one line")
             lines.append(f"# {key}: {value}")
+        if self.percentile is not None:
+            lines.append(f"# percentile: {float(self.percentile)!r}")
         if not self.scales:
             raise CalibrationError(f"calibration cache {path}: there are no tensor scales to write")
         for name, scale in self.scales.items():
@@ -442,7 +445,7 @@ class CalibrationCache:
                 continue
             if line.startswith("#"):
                 key, sep, value = line[1:].partition(":")
-                if sep and key.strip() in _HEADER:
+                if sep and (key.strip() in _HEADER or key.strip() == "percentile"):
                     header[key.strip()] = value.strip()
                 continue                                    # other comments are allowed and ignored
             name, sep, value = line.rpartition(":")
@@ -473,8 +476,13 @@ class CalibrationCache:
             shape = tuple(int(d) for d in header["input_shape"].split("x")) if header["input_shape"] else ()
         except ValueError:
             raise CalibrationError(f"{where}: input_shape {header['input_shape']!r} is not like 1x3x640x640") from None
+        try:
+            percentile = float(header["percentile"]) if "percentile" in header else None
+        except ValueError:
+            raise CalibrationError(f"{where}: percentile {header['percentile']!r} is not a number") from None
         return cls(model=header["model"], variant=header["variant"], method=header["method"], num_images=num_images,
-                   input_shape=shape, scales=scales, created=header["created"], zoo_version=header["zoo_version"])
+                   input_shape=shape, scales=scales, created=header["created"], zoo_version=header["zoo_version"],
+                   percentile=percentile)
 
 
 def _check_scale(scale: float, name: str, where: str) -> None:

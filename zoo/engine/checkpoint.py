@@ -505,14 +505,18 @@ def _to_numpy(path: str, tensors: dict[str, Any]) -> dict[str, np.ndarray]:
             raise CheckpointError(f"{path}: key {name!r} holds a {type(t).__name__}, not a tensor")
         if t.is_complex() or t.is_quantized or t.layout != torch.strided:
             raise CheckpointError(f"{path}: key {_cut(name)!r}: unsupported tensor ({t.dtype}, {t.layout})")
-        array = t.detach().to("cpu", torch.float32).numpy()
-        finite = np.isfinite(array)
-        if not finite.all():  # the same rule as wts.load: NaN or Inf weights are refused, whatever the format
-            index = int(np.flatnonzero(~finite.ravel())[0])
-            raise CheckpointError(f"{path}: key {_cut(name)!r}: value at index {index} is {array.ravel()[index]} "
-                                  f"({int((~finite).sum())} non-finite value(s))")
-        out[name] = array
+        out[name] = refuse_nonfinite(path, name, t.detach().to("cpu", torch.float32).numpy())
     return out
+
+
+def refuse_nonfinite(path: str, name: str, array: np.ndarray) -> np.ndarray:
+    """The same rule as wts.load: NaN or Inf weights are refused, whatever the format."""
+    finite = np.isfinite(array)
+    if not finite.all():
+        index = int(np.flatnonzero(~finite.ravel())[0])
+        raise CheckpointError(f"{path}: key {_cut(name)!r}: value at index {index} is {array.ravel()[index]} "
+                              f"({int((~finite).sum())} non-finite value(s))")
+    return array
 
 
 def _class_names(names: Any) -> list[str] | dict[int, str] | None:

@@ -183,6 +183,8 @@ def open_engine(model: ZooModel, path: Path, device: str = "cpu"):
 def _check_runner_matches_header(path: Path, header: EngineHeader, runner) -> None:
     """A header that lies about the payload's tensors would fail later with a bare KeyError: say it here."""
     inputs, outputs = getattr(runner, "inputs", None), getattr(runner, "outputs", None)
+    inputs = getattr(runner, "input_names", None) if inputs is None else inputs     # ONNX Runtime's runner
+    outputs = getattr(runner, "output_names", None) if outputs is None else outputs
     network = getattr(runner, "network", None)
     if network is not None and hasattr(network, "_inputs"):
         inputs = [t.name for t in network._inputs]

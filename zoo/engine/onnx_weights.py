@@ -6,7 +6,8 @@ legacy exporter names nodes by module scopes (`/model.0/conv/Conv`), so a Conv's
 `model.0.conv.weight` and `.bias`. Initializers that are no module's parameter (shape constants, folded anchors)
 are left out. Exports fold BatchNorm into the convolutions: the result has conv biases and no `bn` keys, which the
 zoo's builders and reference modules accept (zoo.engine.folding). Needs the `onnx` package (an optional extra);
-reads no external data files and runs nothing.
+reads no external data files and runs nothing. As in every format, NaN or Inf weights are refused, and so are
+initializers with a repeated name, negative dims, or more declared values than ZOO_MAX_WEIGHT_BYTES allows.
 """
 from __future__ import annotations
 
@@ -24,7 +25,6 @@ _PARAMETER_INPUTS = {"Conv": (None, "weight", "bias"), "ConvTranspose": (None, "
 def load_onnx_weights(path: str):
     try:
         import onnx
-        from onnx import numpy_helper
     except ImportError:
         raise CheckpointError(f"{path}: reading ONNX weights needs the 'onnx' package (pip install onnx)") from None
     try:
@@ -33,26 +33,84 @@ def load_onnx_weights(path: str):
         raise CheckpointError(f"{path}: not a readable ONNX file: {type(e).__name__}: "
                               f"{str(e).splitlines()[0] if str(e) else ''}") from None
     graph = model.graph
-    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in graph.initializer):
-        raise CheckpointError(f"{path}: its weights are in external data files, which are not read")
-    arrays = {t.name: t for t in graph.initializer}
+    arrays = _initializers(path, graph)
     names = _names_from_nodes(graph, arrays)
     tensors: dict[str, np.ndarray] = {}
+    budget = _Budget(path)
     for name, proto in arrays.items():
         key = name if STATE_KEY.match(name) else names.get(name)
-        if key is None:
+        if key is None or not _is_floating(proto):
             continue
         if key in tensors:
             raise CheckpointError(f"{path}: two initializers map to the state_dict key {key!r}")
-        array = numpy_helper.to_array(proto)
-        if not np.issubdtype(array.dtype, np.floating):
-            continue
-        tensors[key] = np.ascontiguousarray(array, dtype=np.float32)
+        tensors[key] = _float32_array(path, proto, budget)
     if not tensors:
         raise CheckpointError(f"{path}: no initializer has (or maps to) a state_dict name such as "
                               "'model.0.conv.weight'")
     ordered = _in_graph_order(graph, tensors, names)
     return Checkpoint(ordered, None, f"ONNX initializers ({len(ordered)} of {len(arrays)})")
+
+
+def _initializers(path: str, graph) -> dict:
+    """name -> TensorProto, refusing what has no single meaning: a name given twice, data kept in other files."""
+    from onnx import TensorProto
+
+    from .checkpoint import CheckpointError
+    arrays = {}
+    for proto in graph.initializer:
+        if proto.name in arrays:
+            raise CheckpointError(f"{path}: two initializers are named {proto.name!r}; which one is meant is "
+                                  "not defined")
+        if proto.data_location == TensorProto.EXTERNAL or len(proto.external_data):
+            raise CheckpointError(f"{path}: initializer {proto.name!r}: its data is in an external file (or has "
+                                  "external-data entries), which is not read")
+        arrays[proto.name] = proto
+    return arrays
+
+
+def _is_floating(proto) -> bool:
+    from onnx import TensorProto
+    return proto.data_type in (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16)
+
+
+class _Budget:
+    """Declared sizes add up to at most wts.max_weight_bytes() of float32 ($ZOO_MAX_WEIGHT_BYTES), checked before
+    anything is allocated for them."""
+
+    def __init__(self, path: str):
+        from wts.format import max_weight_bytes
+        self.path, self.left = path, max_weight_bytes()
+
+    def take(self, name: str, dims: list[int]) -> int:
+        from .checkpoint import CheckpointError
+        count = 1
+        for d in dims:
+            count *= d
+        if count * 4 > self.left:
+            raise CheckpointError(f"{self.path}: initializer {name!r}: dims {dims} declare {count} values, more "
+                                  "than ZOO_MAX_WEIGHT_BYTES allows for the file")
+        self.left -= count * 4
+        return count
+
+
+def _float32_array(path: str, proto, budget: _Budget) -> np.ndarray:
+    """One initializer as float32, or one line naming the file and the tensor."""
+    from onnx import numpy_helper
+
+    from .checkpoint import CheckpointError, refuse_nonfinite
+    dims = list(proto.dims)
+    if any(d < 0 for d in dims):
+        raise CheckpointError(f"{path}: initializer {proto.name!r}: negative dimension in dims {dims}")
+    count = budget.take(proto.name, dims)
+    try:
+        array = numpy_helper.to_array(proto)
+    except Exception as e:  # noqa: BLE001 - whatever the converter trips on, the tensor is malformed
+        raise CheckpointError(f"{path}: initializer {proto.name!r}: its data does not match dims {dims} and its "
+                              f"type ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    if array.size != count:
+        raise CheckpointError(f"{path}: initializer {proto.name!r}: holds {array.size} values, dims {dims} "
+                              f"declare {count}")
+    return refuse_nonfinite(path, proto.name, np.ascontiguousarray(array, dtype=np.float32))
 
 
 def _names_from_nodes(graph, arrays) -> dict[str, str]:

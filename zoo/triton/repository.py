@@ -11,10 +11,15 @@ engine file run by the zoo runtime (`write_pipeline_repository`, `steps.Pipeline
 
 `config.pbtxt` comes from the engine header: max_batch_size from the profile's max, dims and data types from the
 network, dynamic_batching and instance_group from the export's flags.
+
+The export's name is a model name, never a path, and the export replaces only folders it wrote itself
+(`is_zoo_export`): anything else with one of its folder names is refused, and nothing is replaced until every
+folder has been checked.
 """
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -112,16 +117,78 @@ def output_shapes(model, header: EngineHeader) -> dict[str, list[int]]:
     return {name: shapes[name] for name in names}
 
 
-def write_repository(model, header: EngineHeader, engine_file: Path | None, payload: bytes, out: Path,
-                     options: RepositoryOptions) -> list[Path]:
-    """Write the four models into `out` (created if needed); each folder appears whole or not at all."""
+# A model's name is its folder in the repository and a path segment of Triton's URLs (/v2/models/<name>/...);
+# Triton sets no rule beyond the layout <repository>/<model-name>/config.pbtxt
+# (https://docs.nvidia.com/deeplearning/triton-inference-server/user-guide/docs/user_guide/model_repository.html),
+# so the zoo takes a set that is safe in a path segment, a URL and a config string: no '/', no '..', no quote.
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+
+def check_model_name(name: str) -> None:
+    if not MODEL_NAME.fullmatch(name or "") or ".." in name:
+        raise ValueError(f"--name {name!r}: a Triton model name is 1 to 100 letters, digits, '_', '-' or '.', "
+                         "starting with a letter or digit, and never a path")
+
+
+# What `export triton` writes in a model folder; `1/__pycache__` appears once the python backend has loaded model.py.
+EXPORT_FILES = {"config.pbtxt", "zoo.json", "1", "1/model.plan", "1/model.engine", "1/model.py", "1/__pycache__"}
+
+
+def is_zoo_export(folder: Path) -> bool:
+    """Whether `folder` holds nothing but what an earlier `export triton` wrote (its own zoo.json among it), so that
+    replacing it loses nothing of the user's. Links are never the zoo's."""
+    if folder.is_symlink() or not folder.is_dir():
+        return False
+    entries = list(folder.rglob("*"))
+    for entry in entries:
+        relative = entry.relative_to(folder).as_posix()
+        cached = relative.startswith("1/__pycache__/") and entry.suffix == ".pyc" and relative.count("/") == 2
+        if entry.is_symlink() or (relative not in EXPORT_FILES and not cached):
+            return False
+    try:
+        if not (folder / "zoo.json").exists():  # an ensemble of an export before zoo.json was written there
+            return {e.relative_to(folder).as_posix() for e in entries} == {"config.pbtxt", "1"} and \
+                'platform: "ensemble"' in (folder / "config.pbtxt").read_text()
+        return isinstance(json.loads((folder / "zoo.json").read_text()).get("step"), str)
+    except (OSError, ValueError, AttributeError, UnicodeDecodeError):
+        return False
+
+
+def check_replaceable(out: Path, folders: list[str]) -> None:
+    for folder in folders:
+        target = out / folder
+        if (target.exists() or target.is_symlink()) and not is_zoo_export(target):
+            raise ValueError(f"{target}: exists and is not an earlier `export triton` of the zoo (it holds other "
+                             "files); move it away or choose another --name or -o")
+
+
+def check_servable(header: EngineHeader, options: RepositoryOptions) -> None:
+    """What Triton could not load or would call wrongly, refused before anything is written."""
+    check_model_name(options.name)
     if options.network == "plan" and header.backend != "tensorrt":
         raise ValueError(f"--network plan needs a TensorRT engine; this one is for the {header.backend} backend "
                          "(use --network python, or build on a machine with TensorRT)")
+    if options.network == "plan" and options.kind != "gpu":
+        # Triton's TensorRT backend refuses CPU instances ("TensorRT backend supports only GPU device",
+        # https://github.com/triton-inference-server/server/issues/4696)
+        raise ValueError(f"--kind {options.kind}: a TensorRT plan runs on the GPU only; use --kind gpu, or "
+                         "--network python")
+    if header.batch[0] > 1:
+        # Triton forms batches of any size from 1 to max_batch_size (a single request is a batch of 1)
+        raise ValueError(f"the engine's smallest batch is {header.batch[0]}, but Triton sends batches from 1 up; "
+                         f"build it with --batch 1:{header.batch[1]}:{header.batch[2]}")
+
+
+def write_repository(model, header: EngineHeader, engine_file: Path | None, payload: bytes, out: Path,
+                     options: RepositoryOptions) -> list[Path]:
+    """Write the four models into `out` (created if needed); each folder appears whole or not at all, and only
+    folders an earlier export wrote are replaced."""
+    check_servable(header, options)
     kind = model_kind(model, header.config)
     shapes = output_shapes(model, header)
-    out.mkdir(parents=True, exist_ok=True)
     names = {step: f"{options.name}_{step}" for step in ("preprocess", "network", "postprocess")}
+    check_replaceable(out, [options.name, *names.values()])
+    out.mkdir(parents=True, exist_ok=True)
     written = []
     with tempfile.TemporaryDirectory(dir=out, prefix=".export-") as tmp:
         staged = Path(tmp)
@@ -142,10 +209,14 @@ def write_repository(model, header: EngineHeader, engine_file: Path | None, payl
         ensemble = staged / options.name
         (ensemble / "1").mkdir(parents=True)  # Triton wants a version folder even for an ensemble
         (ensemble / "config.pbtxt").write_text(ensemble_config(names, header, kind, options))
+        Sidecar("ensemble", options.network, kind, asdict(header), options.options).save(ensemble / "zoo.json")
+        check_replaceable(out, [options.name, *names.values()])  # again: the staging took time
+        old = staged / ".replaced"
+        old.mkdir()
         for folder in [options.name, *names.values()]:
             final = out / folder
             if final.exists():
-                shutil.rmtree(final)
+                final.rename(old / folder)  # moved, then dropped with the staging folder
             (staged / folder).rename(final)
             written.append(final)
     return written
@@ -155,9 +226,11 @@ def write_pipeline_repository(model, header: EngineHeader, engine_file: Path | N
                               options: RepositoryOptions) -> list[Path]:
     """A pipeline (several networks and python glue, zoo.engine.pipeline) as ONE python-backend model: encoded
     image in, `infer`'s record out; it runs the pipeline's engine file with the zoo runtime (steps.Pipeline)."""
+    check_model_name(options.name)
     if options.network == "plan":
         raise ValueError(f"{model.name} is a pipeline of {len(model.stage_names)} networks joined by python glue: "
                          f"export it with --network python (one python model running its engine file)")
+    check_replaceable(out, [options.name])
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out, prefix=".export-") as tmp:
         target = Path(tmp) / options.name
@@ -185,12 +258,30 @@ def write_pipeline_repository(model, header: EngineHeader, engine_file: Path | N
 # config.pbtxt
 
 
+TRITON_TYPES = {np.dtype(np.float32): "TYPE_FP32", np.dtype(np.float16): "TYPE_FP16"}
+
+
 def _dtype(precision: str) -> str:
-    return "TYPE_FP32" if precision == "fp32" else "TYPE_FP16"
+    """The network input's type, from the one function that converts inputs (FP16 for fp16 and int8 networks)."""
+    from zoo.engine.quantization import as_input
+    return TRITON_TYPES[np.asarray(as_input(np.zeros(1, np.float32), precision)).dtype]
+
+
+def quoted(text: str) -> str:
+    """A protobuf text-format string: names from an engine header may hold quotes, backslashes or newlines."""
+    out = []
+    for ch in str(text):
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ord(ch) < 32 or ord(ch) == 127:
+            out.append(f"\\{ord(ch):03o}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
 
 
 def _tensor(name: str, dtype: str, dims) -> str:
-    return f'  {{ name: "{name}" data_type: {dtype} dims: [ {", ".join(str(d) for d in dims)} ] }}'
+    return f'  {{ name: {quoted(name)} data_type: {dtype} dims: [ {", ".join(str(d) for d in dims)} ] }}'
 
 
 def _io(direction: str, tensors: list[str]) -> str:
@@ -221,7 +312,7 @@ def step_config(step: str, folder: str, header: EngineHeader, shapes: dict, kind
     network_input = _tensor(header.input_name, _dtype(header.precision) if options.network == "plan"
                             else "TYPE_FP32", input_dims)
     network_outputs = [_tensor(name, "TYPE_FP32", dims) for name, dims in shapes.items()]
-    text = f'name: "{folder}"\n'
+    text = f"name: {quoted(folder)}\n"
     if step == "network" and options.network == "plan":
         text += 'platform: "tensorrt_plan"\n'
     else:
@@ -246,9 +337,9 @@ def step_config(step: str, folder: str, header: EngineHeader, shapes: dict, kind
 
 def ensemble_config(names: dict, header: EngineHeader, kind: str, options: RepositoryOptions) -> str:
     def step(model: str, inputs: dict, outputs: dict) -> str:
-        maps = "".join(f'      input_map {{ key: "{k}" value: "{v}" }}\n' for k, v in inputs.items())
-        maps += "".join(f'      output_map {{ key: "{k}" value: "{v}" }}\n' for k, v in outputs.items())
-        return f'    {{\n      model_name: "{model}"\n      model_version: -1\n{maps}    }}'
+        maps = "".join(f"      input_map {{ key: {quoted(k)} value: {quoted(v)} }}\n" for k, v in inputs.items())
+        maps += "".join(f"      output_map {{ key: {quoted(k)} value: {quoted(v)} }}\n" for k, v in outputs.items())
+        return f"    {{\n      model_name: {quoted(model)}\n      model_version: -1\n{maps}    }}"
 
     network_in = {header.input_name: "network_input"}
     network_out = {name: f"network_output_{i}" for i, name in enumerate(header.outputs)}
@@ -257,6 +348,6 @@ def ensemble_config(names: dict, header: EngineHeader, kind: str, options: Repos
     steps = [step(names["preprocess"], {IMAGE: IMAGE}, {**network_in, CONTEXT: "context"}),
              step(names["network"], network_in, network_out),
              step(names["postprocess"], {**network_out, CONTEXT: "context"}, results)]
-    return (f'name: "{options.name}"\nplatform: "ensemble"\nmax_batch_size: {header.batch[2]}\n'
+    return (f'name: {quoted(options.name)}\nplatform: "ensemble"\nmax_batch_size: {header.batch[2]}\n'
             + _io("input", [_tensor(IMAGE, "TYPE_STRING", [1])]) + _io("output", _result_outputs(kind))
             + "ensemble_scheduling {\n  step [\n" + ",\n".join(steps) + "\n  ]\n}\n")

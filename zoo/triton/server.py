@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -75,6 +76,17 @@ def server_environment(site: Path) -> dict:
     return env
 
 
+def check_backends(repository: Path) -> None:
+    """The bundled server has the python backend only: refuse a repository with a TensorRT plan (what `export
+    triton --network plan` writes for NVIDIA's Triton images) in one line, before starting it."""
+    for config in sorted(repository.glob("*/config.pbtxt")):
+        text = config.read_text(errors="replace")
+        if re.search(r'platform:\s*"tensorrt_plan"|backend:\s*"tensorrt"', text):
+            raise TritonNotFound(f"{config.parent}: a TensorRT plan model, and the bundled tritonserver has the "
+                                 "python backend only; export with --network python, or serve it with NVIDIA's "
+                                 "Triton image")
+
+
 class TritonServer:
     """A running tritonserver: `with TritonServer(repo, http_port=...) as server: server.url ...`."""
 
@@ -114,6 +126,7 @@ class TritonServer:
     def start(self, timeout: float = 120.0) -> "TritonServer":
         if not self.repository.is_dir():
             raise FileNotFoundError(f"{self.repository}: no such model repository folder")
+        check_backends(self.repository)
         self._tmp = tempfile.TemporaryDirectory(prefix="zoo-triton-")
         backends = backend_folder(self.site, Path(self._tmp.name) / "backends")
         log_path = self.log_path or Path(self._tmp.name) / "tritonserver.log"

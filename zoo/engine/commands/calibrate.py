@@ -69,7 +69,7 @@ def calibrate_network(model, args, backend, paths) -> CalibrationCache:
         lambda b, precision: define_network(model, b, weights, config, precision), backend, batches,
         model.input_name, args.method, args.percentile, args.batch, log=say)
     return CalibrationCache(model.name, model.variant(config), args.method, count, model.input_shape(config),
-                            scales)
+                            scales, percentile=recorded_percentile(args))
 
 
 def calibrate_pipeline(model, args, backend, paths) -> CalibrationCache:
@@ -90,4 +90,10 @@ def calibrate_pipeline(model, args, backend, paths) -> CalibrationCache:
             lambda: model.calibration_batches(stage.name, fp32, images), stage.network.input_name, args.method,
             args.percentile, args.batch, log=say)
         scales.update({f"{stage.name}/{name}": scale for name, scale in found.items()})
-    return CalibrationCache(model.name, model.name, args.method, len(images), model.input_shape({}), scales)
+    return CalibrationCache(model.name, model.name, args.method, len(images), model.input_shape({}), scales,
+                            percentile=recorded_percentile(args))
+
+
+def recorded_percentile(args) -> float | None:
+    """The percentile goes into the cache only when it chose the thresholds."""
+    return args.percentile if args.method == "percentile" else None

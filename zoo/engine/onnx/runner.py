@@ -27,15 +27,11 @@ def check_self_contained(data: bytes):
     if foreign or model.functions:
         raise OnnxModelError(f"the ONNX model uses operator domains {foreign or 'with local functions'}; the zoo "
                              f"runs standard ONNX operators only")
-    graphs = [model.graph]
-    while graphs:
-        graph = graphs.pop()
-        tensors = list(graph.initializer) + [a.t for n in graph.node for a in n.attribute if a.HasField("t")]
-        if any(t.data_location == onnx.TensorProto.EXTERNAL for t in tensors):
-            raise OnnxModelError("the ONNX model keeps tensors in external files; the zoo loads self-contained "
-                                 "models only")
-        graphs += [a.g for n in graph.node for a in n.attribute if a.HasField("g")]
-        graphs += [sub for n in graph.node for a in n.attribute for sub in a.graphs]
+    from .contained import external_tensor
+    outside = external_tensor(model)  # whatever field holds it: initializers, attributes, sparse tensors, ...
+    if outside is not None:
+        raise OnnxModelError(f"the ONNX model keeps tensor {outside!r} in external files; the zoo loads "
+                             "self-contained models only")
     return model
 
 

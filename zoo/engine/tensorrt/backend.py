@@ -112,6 +112,21 @@ class _Slot:
             self.stream = 0
 
 
+# IExecutionContext::setTensorAddress: "The pointer must have at least 256-byte alignment"; it returns false when
+# the name is not an I/O tensor (NvInferRuntime.h; docs.nvidia.com/deeplearning/tensorrt/latest/_static/c-api/
+# classnvinfer1_1_1_i_execution_context.html). cudaMalloc and torch's allocator align to 256 or more; a sliced view
+# (x[1:]) need not.
+ADDRESS_ALIGNMENT = 256
+
+
+def _numpy_dtype(dtype: torch.dtype):
+    """The numpy type of a torch type, or None where numpy has none (bfloat16, the FP8 types)."""
+    try:
+        return torch.empty((), dtype=dtype).numpy().dtype
+    except TypeError:
+        return None
+
+
 def _contiguous_strides(shape, itemsize: int) -> tuple:
     return tuple(int(np.prod(shape[i + 1:], dtype=np.int64)) * itemsize for i in range(len(shape)))
 
@@ -170,9 +185,15 @@ class TensorRTRunner:
             ptr, shape = value.data_ptr(), tuple(value.shape)
         elif hasattr(value, "__cuda_array_interface__"):
             cai = value.__cuda_array_interface__
-            got = np.dtype(cai["typestr"])
-            if torch.empty((), dtype=want).numpy().dtype != got:
-                raise ValueError(f"input {name!r} must be {want}, got {got}")
+            try:
+                got = np.dtype(cai["typestr"])
+            except TypeError:  # a type numpy does not know: it cannot be the one wanted either
+                got = None
+            if _numpy_dtype(want) is None:
+                raise ValueError(f"input {name!r} must be {want}, which __cuda_array_interface__ cannot state; pass "
+                                 f"a torch CUDA tensor")
+            if _numpy_dtype(want) != got:
+                raise ValueError(f"input {name!r} must be {want}, got {got or cai['typestr']!r}")
             shape = tuple(cai["shape"])
             if cai.get("strides") not in (None, ()) and tuple(cai["strides"]) != _contiguous_strides(shape,
                                                                                                     got.itemsize):
@@ -185,9 +206,12 @@ class TensorRTRunner:
             ptr = int(cai["data"][0])
         else:
             host = np.ascontiguousarray(value)
-            if torch.from_numpy(host[:0].copy()).dtype != want:
+            if _numpy_dtype(want) != host.dtype:
                 raise ValueError(f"input {name!r} must be {want}, got {host.dtype}")
             shape = host.shape
+            # the pinned staging buffer may still feed a copy of this slot's last run, if that run failed before
+            # its final synchronize: wait for the slot's stream before overwriting it (idle, so free, otherwise)
+            cuda_check(cudart.cudaStreamSynchronize(slot.stream))
             staging = slot.host_memory(name, host.nbytes)  # pinned: the copy below is truly asynchronous
             ctypes.memmove(staging, host.ctypes.data, host.nbytes)
             ptr = slot.device_memory(name, host.nbytes)
@@ -197,7 +221,16 @@ class TensorRTRunner:
             low, _, high = self.engine.get_tensor_profile_shape(name, slot.index)
             raise ValueError(f"input {name!r} shape {shape} is outside the engine's profile {tuple(low)} .. "
                              f"{tuple(high)}")
-        slot.context.set_tensor_address(name, ptr)
+        self._set_address(slot, name, ptr)
+
+    @staticmethod
+    def _set_address(slot: _Slot, name: str, ptr: int) -> None:
+        if ptr % ADDRESS_ALIGNMENT:
+            raise ValueError(f"tensor {name!r} is at an address not aligned to {ADDRESS_ALIGNMENT} bytes, as TensorRT "
+                             "requires (a sliced view?); pass a copy (.contiguous().clone())")
+        if not slot.context.set_tensor_address(name, ptr):
+            raise RuntimeError(f"TensorRT refused the address of tensor {name!r} (set_tensor_address returned "
+                               "False); see the messages above")
 
     @staticmethod
     def _wait_for(slot: _Slot, producer: int) -> None:
@@ -226,12 +259,18 @@ class TensorRTRunner:
         for name in self.outputs:
             shapes[name] = tuple(slot.context.get_tensor_shape(name))
             nbytes = int(np.prod(shapes[name], dtype=np.int64)) * torch.empty((), dtype=self.dtypes[name]).element_size()
-            slot.context.set_tensor_address(name, slot.device_memory(name, nbytes))
+            self._set_address(slot, name, slot.device_memory(name, nbytes))
         if not slot.context.execute_async_v3(slot.stream):
             raise RuntimeError("TensorRT execute_async_v3 failed; see the messages above")
         results = {}
+        outputs = {name: torch.empty(shapes[name], dtype=self.dtypes[name], device=self.output_device)
+                   for name in self.outputs}
+        if any(out.is_cuda for out in outputs.values()):
+            # torch's caching allocator handed these blocks out on torch's current stream, where earlier work may
+            # still use them: the slot's stream writes them only after that stream's work so far
+            self._wait_for(slot, torch.cuda.current_stream(torch.device(self.output_device)).cuda_stream)
         for name in self.outputs:  # copied out of the slot's buffers, which the next run reuses
-            out = torch.empty(shapes[name], dtype=self.dtypes[name], device=self.output_device)
+            out = outputs[name]
             kind = cudart.cudaMemcpyKind.cudaMemcpyDeviceToDevice if out.is_cuda else \
                 cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
             cuda_check(cudart.cudaMemcpyAsync(out.data_ptr(), slot.device[name].ptr,
