@@ -105,7 +105,7 @@ def triton_config(path):
 
 def export_main(tmp_path, *argv):
     from zoo.engine.cli import main
-    return main(YoloV5Model(), ["export", "triton", "--engine", str(tmp_path / "y.engine"), *map(str, argv)])
+    return main(YoloModel("yolov5"), ["export", "triton", "--engine", str(tmp_path / "y.engine"), *map(str, argv)])
 
 
 @pytest.fixture
@@ -136,7 +136,7 @@ def test_names_with_dots_and_dashes_are_valid_config_strings(tmp_path, small_eng
 def test_quotes_in_tensor_names_do_not_break_the_config(tmp_path):
     header, plan = yolo_header(tmp_path, "tensorrt", "fp16")
     header = dataclasses.replace(header, input_name='im"ag\\es\n')
-    write_repository(YoloV5Model(), header, None, plan, tmp_path / "repo",
+    write_repository(YoloModel("yolov5"), header, None, plan, tmp_path / "repo",
                      RepositoryOptions(name="y5", network="plan", kind="gpu"))
     config = triton_config(tmp_path / "repo" / "y5_network" / "config.pbtxt")
     assert config.input[0].name == 'im"ag\\es\n' and config.platform == "tensorrt_plan"
@@ -191,7 +191,7 @@ def test_an_earlier_export_is_replaced(tmp_path, small_engine):
 def test_a_plan_on_cpu_instances_is_refused(tmp_path):
     header, plan = yolo_header(tmp_path, "tensorrt", "fp16")
     with pytest.raises(ValueError, match="--kind cpu: a TensorRT plan runs on the GPU only"):
-        write_repository(YoloV5Model(), header, None, plan, tmp_path / "repo",
+        write_repository(YoloModel("yolov5"), header, None, plan, tmp_path / "repo",
                          RepositoryOptions(name="y5", network="plan", kind="cpu"))
     assert not (tmp_path / "repo").exists()
 
@@ -201,7 +201,7 @@ def test_an_engine_that_cannot_take_batch_1_is_refused(tmp_path, network):
     header, plan = yolo_header(tmp_path, "tensorrt", "fp16")
     header = dataclasses.replace(header, batch=[2, 2, 4])
     with pytest.raises(ValueError, match="smallest batch is 2, but Triton sends batches from 1"):
-        write_repository(YoloV5Model(), header, None, plan, tmp_path / "repo",
+        write_repository(YoloModel("yolov5"), header, None, plan, tmp_path / "repo",
                          RepositoryOptions(name="y5", network=network, kind="gpu"))
 
 
@@ -213,7 +213,7 @@ def test_the_plan_input_has_the_network_input_type(tmp_path, precision):
     from zoo.engine.backends import ReferenceBackend
     from layers.precision import Precision
     header, plan = yolo_header(tmp_path, "tensorrt", precision)
-    write_repository(YoloV5Model(), header, None, plan, tmp_path / "repo",
+    write_repository(YoloModel("yolov5"), header, None, plan, tmp_path / "repo",
                      RepositoryOptions(name="y5", network="plan", kind="gpu"))
     net = ReferenceBackend().create_network()
     defined = net.add_input("x", Precision(precision).dtype, (-1, 3, 8, 8)).dtype
@@ -239,12 +239,12 @@ def test_default_network_is_what_this_machine_s_triton_loads(tmp_path, monkeypat
 def test_the_bundled_server_refuses_a_plan_repository_in_one_line(tmp_path):
     from zoo.triton.server import TritonNotFound, check_backends
     header, plan = yolo_header(tmp_path, "tensorrt", "fp16")
-    write_repository(YoloV5Model(), header, None, plan, tmp_path / "repo",
+    write_repository(YoloModel("yolov5"), header, None, plan, tmp_path / "repo",
                      RepositoryOptions(name="y5", network="plan", kind="gpu"))
     with pytest.raises(TritonNotFound, match="y5_network: a TensorRT plan model") as e:
         check_backends(tmp_path / "repo")
     assert "\n" not in str(e.value)
-    write_repository(YoloV5Model(), header, None, plan, tmp_path / "repo2", RepositoryOptions(name="y5"))
+    write_repository(YoloModel("yolov5"), header, None, plan, tmp_path / "repo2", RepositoryOptions(name="y5"))
     check_backends(tmp_path / "repo2")  # the python network: loadable
 
 
