@@ -2,7 +2,7 @@
 (`_conv_stem`, `_blocks.N._expand_conv`, ...) of the TensorFlow-ported file that tensorrtx's efficientnet also reads.
 
 The variant is read from the weights: the key style picks the family (torchvision's `features.*` or `_blocks.*`),
-the stem width and the blocks per stage pick B0-B7. Kernel sizes and expansions follow from the shapes; strides are
+the stem width, the blocks per stage and the head convolution's size pick B0-B7. Kernel sizes and expansions follow from the shapes; strides are
 the architecture's. Lite0 is the TF port: ReLU6, no squeeze-excitation, TF "SAME" padding (uneven on stride 2),
 BatchNorm eps 1e-3, input (x - 127) / 128, i.e. mean 0.5 and std 0.5 on 0..1 values.
 """
@@ -163,12 +163,16 @@ def infer_variant(weights, source: str) -> dict:
         raise ValueError(f"{source}: not EfficientNet weights (neither torchvision's 'features.1.0.block' nor "
                          f"efficientnet_pytorch's '_blocks.0' keys)")
     counts, stem = _stage_counts(weights), mobile.stem_channels(weights, "features.0.0")
+    # B1 and B2 (width 1.0 and 1.1) have the same stem and block counts: the head convolution's value count
+    # (last stage's channels x head channels, both scaled by the width) tells them apart
+    head_values = weights.count(f"features.{len(counts) + 1}.0.weight")
     for variant in SCALING:
-        stages, stem_channels, _ = blocks_of(variant)
-        if [len(s) for s in stages] == counts and stem_channels == stem:
+        stages, stem_channels, head = blocks_of(variant)
+        if [len(s) for s in stages] == counts and stem_channels == stem and \
+                head_values == stages[-1][-1][4] * head:
             return {"variant": variant, "num_classes": weights.count("classifier.1.bias")}
-    raise ValueError(f"{source}: EfficientNet keys with stem {stem} channels and {counts} blocks per stage match "
-                     f"none of B0-B7")
+    raise ValueError(f"{source}: EfficientNet keys with stem {stem} channels, {counts} blocks per stage and a "
+                     f"head convolution of {head_values} values match none of B0-B7")
 
 
 # ---------------------------------------------------------------------------------------------------------------
