@@ -86,3 +86,24 @@ def test_efficientnet_crops_are_torchvisions(variant):
     spec = EfficientNetModel().crop_spec({"variant": variant, "input_size": crop})
     assert (spec.crop, spec.resize, spec.interpolation) == (crop, resize, cv2.INTER_CUBIC)
     assert spec.mean == (0.485, 0.456, 0.406) and spec.std == (0.229, 0.224, 0.225)
+
+
+# torchvision's EfficientNet_V2 weights: crop, resize, interpolation, mean/std (V2-L is the TF port's 0.5/0.5)
+IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+EFFICIENTNET_V2_CROPS = {"efficientnet_v2_s": (384, 384, cv2.INTER_LINEAR, IMAGENET),
+                         "efficientnet_v2_m": (480, 480, cv2.INTER_LINEAR, IMAGENET),
+                         "efficientnet_v2_l": (480, 480, cv2.INTER_CUBIC, ((0.5,) * 3, (0.5,) * 3))}
+
+
+@pytest.mark.parametrize("variant", sorted(EFFICIENTNET_V2_CROPS))
+def test_efficientnet_v2_crops_are_torchvisions(variant):
+    from zoo.efficientnet.model import EfficientNetModel
+    crop, resize, interpolation, (mean, std) = EFFICIENTNET_V2_CROPS[variant]
+    model = EfficientNetModel()
+    parser = make_parser(model)
+    config = model.config_from_weights(zero_stride_weights(model.random_module(
+        parser.parse_args(["validate", "--variant", variant]), 0)), parser.parse_args(["validate"])) \
+        if variant == "efficientnet_v2_s" else {"variant": variant, "input_size": crop}
+    assert config["input_size"] == crop  # the default input size is the weights' own crop
+    spec = model.crop_spec(config)
+    assert (spec.crop, spec.resize, spec.interpolation, spec.mean, spec.std) == (crop, resize, interpolation, mean, std)
