@@ -85,9 +85,10 @@ def test_keys_are_torchvisions():
     assert b0["features.1.0.block.1.fc1.weight"].shape == (8, 32, 1, 1) and b0["features.8.0.weight"].shape == \
         (1280, 320, 1, 1)
     v2 = EfficientNet("efficientnet_v2_s").state_dict()  # Fused-MBConv: a full 3x3 conv, then the 1x1 projection
-    assert v2["features.2.0.block.0.0.weight"].shape == (96, 24, 3, 3) and v2["features.2.0.block.1.0.weight"].shape \
-        == (48, 96, 1, 1) and "features.2.0.block.1.fc1.weight" not in v2 and v2["features.1.0.block.0.0.weight"].shape \
-        == (24, 24, 3, 3) and v2["features.4.0.block.2.fc1.weight"].shape == (16, 256, 1, 1)
+    assert v2["features.2.0.block.0.0.weight"].shape == (96, 24, 3, 3)
+    assert v2["features.2.0.block.1.0.weight"].shape == (48, 96, 1, 1) and "features.2.0.block.1.fc1.weight" not in v2
+    assert v2["features.1.0.block.0.0.weight"].shape == (24, 24, 3, 3)
+    assert v2["features.4.0.block.2.fc1.weight"].shape == (16, 256, 1, 1)
     assert v2["features.0.1.running_var"].shape == (24,) and v2["features.7.0.weight"].shape == (1280, 256, 1, 1)
     y = RegNet("regnet_y_400mf").state_dict()
     assert y["trunk_output.block1.block1-0.f.se.fc1.weight"].shape == (8, 48, 1, 1)
