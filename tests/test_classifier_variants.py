@@ -107,3 +107,19 @@ def test_efficientnet_v2_crops_are_torchvisions(variant):
     assert config["input_size"] == crop  # the default input size is the weights' own crop
     spec = model.crop_spec(config)
     assert (spec.crop, spec.resize, spec.interpolation, spec.mean, spec.std) == (crop, resize, interpolation, mean, std)
+
+
+@pytest.mark.parametrize("variant", ["efficientnet_b1", "efficientnet_b2"])
+def test_efficientnet_b1_and_b2_weights_define_their_networks(variant):
+    """The issue's failure: B2's weights were read as B1's, and the network then refused their shapes
+    ("features.3.0.block.3.0.weight has shape (48, 144, 1, 1), the architecture expects (40, 144, 1, 1)")."""
+    from zoo.efficientnet.model import EfficientNet, EfficientNetModel
+    from zoo.engine.backends import ReferenceBackend
+    from zoo.engine.model import state_dict_arrays
+    from zoo.engine.workflow import define_network
+    model = EfficientNetModel()
+    weights = WeightMap(state_dict_arrays(EfficientNet(variant)), f"{variant}.pth")
+    config = model.config_from_weights(weights, args(variant=None, num_classes=1000, input_size=None))
+    define_network(model, ReferenceBackend(), weights, config)  # every key taken with its own shape
+    assert config["variant"] == variant and config["input_size"] == {"efficientnet_b1": 240,
+                                                                     "efficientnet_b2": 288}[variant]

@@ -123,3 +123,9 @@ def test_weights_of_another_family_are_refused():
     weights = WeightMap(state_dict_arrays(SwinTransformer(32, (1, 1, 1, 1), (1, 2, 4, 8), 7)), "w.pt")
     with pytest.raises(ValueError, match="w.pt: not MaxViT weights"):
         MaxVitModel().config_from_weights(weights, args(variant=None, num_classes=10, input_size=224))
+
+
+def test_crop_is_torchvisions():
+    import cv2
+    spec = MaxVitModel().crop_spec({"input_size": 224})  # MaxVit_T_Weights: crop 224, resize 224, bicubic
+    assert (spec.crop, spec.resize, spec.interpolation) == (224, 224, cv2.INTER_CUBIC)
