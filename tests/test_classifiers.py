@@ -143,3 +143,19 @@ def test_validate_passes_every_layer(family, flags, capsys):
     assert main(family, ["validate", *flags]) == 0
     out = capsys.readouterr().out
     assert "layers pass (tolerance 0.0001)" in out
+
+
+def test_efficientnet_v2_runs_on_onnx_runtime():
+    """The registry-driven ONNX test runs each family's default variant (B0); V2's Fused-MBConv blocks get their
+    own run: the ONNX writer's file on ONNX Runtime equals the PyTorch reference module (FP32, 1e-4)."""
+    from zoo.engine.onnx.graph import to_onnx
+    from zoo.engine.onnx.runner import OnnxRunner
+    model = EfficientNetModel()
+    module = model.random_module(_args("efficientnet_v2_s"), seed=3)
+    weights = WeightMap(state_dict_arrays(module), "v2s.pt")
+    net, outputs = define_network(model, ReferenceBackend(), weights, model.config_from_weights(weights, _args(None)))
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = module(x)
+    got = OnnxRunner(to_onnx(net).SerializeToString()).run({model.input_name: x.numpy()})[outputs[0]]
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * max(1.0, expected.abs().max().item()))
