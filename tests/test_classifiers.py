@@ -1,4 +1,4 @@
-"""MobileNet v2/v3, EfficientNet B0-B7/Lite0, RegNet X/Y and MNASNet: the zoo network equals the project's own
+"""MobileNet v2/v3, EfficientNet B0-B7/V2/Lite0, RegNet X/Y and MNASNet: the zoo network equals the project's own
 PyTorch reference module, from random weights (randomized BatchNorm statistics) written to and read from .wts; the
 references have torchvision's keys and parameter counts; variants come from the weights; flags that disagree are
 errors; `validate` passes layer by layer."""
@@ -38,6 +38,7 @@ def _run_network(model, weights, config, x):
     (MobileNetModel(), "mobilenet_v2", 64),
     (MobileNetModel(), "mobilenet_v3_small", 64),
     (EfficientNetModel(), "efficientnet_b0", 64),
+    (EfficientNetModel(), "efficientnet_v2_s", 64),   # Fused-MBConv stages, BatchNorm eps 1e-3
     (EfficientNetModel(), "efficientnet_lite0", 72),   # 72: SAME padding uneven at 72, 36, 18 and 9 px
     (RegNetModel(), "regnet_y_400mf", 64),
     (MNASNetModel(), "mnasnet0_5", 64),
@@ -62,7 +63,9 @@ def test_network_from_wts_equals_reference_module(model, variant, size, tmp_path
     (lambda: MobileNetV2(), 3504872), (lambda: MobileNetV3("mobilenet_v3_large"), 5483032),
     (lambda: MobileNetV3("mobilenet_v3_small"), 2542856),
     (lambda: EfficientNet("efficientnet_b0"), 5288548), (lambda: EfficientNet("efficientnet_b3"), 12233232),
-    (lambda: EfficientNet("efficientnet_b7"), 66347960),
+    (lambda: EfficientNet("efficientnet_b7"), 66347960), (lambda: EfficientNet("efficientnet_b2"), 9109994),
+    (lambda: EfficientNet("efficientnet_v2_s"), 21458488), (lambda: EfficientNet("efficientnet_v2_m"), 54139356),
+    (lambda: EfficientNet("efficientnet_v2_l"), 118515272),
     (lambda: RegNet("regnet_y_400mf"), 4344144), (lambda: RegNet("regnet_y_16gf"), 83590140),
     (lambda: RegNet("regnet_x_400mf"), 5495976), (lambda: RegNet("regnet_x_3_2gf"), 15296552),
     (lambda: MNASNet(ALPHAS["mnasnet1_0"]), 4383312), (lambda: MNASNet(ALPHAS["mnasnet0_75"]), 3170208),
@@ -82,6 +85,12 @@ def test_keys_are_torchvisions():
     b0 = EfficientNet("efficientnet_b0").state_dict()
     assert b0["features.1.0.block.1.fc1.weight"].shape == (8, 32, 1, 1) and b0["features.8.0.weight"].shape == \
         (1280, 320, 1, 1)
+    v2 = EfficientNet("efficientnet_v2_s").state_dict()  # Fused-MBConv: a full 3x3 conv, then the 1x1 projection
+    assert v2["features.2.0.block.0.0.weight"].shape == (96, 24, 3, 3)
+    assert v2["features.2.0.block.1.0.weight"].shape == (48, 96, 1, 1) and "features.2.0.block.1.fc1.weight" not in v2
+    assert v2["features.1.0.block.0.0.weight"].shape == (24, 24, 3, 3)
+    assert v2["features.4.0.block.2.fc1.weight"].shape == (16, 256, 1, 1)
+    assert v2["features.0.1.running_var"].shape == (24,) and v2["features.7.0.weight"].shape == (1280, 256, 1, 1)
     y = RegNet("regnet_y_400mf").state_dict()
     assert y["trunk_output.block1.block1-0.f.se.fc1.weight"].shape == (8, 48, 1, 1)
     assert y["trunk_output.block2.block2-0.proj.0.weight"].shape == (104, 48, 1, 1)
@@ -128,9 +137,26 @@ def test_efficientnet_variant_is_read_from_flat_counts(variant):
 @pytest.mark.parametrize("family, flags", [
     (MobileNetModel(), ["--variant", "mobilenet_v3_small", "--input-size", "64"]),
     (EfficientNetModel(), ["--variant", "efficientnet_lite0", "--input-size", "64"]),
+    (EfficientNetModel(), ["--variant", "efficientnet_v2_s", "--input-size", "64"]),
     (RegNetModel(), ["--variant", "regnet_y_400mf", "--input-size", "64"]),
 ])
 def test_validate_passes_every_layer(family, flags, capsys):
     assert main(family, ["validate", *flags]) == 0
     out = capsys.readouterr().out
     assert "layers pass (tolerance 0.0001)" in out
+
+
+def test_efficientnet_v2_runs_on_onnx_runtime():
+    """The registry-driven ONNX test runs each family's default variant (B0); V2's Fused-MBConv blocks get their
+    own run: the ONNX writer's file on ONNX Runtime equals the PyTorch reference module (FP32, 1e-4)."""
+    from zoo.engine.onnx.graph import to_onnx
+    from zoo.engine.onnx.runner import OnnxRunner
+    model = EfficientNetModel()
+    module = model.random_module(_args("efficientnet_v2_s"), seed=3)
+    weights = WeightMap(state_dict_arrays(module), "v2s.pt")
+    net, outputs = define_network(model, ReferenceBackend(), weights, model.config_from_weights(weights, _args(None)))
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = module(x)
+    got = OnnxRunner(to_onnx(net).SerializeToString()).run({model.input_name: x.numpy()})[outputs[0]]
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * max(1.0, expected.abs().max().item()))

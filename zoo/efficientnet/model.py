@@ -1,10 +1,15 @@
-"""EfficientNet B0-B7 with torchvision's state_dict keys, and EfficientNet-Lite0 with the `efficientnet_pytorch` keys
-(`_conv_stem`, `_blocks.N._expand_conv`, ...) of the TensorFlow-ported file that tensorrtx's efficientnet also reads.
+"""EfficientNet B0-B7 and EfficientNetV2 S/M/L with torchvision's state_dict keys, and EfficientNet-Lite0 with the
+`efficientnet_pytorch` keys (`_conv_stem`, `_blocks.N._expand_conv`, ...) of the TensorFlow-ported file that
+tensorrtx's efficientnet also reads.
 
 The variant is read from the weights: the key style picks the family (torchvision's `features.*` or `_blocks.*`),
-the stem width and the blocks per stage pick B0-B7. Kernel sizes and expansions follow from the shapes; strides are
-the architecture's. Lite0 is the TF port: ReLU6, no squeeze-excitation, TF "SAME" padding (uneven on stride 2),
-BatchNorm eps 1e-3, input (x - 127) / 128, i.e. mean 0.5 and std 0.5 on 0..1 values.
+the stem width, the blocks per stage and the head convolution's size pick B0-B7 or V2 S/M/L. Kernel sizes and
+expansions follow from the shapes; strides are the architecture's. EfficientNetV2 is the same torchvision class with
+other stages: its first stages are Fused-MBConv (one full k x k convolution, plus a 1x1 projection when expanded; no
+squeeze-excitation, so no `fc1` key in `features.1`), BatchNorm eps 1e-3 and a head of 1280 channels; it is a variant
+set of this family, not a family of its own, because its weights share the key layout, the class and the reader.
+Lite0 is the TF port: ReLU6, no squeeze-excitation, TF "SAME" padding (uneven on stride 2), BatchNorm eps 1e-3,
+input (x - 127) / 128, i.e. mean 0.5 and std 0.5 on 0..1 values.
 """
 from __future__ import annotations
 
@@ -28,6 +33,22 @@ SCALING = {"efficientnet_b0": (1.0, 1.0, 224, 256), "efficientnet_b1": (1.0, 1.1
            "efficientnet_b2": (1.1, 1.2, 288, 288), "efficientnet_b3": (1.2, 1.4, 300, 320),
            "efficientnet_b4": (1.4, 1.8, 380, 384), "efficientnet_b5": (1.6, 2.2, 456, 456),
            "efficientnet_b6": (1.8, 2.6, 528, 528), "efficientnet_b7": (2.0, 3.1, 600, 600)}
+# EfficientNetV2 (torchvision's table): (fused, expansion, kernel, stride, in channels, out channels, blocks)
+V2_STAGES = {
+    "efficientnet_v2_s": ((True, 1, 3, 1, 24, 24, 2), (True, 4, 3, 2, 24, 48, 4), (True, 4, 3, 2, 48, 64, 4),
+                          (False, 4, 3, 2, 64, 128, 6), (False, 6, 3, 1, 128, 160, 9),
+                          (False, 6, 3, 2, 160, 256, 15)),
+    "efficientnet_v2_m": ((True, 1, 3, 1, 24, 24, 3), (True, 4, 3, 2, 24, 48, 5), (True, 4, 3, 2, 48, 80, 5),
+                          (False, 4, 3, 2, 80, 160, 7), (False, 6, 3, 1, 160, 176, 14),
+                          (False, 6, 3, 2, 176, 304, 18), (False, 6, 3, 1, 304, 512, 5)),
+    "efficientnet_v2_l": ((True, 1, 3, 1, 32, 32, 4), (True, 4, 3, 2, 32, 64, 7), (True, 4, 3, 2, 64, 96, 7),
+                          (False, 4, 3, 2, 96, 192, 10), (False, 6, 3, 1, 192, 224, 19),
+                          (False, 6, 3, 2, 224, 384, 25), (False, 6, 3, 1, 384, 640, 7)),
+}
+V2_HEAD, V2_EPS = 1280, 1e-3
+# variant: (crop, resize, interpolation, mean/std 0.5) of torchvision's EfficientNet_V2 weights
+V2_CROPS = {"efficientnet_v2_s": (384, 384, "linear", False), "efficientnet_v2_m": (480, 480, "linear", False),
+            "efficientnet_v2_l": (480, 480, "cubic", True)}
 LITE = "efficientnet_lite0"
 B_EPS, LITE_EPS = 1e-5, 1e-3   # torchvision's BatchNorm2d default; the TF port's 1e-3
 
@@ -49,18 +70,29 @@ def blocks_of(variant: str):
     return stages, make_divisible(32 * width), head
 
 
+def v2_blocks_of(variant: str):
+    """[(fused, expansion, kernel, stride, cin, cout)] per block, grouped by stage; and (stem, head) channels."""
+    stages = [[(fused, expansion, kernel, stride if i == 0 else 1, cin if i == 0 else cout, cout) for i in range(n)]
+              for fused, expansion, kernel, stride, cin, cout, n in V2_STAGES[variant]]
+    return stages, V2_STAGES[variant][0][4], V2_HEAD
+
+
+def is_v2(variant: str) -> bool:
+    return variant in V2_STAGES
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # PyTorch reference modules: torchvision's EfficientNet
 
 
 class MBConv(nn.Module):
-    def __init__(self, expansion, kernel, stride, cin, cout):
+    def __init__(self, expansion, kernel, stride, cin, cout, eps=B_EPS):
         super().__init__()
         hidden = make_divisible(cin * expansion)
-        layers = [Conv2dNormActivation(cin, hidden, 1, activation="silu")] if hidden != cin else []
-        layers += [Conv2dNormActivation(hidden, hidden, kernel, stride, hidden, "silu"),
+        layers = [Conv2dNormActivation(cin, hidden, 1, activation="silu", eps=eps)] if hidden != cin else []
+        layers += [Conv2dNormActivation(hidden, hidden, kernel, stride, hidden, "silu", eps),
                    SqueezeExcitation(hidden, max(1, cin // 4), "silu", "sigmoid"),
-                   Conv2dNormActivation(hidden, cout, 1, activation=None)]
+                   Conv2dNormActivation(hidden, cout, 1, activation=None, eps=eps)]
         self.block = nn.Sequential(*layers)
         self.use_res_connect = stride == 1 and cin == cout
 
@@ -68,13 +100,39 @@ class MBConv(nn.Module):
         return x + self.block(x) if self.use_res_connect else self.block(x)  # stochastic depth: identity in eval
 
 
+class FusedMBConv(MBConv):
+    """EfficientNetV2's early block: the expansion and the depthwise convolution fused into one k x k convolution,
+    then a 1x1 projection (none when not expanded); no squeeze-excitation."""
+
+    def __init__(self, expansion, kernel, stride, cin, cout, eps=V2_EPS):
+        nn.Module.__init__(self)
+        hidden = make_divisible(cin * expansion)
+        if hidden != cin:
+            layers = [Conv2dNormActivation(cin, hidden, kernel, stride, activation="silu", eps=eps),
+                      Conv2dNormActivation(hidden, cout, 1, activation=None, eps=eps)]
+        else:
+            layers = [Conv2dNormActivation(cin, cout, kernel, stride, activation="silu", eps=eps)]
+        self.block = nn.Sequential(*layers)
+        self.use_res_connect = stride == 1 and cin == cout
+
+
+def _v2_block(fused, *spec):
+    return FusedMBConv(*spec, eps=V2_EPS) if fused else MBConv(*spec, eps=V2_EPS)
+
+
 class EfficientNet(nn.Module):
     def __init__(self, variant: str = "efficientnet_b0", num_classes: int = 1000):
         super().__init__()
-        stages, stem, head = blocks_of(variant)
-        features = [Conv2dNormActivation(3, stem, 3, 2, activation="silu")]
-        features += [nn.Sequential(*[MBConv(*b) for b in stage]) for stage in stages]
-        features.append(Conv2dNormActivation(stages[-1][-1][4], head, 1, activation="silu"))
+        if is_v2(variant):
+            stages, stem, head = v2_blocks_of(variant)
+            blocks = [nn.Sequential(*[_v2_block(*b) for b in stage]) for stage in stages]
+            eps = V2_EPS
+        else:
+            stages, stem, head = blocks_of(variant)
+            blocks = [nn.Sequential(*[MBConv(*b) for b in stage]) for stage in stages]
+            eps = B_EPS
+        features = [Conv2dNormActivation(3, stem, 3, 2, activation="silu", eps=eps), *blocks]
+        features.append(Conv2dNormActivation(stages[-1][-1][-1], head, 1, activation="silu", eps=eps))
         self.features = nn.Sequential(*features)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(head, num_classes))
@@ -163,12 +221,28 @@ def infer_variant(weights, source: str) -> dict:
         raise ValueError(f"{source}: not EfficientNet weights (neither torchvision's 'features.1.0.block' nor "
                          f"efficientnet_pytorch's '_blocks.0' keys)")
     counts, stem = _stage_counts(weights), mobile.stem_channels(weights, "features.0.0")
+    if "features.1.0.block.1.fc1.weight" not in weights:  # no squeeze-excitation in the first stage: V2's Fused
+        return _infer_v2(weights, source, counts, stem)
+    # B1 and B2 (width 1.0 and 1.1) have the same stem and block counts: the head convolution's value count
+    # (last stage's channels x head channels, both scaled by the width) tells them apart
+    head_values = weights.count(f"features.{len(counts) + 1}.0.weight")
     for variant in SCALING:
-        stages, stem_channels, _ = blocks_of(variant)
-        if [len(s) for s in stages] == counts and stem_channels == stem:
+        stages, stem_channels, head = blocks_of(variant)
+        if [len(s) for s in stages] == counts and stem_channels == stem and \
+                head_values == stages[-1][-1][4] * head:
             return {"variant": variant, "num_classes": weights.count("classifier.1.bias")}
-    raise ValueError(f"{source}: EfficientNet keys with stem {stem} channels and {counts} blocks per stage match "
-                     f"none of B0-B7")
+    raise ValueError(f"{source}: EfficientNet keys with stem {stem} channels, {counts} blocks per stage and a "
+                     f"head convolution of {head_values} values match none of B0-B7")
+
+
+def _infer_v2(weights, source: str, counts: list[int], stem: int) -> dict:
+    head_values = weights.count(f"features.{len(counts) + 1}.0.weight")
+    for variant in V2_STAGES:
+        stages, stem_channels, head = v2_blocks_of(variant)
+        if [len(s) for s in stages] == counts and stem_channels == stem and head_values == stages[-1][-1][-1] * head:
+            return {"variant": variant, "num_classes": weights.count("classifier.1.bias")}
+    raise ValueError(f"{source}: EfficientNetV2 keys (Fused-MBConv first stage) with stem {stem} channels, {counts} "
+                     f"blocks per stage and a head convolution of {head_values} values match none of V2 S/M/L")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -177,15 +251,16 @@ def infer_variant(weights, source: str) -> dict:
 
 class EfficientNetModel(ClassifierModel):
     name = "efficientnet"
-    summary = ("EfficientNet B0-B7 (torchvision keys) and Lite0 (efficientnet_pytorch keys, TF SAME padding), "
-               "ImageNet pre-processing, top-5 classification.")
+    summary = ("EfficientNet B0-B7 and V2 S/M/L (torchvision keys) and Lite0 (efficientnet_pytorch keys, TF SAME "
+               "padding), ImageNet pre-processing, top-5 classification.")
 
     def add_arguments(self, parser):
-        parser.add_argument("--variant", choices=(*SCALING, LITE),
+        parser.add_argument("--variant", choices=(*SCALING, *V2_STAGES, LITE),
                             help="random weights use it (default efficientnet_b0); with --weights it must agree")
         parser.add_argument("--num-classes", type=int, default=1000, help="classes of random weights (default 1000)")
         parser.add_argument("--input-size", type=int,
-                            help="input height and width (default: the variant's, 224 for B0 and Lite0, 600 for B7)")
+                            help="input height and width (default: the variant's, 224 for B0 and Lite0, 600 for B7, "
+                                 "384 for V2-S)")
 
     def random_module(self, args, seed):
         torch.manual_seed(seed)
@@ -197,7 +272,7 @@ class EfficientNetModel(ClassifierModel):
     def config_from_weights(self, weights, args):
         config = infer_variant(weights, weights.source)
         check_variant(config, args, weights.source)
-        size = args.input_size or (224 if config["variant"] == LITE else SCALING[config["variant"]][2])
+        size = args.input_size or native_size(config["variant"])
         if size < 32:  # any size works (padding k // 2 or SAME); B3's own is 300
             raise ValueError(f"--input-size {size} is below 32, EfficientNet's total stride")
         return {**config, "input_size": size}
@@ -206,6 +281,11 @@ class EfficientNetModel(ClassifierModel):
         import cv2
         if config["variant"] == LITE:  # the TF port's (x - 127) / 128 on 0..255 values
             return CropSpec.scaled(config["input_size"], mean=(127 / 255,) * 3, std=(128 / 255,) * 3)
+        if is_v2(config["variant"]):
+            crop, resize, interpolation, half = V2_CROPS[config["variant"]]
+            kwargs = {"mean": (0.5,) * 3, "std": (0.5,) * 3} if half else {}
+            return CropSpec.scaled(config["input_size"], resize / crop, **kwargs,
+                                   interpolation=cv2.INTER_CUBIC if interpolation == "cubic" else cv2.INTER_LINEAR)
         _, _, crop, resize = SCALING[config["variant"]]
         return CropSpec.scaled(config["input_size"], resize / crop, interpolation=cv2.INTER_CUBIC)
 
@@ -223,7 +303,16 @@ class EfficientNetModel(ClassifierModel):
         return [define_torchvision(net, weights, config, x)]
 
 
+def native_size(variant: str) -> int:
+    """The crop of torchvision's weights for the variant (224 for Lite0)."""
+    if variant == LITE:
+        return 224
+    return V2_CROPS[variant][0] if is_v2(variant) else SCALING[variant][2]
+
+
 def define_torchvision(net, weights, config, x):
+    if is_v2(config["variant"]):
+        return define_v2(net, weights, config, x)
     stages, stem, head = blocks_of(config["variant"])
     y = mobile.conv_bn_act(net, weights, "features.0.0", "features.0.1", x, stem, 3, 2, 1, "silu", "features.0",
                            B_EPS)
@@ -241,6 +330,33 @@ def define_torchvision(net, weights, config, x):
     n = len(stages) + 1
     y = mobile.conv_bn_act(net, weights, f"features.{n}.0", f"features.{n}.1", y, head, 1, 1, 1, "silu", "features",
                            B_EPS)
+    y = core.flatten(net, core.global_avg_pool(net, y, "avgpool"), "flatten")
+    return core.linear(net, weights, "classifier.1", y, config["num_classes"])
+
+
+def define_v2(net, weights, config, x):
+    stages, stem, head = v2_blocks_of(config["variant"])
+    y = mobile.conv_bn_act(net, weights, "features.0.0", "features.0.1", x, stem, 3, 2, 1, "silu", "features.0",
+                           V2_EPS)
+    for s, stage in enumerate(stages, start=1):
+        for i, (fused, expansion, kernel, stride, cin, cout) in enumerate(stage):
+            p = f"features.{s}.{i}.block"
+            hidden = make_divisible(cin * expansion)
+            if fused:
+                convs = [(f"{p}.0.0", f"{p}.0.1", hidden, kernel, stride, 1, "silu", f"{p}.0"),
+                         (f"{p}.1.0", f"{p}.1.1", cout, 1, 1, 1, None, p)] if hidden != cin else \
+                    [(f"{p}.0.0", f"{p}.0.1", cout, kernel, stride, 1, "silu", p)]
+                squeeze = None
+            else:
+                convs = [(f"{p}.0.0", f"{p}.0.1", hidden, 1, 1, 1, "silu", f"{p}.0"),
+                         (f"{p}.1.0", f"{p}.1.1", hidden, kernel, stride, hidden, "silu", f"{p}.1"),
+                         (f"{p}.3.0", f"{p}.3.1", cout, 1, 1, 1, None, p)]
+                squeeze = (f"{p}.2", max(1, cin // 4), "silu", "sigmoid")
+            y = mobile.inverted_residual(net, weights, f"features.{s}.{i}", y, convs, squeeze, V2_EPS)
+        core.rename(y, f"features.{s}")
+    n = len(stages) + 1
+    y = mobile.conv_bn_act(net, weights, f"features.{n}.0", f"features.{n}.1", y, head, 1, 1, 1, "silu", "features",
+                           V2_EPS)
     y = core.flatten(net, core.global_avg_pool(net, y, "avgpool"), "flatten")
     return core.linear(net, weights, "classifier.1", y, config["num_classes"])
 

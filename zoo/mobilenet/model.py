@@ -132,12 +132,16 @@ def infer_variant(weights, source: str) -> dict:
     if "features.1.conv.0.0.weight" in weights:
         # from convolutions and the classifier, not BatchNorms (folded weights have none)
         stem, num_classes = mobile.stem_channels(weights, "features.0.0"), weights.count("classifier.1.bias")
+        # widths 0.35 and 0.5 share the stem (16) and the last channels (1280): the last 1x1 convolution's value
+        # count (last block's channels x last channels) is the width-dependent count that tells every width apart
+        last_values = weights.count(f"features.{blocks + 1}.0.weight")
         widths = [w for w in V2_WIDTHS if make_divisible(32 * w) == stem and len(v2_blocks(w)[1]) == blocks
+                  and v2_blocks(w)[1][-1][2] * v2_blocks(w)[2] == last_values
                   and v2_blocks(w)[2] * num_classes == weights.count("classifier.1.weight")]
-        if not widths:
-            raise ValueError(f"{source}: MobileNetV2 keys, but stem {stem} channels and {blocks} blocks match no "
-                             f"width multiplier of {V2_WIDTHS}")
-        return {"variant": "mobilenet_v2", "width": widths[-1], "num_classes": num_classes}
+        if len(widths) != 1:
+            raise ValueError(f"{source}: MobileNetV2 keys, but stem {stem} channels, {blocks} blocks and a last "
+                             f"convolution of {last_values} values match no width multiplier of {V2_WIDTHS}")
+        return {"variant": "mobilenet_v2", "width": widths[0], "num_classes": num_classes}
     for variant, (settings, _) in V3.items():
         if len(settings) == blocks:
             return {"variant": variant, "num_classes": weights.count("classifier.3.bias")}
