@@ -15,13 +15,13 @@ from zoo.engine.files import atomic_path, refuse_write_over
 from zoo.engine.model import ZooModel
 from zoo.engine.workflow import UserError, bounded, non_negative_int, probability
 from zoo.vision.coco import COCO_NAMES
-from zoo.vision.draw import draw_detections
+from zoo.vision.draw import draw_record
 from zoo.vision.letterbox import letterbox_params, preprocess, scale_boxes
 from zoo.vision.nms import batched_nms, count_matches
 from zoo.vision.synthetic import draw_scene, scene_sizes
 
 from zoo.engine.classifier import ClassifierModel
-from zoo.vision.masks import draw_masks, encode_rle, iter_masks, mask_polygons
+from zoo.vision.masks import encode_rle, iter_masks, mask_polygons
 from zoo.vision.yolo_classify import yolov5_classify_input, yolov5_classify_torch
 
 from .builder import DECODES, define_yolov5
@@ -215,18 +215,15 @@ class YoloV5Model(ZooModel):
                                 context["letterbox"])
             rows = np.concatenate([boxes, dets[:, 4:6].float().cpu().numpy()], 1)
             record = {"file": context["file"], "detections": _box_records(rows, names)}
-            drawing = image.copy() if getattr(args, "out", None) and not args.no_draw else None
             if protos is not None:
-                self._add_masks(record, dets, protos[_batch_index(contexts, index)], config, context["letterbox"],
-                                drawing)
+                self._add_masks(record, dets, protos[_batch_index(contexts, index)], config, context["letterbox"])
             records.append(record)
-            if drawing is not None:
-                _write_image(Path(args.out) / Path(context["file"]).name, draw_detections(drawing, rows, names),
-                             context["file"])
+            if getattr(args, "out", None) and not args.no_draw:
+                _write_image(Path(args.out) / Path(context["file"]).name, draw_record(image, record), context["file"])
         return records
 
-    def _add_masks(self, record, dets, protos, config, letterbox, drawing) -> None:
-        """Per detection a COCO RLE mask and polygons in original pixels; translucent masks on `drawing`."""
+    def _add_masks(self, record, dets, protos, config, letterbox) -> None:
+        """Per detection a COCO RLE mask and polygons in original pixels."""
         nm = config["num_masks"]
         masks = iter_masks(protos, dets[:, -nm:], dets[:, :4], config["input_size"], letterbox)
         start = 0
@@ -235,8 +232,6 @@ class YoloV5Model(ZooModel):
             for det_record, mask in zip(record["detections"][start:start + len(chunk)], chunk):
                 det_record["mask"] = encode_rle(mask)
                 det_record["polygons"] = mask_polygons(mask)
-            if drawing is not None:
-                draw_masks(drawing, chunk, dets[start:start + len(chunk), 5].long().tolist())
             start += len(chunk)
 
     def bench_stages(self, run_network, images: list[np.ndarray], config: dict, args, device: str) -> dict:

@@ -18,10 +18,10 @@ import torch
 from zoo.engine.classifier import ClassifierModel
 from zoo.engine.workflow import UserError, say
 from zoo.vision.coco import COCO_NAMES
-from zoo.vision.draw import draw_detections
-from zoo.vision.keypoints import draw_keypoints, keypoint_records, scale_keypoints
+from zoo.vision.draw import draw_record
+from zoo.vision.keypoints import keypoint_records, scale_keypoints
 from zoo.vision.nms import batched_nms
-from zoo.vision.obb import corners, draw_rotated, obb_nms, regularize, scale_rotated
+from zoo.vision.obb import corners, obb_nms, regularize, scale_rotated
 from zoo.vision.yolo_classify import center_crop_torch, ultralytics_classify_input, ultralytics_spec
 from zoo.yolov5.zoo_model import _batch_index, _box_records, _write_image, parse_size
 
@@ -159,19 +159,18 @@ class YoloTaskModel(YoloV8Model):
             dets = kept[_batch_index(contexts, index)].float().cpu().numpy()
             lb = None if context is None else context["letterbox"]
             record = {"file": context["file"]} if context else {"index": index}
-            draw = context is not None and getattr(args, "out", None) and not args.no_draw
-            image = context["image"].copy() if draw else None
             if task == "pose":
-                record["detections"], image = _pose_records(dets, config, lb, names, image)
+                record["detections"] = _pose_records(dets, config, lb, names)
             else:
-                record["detections"], image = _obb_records(dets, lb, names, image)
+                record["detections"] = _obb_records(dets, lb, names)
             records.append(record)
-            if draw:
-                _write_image(Path(args.out) / Path(context["file"]).name, image, context["file"])
+            if context is not None and getattr(args, "out", None) and not args.no_draw:
+                _write_image(Path(args.out) / Path(context["file"]).name, draw_record(context["image"], record),
+                             context["file"])
         return records
 
 
-def _pose_records(dets: np.ndarray, config: dict, letterbox, names, image):
+def _pose_records(dets: np.ndarray, config: dict, letterbox, names):
     k, d = config["kpt_shape"]
     keypoints = dets[:, 6:].reshape(len(dets), k, d)
     boxes = dets[:, :6].copy()
@@ -182,12 +181,10 @@ def _pose_records(dets: np.ndarray, config: dict, letterbox, names, image):
     records = _box_records(boxes, names)
     for record, points in zip(records, keypoint_records(keypoints)):
         record["keypoints"] = points
-    if image is not None:
-        image = draw_keypoints(draw_detections(image, boxes, names), keypoints)
-    return records, image
+    return records
 
 
-def _obb_records(dets: np.ndarray, letterbox, names, image):
+def _obb_records(dets: np.ndarray, letterbox, names):
     rboxes = regularize(dets[:, :5]) if len(dets) else np.zeros((0, 5), np.float32)
     if letterbox is not None:
         rboxes = scale_rotated(rboxes, letterbox)
@@ -198,9 +195,7 @@ def _obb_records(dets: np.ndarray, letterbox, names, image):
                 "score": round(float(det[5]), 5), "class_id": int(det[6]),
                 "class_name": names[int(det[6])] if names else str(int(det[6]))}
                for b, quad, det in zip(rboxes, quads, dets)]
-    if image is not None:
-        image = draw_rotated(image, np.concatenate([rboxes, dets[:, 5:7]], 1), names)
-    return records, image
+    return records
 
 
 class _Classifier(ClassifierModel):
