@@ -32,12 +32,12 @@ pytest.importorskip("gunicorn", reason="gunicorn is not installed")
 class Server:
     """`python -m zoo.yolov5 serve ...` in its own process group, stopped by the test."""
 
-    def __init__(self, *flags, log: Path):
+    def __init__(self, *flags, log: Path, family: str = "yolov5"):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        self.process = subprocess.Popen([sys.executable, "-m", "zoo.yolov5", "serve", "--port", str(self.port),
+        self.process = subprocess.Popen([sys.executable, "-m", f"zoo.{family}", "serve", "--port", str(self.port),
                                          *map(str, flags)], cwd=ROOT, env=env, stdout=open(log, "wb"),
                                         stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 120
@@ -195,20 +195,27 @@ def _chromium():
     return (browser, driver) if browser and driver else None
 
 
-@pytest.mark.skipif(_chromium() is None, reason="needs Chromium and chromedriver (apt-get install chromium "
-                                                "chromium-driver; .ci/run installs them)")
-def test_upload_page_in_headless_chromium(server, engine, tmp_path):
+needs_chromium = pytest.mark.skipif(_chromium() is None, reason="needs Chromium and chromedriver (apt-get install "
+                                    "chromium chromium-driver; .ci/run installs them)")
+
+
+def _chrome():
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
     from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
     browser, driver_path = _chromium()
     options = webdriver.ChromeOptions()
     options.binary_location = browser
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
                  "--window-size=1200,1600"):
         options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    return webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+
+
+@needs_chromium
+def test_upload_page_in_headless_chromium(server, engine, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    driver = _chrome()
     try:
         driver.set_page_load_timeout(60)
         driver.get(server.url + "/")
@@ -230,6 +237,72 @@ def test_upload_page_in_headless_chromium(server, engine, tmp_path):
     finally:
         driver.quit()
 
+
+TASK_KEYS = {"detect": "box", "segment": "mask", "pose": "keypoints", "obb": "corners"}
+
+
+@needs_chromium
+def test_upload_page_shows_every_task(tmp_path):
+    """One task of each kind (random YOLOv8n at 64 px), through the page in a real browser: conf lowered on the
+    page before running, the annotated image equal to the record drawn here, a row per result, the stages."""
+    import base64
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    from zoo.vision.draw import draw_record
+    photo = cv2.imread(str(IMAGES / "street.jpg"))
+    tasks = ("detect", "segment", "pose", "obb", "classify")
+    start = lambda task: Server("--task", task, "--input-size", 64, "--workers", 1, "--threads", 4, "--max-batch",
+                                1, log=tmp_path / f"{task}.log", family="yolov8")
+    with ThreadPoolExecutor(len(tasks)) as pool:  # their start-ups (imports, the network built) overlap
+        started = {task: pool.submit(start, task) for task in tasks}
+    servers = {task: f.result() for task, f in started.items() if f.exception() is None}
+    driver = None
+    try:
+        for task, future in started.items():
+            assert future.exception() is None, f"{task}: {future.exception()}"
+        driver = _chrome()
+        driver.set_page_load_timeout(60)
+        for task, server in servers.items():
+            try:
+                driver.get(server.url + "/")
+                if task != "classify":
+                    conf = driver.find_element(By.ID, "conf")
+                    conf.clear()
+                    conf.send_keys("0.2")
+                driver.find_element(By.ID, "image").send_keys(str(IMAGES / "street.jpg"))
+                driver.find_element(By.ID, "send").click()
+                WebDriverWait(driver, 120).until(lambda d: d.find_element(By.ID, "status").text == "done" or
+                                                 d.find_element(By.ID, "status").text.startswith("error"))
+                assert driver.find_element(By.ID, "status").text == "done", task
+                record = json.loads(driver.find_element(By.ID, "json").text)
+                items = record["top"] if task == "classify" else record["detections"]
+                if task == "classify":
+                    assert len(items) == 5
+                else:
+                    assert items and all(TASK_KEYS[task] in d for d in items), (task, items[:1])
+                    assert min(d["score"] for d in items) < 0.25  # the page's conf, not the default, applied
+                rows = driver.find_elements(By.CSS_SELECTOR, "#results tr")
+                assert len(rows) == len(items) + 1, task
+                stages = [r.find_elements(By.TAG_NAME, "td")[0].text
+                          for r in driver.find_elements(By.CSS_SELECTOR, "#stages tr")[1:]]
+                assert stages == ["decode", "queue", "preprocess", "network", "postprocess", "draw", "total"]
+                # the picture is the record drawn by zoo.vision.draw (JPEG-close), and something is drawn
+                src = driver.find_element(By.ID, "result").get_attribute("src")
+                shown = cv2.imdecode(np.frombuffer(base64.b64decode(src.split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR)
+                want = draw_record(photo, record).astype(np.int16)
+                changed = (want != photo).any(axis=-1)
+                assert changed.sum() > 50, task
+                off_drawing = np.abs(shown.astype(np.int16) - want)[changed].mean()
+                off_photo = np.abs(shown.astype(np.int16) - photo.astype(np.int16))[changed].mean()
+                assert off_drawing < 0.75 * off_photo, (task, off_drawing, off_photo)
+                driver.save_screenshot(str(tmp_path / f"page_{task}.png"))
+            finally:
+                assert server.stop() == 0, server.log.read_text()[-2000:]
+    finally:
+        if driver is not None:
+            driver.quit()
+        for server in servers.values():
+            server.stop()
 
 # ---------------------------------------------------------------------------------------------- hostile clients
 def test_one_bad_request_does_not_fail_its_batch(server):

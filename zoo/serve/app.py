@@ -5,6 +5,7 @@ import time
 from importlib import resources
 
 from flask import Flask, Response, jsonify, request
+from markupsafe import escape
 from werkzeug.exceptions import HTTPException
 
 from zoo.vision.images import DEFAULT_MAX_PIXELS, decode_image, image_size, over_pixel_limit
@@ -49,9 +50,14 @@ def create_app(predictor: Predictor, metrics: Metrics, max_upload_bytes: int, ma
         app.logger.exception("request failed")
         return jsonify(error=f"internal error: {type(error).__name__}: {error}"), 500
 
+    controls = "".join(  # the thresholds the model has, at the service's defaults, set by the user before a run
+        f'<label>{name} <input type="number" class="threshold" id="{name}" min="0" max="1" step="0.01" '
+        f'value="{getattr(predictor.defaults, name)}"></label>' for name in ("conf", "iou") if name in predictor.flags)
+
     @app.get("/")
     def upload_page():
-        return Response(page.replace("{{title}}", title), mimetype="text/html")
+        return Response(page.replace("{{title}}", escape(title)).replace("{{controls}}", controls),
+                        mimetype="text/html")
 
     @app.get("/health")
     def health():

@@ -44,7 +44,7 @@ def run(model, args) -> int:
     inputs = {"--source": args.source, "--weights": getattr(args, "weights", None), "--engine": args.engine}
     if out_dir:
         refuse_overwrite({"--out": out_dir, "--out predictions.jsonl": out_dir / "predictions.jsonl"}, inputs)
-        if not getattr(args, "no_draw", True):  # annotated images are named after their inputs
+        if not getattr(args, "no_draw", False):  # annotated images are named after their inputs
             for path in paths:
                 refuse_write_over(out_dir / path.name, [path])
     header, runner = engine_runner(model, args)
