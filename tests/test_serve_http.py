@@ -243,18 +243,22 @@ TASK_KEYS = {"detect": "box", "segment": "mask", "pose": "keypoints", "obb": "co
 
 @needs_chromium
 def test_upload_page_shows_every_task(tmp_path):
-    """One task of each kind (random YOLOv8n at 64 px), through the page in a real browser: conf lowered on the
-    page before running, the annotated image equal to the record drawn here, a row per result, the stages."""
+    """One task of each kind through the page in a real browser: random YOLOv8n at 64 px for detect, segment,
+    pose, obb and classify, and MTCNN (trained) for faces. conf is lowered on the page before running (where the
+    model has it); the annotated image is the record drawn here; a row per result; the time of each stage."""
     import base64
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
+    from zoo.assets import asset_path
     from zoo.vision.draw import draw_record
-    photo = cv2.imread(str(IMAGES / "street.jpg"))
-    tasks = ("detect", "segment", "pose", "obb", "classify")
-    start = lambda task: Server("--task", task, "--input-size", 64, "--workers", 1, "--threads", 4, "--max-batch",
-                                1, log=tmp_path / f"{task}.log", family="yolov8")
-    with ThreadPoolExecutor(len(tasks)) as pool:  # their start-ups (imports, the network built) overlap
-        started = {task: pool.submit(start, task) for task in tasks}
+    street = IMAGES / "street.jpg"
+    cases = {task: ("yolov8", ["--task", task, "--input-size", 64], street)
+             for task in ("detect", "segment", "pose", "obb", "classify")}
+    cases["faces"] = ("mtcnn", [], asset_path("astronaut"))
+    start = lambda task: Server(*cases[task][1], "--workers", 1, "--threads", 4, "--max-batch", 1,
+                                log=tmp_path / f"{task}.log", family=cases[task][0])
+    with ThreadPoolExecutor(len(cases)) as pool:  # their start-ups (imports, the networks built) overlap
+        started = {task: pool.submit(start, task) for task in cases}
     servers = {task: f.result() for task, f in started.items() if f.exception() is None}
     driver = None
     try:
@@ -263,22 +267,29 @@ def test_upload_page_shows_every_task(tmp_path):
         driver = _chrome()
         driver.set_page_load_timeout(60)
         for task, server in servers.items():
+            photo_path = cases[task][2]
+            photo = cv2.imread(str(photo_path))
             try:
                 driver.get(server.url + "/")
-                if task != "classify":
+                if task in TASK_KEYS:
                     conf = driver.find_element(By.ID, "conf")
                     conf.clear()
                     conf.send_keys("0.2")
-                driver.find_element(By.ID, "image").send_keys(str(IMAGES / "street.jpg"))
+                driver.find_element(By.ID, "image").send_keys(str(photo_path))
                 driver.find_element(By.ID, "send").click()
-                WebDriverWait(driver, 120).until(lambda d: d.find_element(By.ID, "status").text == "done" or
+                WebDriverWait(driver, 300).until(lambda d: d.find_element(By.ID, "status").text == "done" or
                                                  d.find_element(By.ID, "status").text.startswith("error"))
                 assert driver.find_element(By.ID, "status").text == "done", task
                 record = json.loads(driver.find_element(By.ID, "json").text)
-                items = record["top"] if task == "classify" else record["detections"]
+                assert record["file"] == photo_path.name
                 if task == "classify":
+                    items = record["top"]
                     assert len(items) == 5
+                elif task == "faces":
+                    items = record["faces"]
+                    assert len(items) == 1 and len(items[0]["landmarks"]) == 5, items  # the astronaut
                 else:
+                    items = record["detections"]
                     assert items and all(TASK_KEYS[task] in d for d in items), (task, items[:1])
                     assert min(d["score"] for d in items) < 0.25  # the page's conf, not the default, applied
                 rows = driver.find_elements(By.CSS_SELECTOR, "#results tr")
@@ -303,6 +314,7 @@ def test_upload_page_shows_every_task(tmp_path):
             driver.quit()
         for server in servers.values():
             server.stop()
+
 
 # ---------------------------------------------------------------------------------------------- hostile clients
 def test_one_bad_request_does_not_fail_its_batch(server):

@@ -27,12 +27,15 @@ class Answer:
 class Predictor:
     """Runs a batch of decoded images through the engine; each item gets the record `infer` would write."""
 
-    def __init__(self, model, header, runner, infer_parser: argparse.ArgumentParser):
+    def __init__(self, model, header, runner, infer_parser: argparse.ArgumentParser,
+                 serve_args: argparse.Namespace | None = None):
         self.model, self.header, self.runner = model, header, runner
         # infer's own flags: their defaults are the service's, their types check a request's values (one
-        # definition of each range, shared with the command line)
+        # definition of each range, shared with the command line). `serve`'s own flags come along, for the checks
+        # that compare a threshold with how the model was built (MTCNN's --min-face).
         self.flags = {a.dest: a for a in infer_parser._actions if a.option_strings and a.dest not in NOT_QUERY}
-        self.defaults = infer_parser.parse_args([])
+        self.defaults = argparse.Namespace(**{**vars(serve_args or argparse.Namespace()),
+                                              **vars(infer_parser.parse_args([]))})
         self.max_batch = header.batch[2]
 
     def options(self, query: dict) -> argparse.Namespace:

@@ -74,5 +74,5 @@ def engine_predictor(model, args):
         header, runner = engine_runner(model, args)
         parser = argparse.ArgumentParser(add_help=False)
         model.add_infer_arguments(parser)
-        return Predictor(model, header, runner, parser)
+        return Predictor(model, header, runner, parser, args)
     return make
