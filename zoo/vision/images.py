@@ -128,7 +128,7 @@ def image_size(data: bytes | np.ndarray) -> tuple[str, int, int] | None:
         for magic, reader in _READERS:
             if head.startswith(magic) if isinstance(magic, bytes) else magic(head):
                 return reader(view)
-    except (struct.error, ValueError, IndexError):
+    except (struct.error, ValueError, IndexError, KeyError):
         return None
     return None
 
@@ -172,10 +172,11 @@ def _webp(h):
     if chunk == b"VP8L":
         if h[20] != 0x2F:
             raise ValueError("no VP8L signature")
-        bits = int.from_bytes(bytes(h[21:25]), "little")
+        bits = struct.unpack("<I", h[21:25])[0]
         return "WebP", (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
     if chunk == b"VP8X":
-        return "WebP", int.from_bytes(bytes(h[24:27]), "little") + 1, int.from_bytes(bytes(h[27:30]), "little") + 1
+        width, height = (struct.unpack("<I", bytes(h[at:at + 3]) + b"\0")[0] + 1 for at in (24, 27))  # 24-bit
+        return "WebP", width, height
     raise ValueError("unknown WebP chunk")
 
 
