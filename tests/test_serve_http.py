@@ -473,3 +473,26 @@ def test_slow_clients_hold_no_thread_and_sigterm_refuses_new_connections(engine,
         for sock in slow:
             sock.close()
         server.stop()
+
+
+def test_pipelined_and_kept_alive_requests_are_each_answered(server):
+    """Two requests in one write, then a third on the same connection: three answers, in order."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
+        get = lambda path: f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+        sock.sendall(get("/health") + get("/nowhere"))
+        reader = sock.makefile("rb")
+        statuses = []
+
+        def answer() -> int:
+            status = int(reader.readline().split()[1])
+            length = 0
+            for line in iter(reader.readline, b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            reader.read(length)
+            return status
+
+        statuses += [answer(), answer()]
+        sock.sendall(get("/health"))
+        statuses.append(answer())
+    assert statuses == [200, 404, 200]

@@ -170,15 +170,19 @@ class BufferedThreadWorker(ThreadWorker):
         self.keepalived_conns.remove(conn)
         self._start_reading(conn, getattr(conn, "leftover", b""))
         self.poller.modify(client, selectors.EVENT_READ, partial(self._on_readable, conn))
-        self._on_readable(conn, client)
+        if self.reading[conn].data:  # a pipelined request may be whole already: no read would announce it
+            self._on_readable(conn, client, examine_only=True)
 
     def _start_reading(self, conn, leftover: bytes) -> None:
         self.reading[conn] = _Reading(self.upload_limit, time.monotonic() + self.read_timeout, leftover)
         self.buffered += len(leftover)
 
-    def _on_readable(self, conn, client) -> None:
+    def _on_readable(self, conn, client, examine_only: bool = False) -> None:
         try:
-            self._read_more(conn)
+            if examine_only:
+                self._examine(conn, self.reading[conn])
+            else:
+                self._read_more(conn)
         except Exception:  # noqa: BLE001 - one connection's trouble must not end the worker's loop
             self.log.exception("reading a request failed")
             if conn in self.reading:
@@ -199,6 +203,10 @@ class BufferedThreadWorker(ThreadWorker):
         if self.buffered > self.buffer_budget:
             return self._answer(conn, 503, "server busy: too many uploads being received; retry later",
                                 {"Retry-After": "1"})
+        self._examine(conn, state)
+
+    def _examine(self, conn, state: _Reading) -> None:
+        """What the bytes so far make: wait for more, answer early, or hand the request to a thread."""
         was_reading_headers = state.framing.state == "headers"
         outcome = state.framing.feed(state.data)
         if was_reading_headers and outcome == "body" and state.framing.expect_continue:
