@@ -14,13 +14,14 @@ import re
 
 import numpy as np
 
+from .checkpoint_types import Checkpoint, CheckpointError
+
 STATE_KEY = re.compile(r"^[A-Za-z_][\w]*(\.[\w]+)*\.(weight|bias|running_mean|running_var)$")
 _PARAMETER_INPUTS = {"Conv": (None, "weight", "bias"), "ConvTranspose": (None, "weight", "bias"),
                      "Gemm": (None, "weight", "bias")}  # input 0 is the data
 
 
 def load_onnx_weights(path: str):
-    from .checkpoint import Checkpoint, CheckpointError
     try:
         import onnx
         from onnx import numpy_helper

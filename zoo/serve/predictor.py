@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from zoo.engine.quantization import as_input
-from zoo.engine.workflow import UserError, cut
+from zoo.engine.errors import UserError, cut
 from zoo.vision.draw import draw_record
 
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")

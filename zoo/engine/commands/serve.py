@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..engine_file import EngineFileError, read_header
 from zoo.vision.images import DEFAULT_MAX_PIXELS, MAX_PIXELS_HELP
 
-from ..workflow import UserError, add_common_flags, bounded, positive_int, say
+from ..engine_file import EngineFileError, read_header
+from ..errors import UserError, say
+from ..flags import add_common_flags, bounded, positive_int
 
 HELP = "serve the model over HTTP: upload page, /v1/predict, /health, /metrics (Flask + gunicorn)"
 
