@@ -56,3 +56,28 @@ def test_metrics_text_counts_codes_latency_and_batches():
     assert 'zoo_request_latency_seconds_bucket{le="0.5"} 4' in text and "zoo_request_latency_seconds_count 4" in text
     assert 'zoo_batch_size_bucket{le="2"} 0' in text and 'zoo_batch_size_bucket{le="3"} 1' in text
     assert "zoo_images_total 3" in text
+
+
+def test_an_error_belongs_to_its_own_request():
+    """One bad item makes the batch call raise: each item is run again alone, so only the bad one fails; an
+    exception given in place of one item's result fails that item alone."""
+    release = threading.Event()
+
+    def run_batch(items):
+        release.wait(10)
+        if "bad" in items:
+            raise ValueError("bad item")
+        return [RuntimeError("post-processing failed") if item == "odd" else item.upper() for item in items]
+
+    batcher = Batcher(run_batch, max_batch=8, max_delay=0.5, max_queue=16)
+    blocker = batcher.submit("first")  # holds the batcher until release, so the rest form one batch
+    time.sleep(0.2)
+    futures = {item: batcher.submit(item) for item in ("a", "bad", "b", "odd", "c")}
+    release.set()
+    assert blocker.result(timeout=10) == "FIRST"
+    for item in ("a", "b", "c"):
+        assert futures[item].result(timeout=10) == item.upper()
+    with pytest.raises(ValueError, match="bad item"):
+        futures["bad"].result(timeout=10)
+    with pytest.raises(RuntimeError, match="post-processing failed"):
+        futures["odd"].result(timeout=10)

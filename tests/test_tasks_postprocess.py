@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from zoo.vision.keypoints import draw_keypoints, scale_keypoints, unletterbox_points
+from zoo.vision.keypoints import scale_keypoints, unletterbox_points
 from zoo.vision.letterbox import apply_letterbox, letterbox_params
-from zoo.vision.masks import (assemble_masks, assemble_masks_reference, decode_rle, draw_masks, encode_rle,
+from zoo.vision.masks import (assemble_masks, assemble_masks_reference, decode_rle, encode_rle,
                               mask_polygons, mask_probabilities, mask_probabilities_reference, rle_counts)
-from zoo.vision.obb import (corners, draw_rotated, obb_nms, probiou, probiou_reference, regularize, rotated_nms,
+from zoo.vision.obb import (corners, obb_nms, probiou, probiou_reference, regularize, rotated_nms,
                             rotated_nms_reference, scale_rotated)
 from zoo.vision.yolo_classify import (center_crop_torch, ultralytics_classify_input, ultralytics_spec,
                                       yolov5_classify_input, yolov5_classify_torch)
@@ -95,17 +95,6 @@ def test_mask_round_trip_covers_the_drawn_shape(name, kind, device):
     assert iou > (0.9 if band < 3 else 0.6), iou
 
 
-def test_masks_drawn_translucent():
-    image = np.full((20, 30, 3), 100, np.uint8)
-    masks = np.zeros((1, 20, 30), bool)
-    masks[0, 5:10, 5:10] = True
-    out = draw_masks(image.copy(), masks, [0], alpha=0.5)
-    assert (out[~masks[0]] == 100).all()
-    from zoo.vision.draw import class_color
-    expected = np.floor(100 * 0.5 + np.asarray(class_color(0)) * 0.5 + 0.5)
-    assert np.array_equal(out[7, 7], expected.astype(np.uint8))
-
-
 # ---------------------------------------------------------------------------------------------------- RLE, polygons
 
 
@@ -178,19 +167,6 @@ def test_keypoint_mapping_inverts_the_letterbox_geometry_and_clips():
     xy = np.array([[lb.pad_left, lb.pad_top], [lb.pad_left + lb.new_w, lb.pad_top + lb.new_h], [0, 0]], np.float32)
     back = unletterbox_points(xy, lb)
     np.testing.assert_allclose(back, [[0, 0], [400, 60], [0, 0]], atol=1e-4)  # the padding corner clips to 0
-
-
-def test_skeleton_and_plain_points_are_drawn():
-    image = np.zeros((100, 100, 3), np.uint8)
-    coco = np.zeros((1, 17, 3), np.float32)
-    coco[0, :, 0], coco[0, :, 1], coco[0, :, 2] = np.linspace(10, 90, 17), 50, 1.0
-    coco[0, 0, 2] = 0.1  # invisible: not drawn
-    out = draw_keypoints(image.copy(), coco)
-    assert out[48:53, 8:12].sum() == 0  # the invisible nose, and no limb to it
-    assert out[50, 15:90].any(axis=-1).all()  # the limbs join the visible points from keypoint 1 to 16
-    five = np.array([[[20, 20], [80, 80], [20, 80], [80, 20], [50, 50]]], np.float32)
-    out = draw_keypoints(image.copy(), five)
-    assert out[20, 20].any() and out[50, 50].any() and not out[35, 35].any()  # points, no limbs
 
 
 # ---------------------------------------------------------------------------------------------------- rotated boxes
@@ -278,14 +254,6 @@ def test_rotated_box_survives_the_letterbox(name):
     np.testing.assert_allclose(back[:2], want[:2], atol=pixel + 0.3)
     np.testing.assert_allclose(back[2:4], want[2:4], atol=2 * pixel + 0.6)
     assert abs((back[4] - want[4] + math.pi / 2) % math.pi - math.pi / 2) < 0.1 + 2 * pixel / max(want[3], 1)
-
-
-def test_rotated_boxes_are_drawn():
-    image = np.zeros((80, 80, 3), np.uint8)
-    out = draw_rotated(image, np.array([[40, 40, 40, 20, 0.5, 0.9, 2]], np.float32), ["a", "b", "c"])
-    quad = corners(np.array([[40, 40, 40, 20, 0.5]]))[0]
-    x, y = np.round((quad[0] + quad[1]) / 2).astype(int)  # the middle of a side is on the outline
-    assert out[y, x].any() and out[40, 40].sum() == 0
 
 
 # ---------------------------------------------------------------------------------------------------- classification

@@ -1,6 +1,7 @@
 """What classification models share: image batches through the model's own pre-processing, top-5 records."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -8,6 +9,7 @@ import torch
 
 from zoo.vision.imagenet import CropSpec, center_crop, center_crop_torch, imagenet_classes
 
+from .files import refuse_write_over, write_bytes_atomic
 from .model import ZooModel
 
 
@@ -41,6 +43,10 @@ class ClassifierModel(ZooModel):
     def output_kind(self, config: dict) -> str:
         return "classify"
 
+    def add_infer_arguments(self, parser) -> None:
+        parser.add_argument("--no-draw", action="store_true",
+                            help="do not write images with their top classes drawn to --out")
+
     def crop_spec(self, config: dict) -> CropSpec:
         """The family's ImageNet pre-processing numbers; the default is torchvision's (short side 256/224 of the
         crop, ImageNet mean/std) at the configured input size."""
@@ -67,7 +73,7 @@ class ClassifierModel(ZooModel):
                 contexts.append({"file": name, "error": f"{reason}, skipped"})
                 continue
             decoded.append(image)
-            contexts.append({"file": name})
+            contexts.append({"file": name, "image": image})  # for drawing; not part of the record
         if decoded and device != "cpu":
             batch = self.preprocess_on_device(decoded, config, device)
             if batch is not None:
@@ -97,5 +103,19 @@ class ClassifierModel(ZooModel):
             scores, ids = probs[i].topk(min(self.top_k, probs.shape[1]))
             top = [{"class_id": int(c), "score": round(float(s), 6),
                     **({"class_name": names[int(c)]} if names else {})} for s, c in zip(scores, ids)]
-            records.append({**(context or {"index": i}), "top": top})
+            record = {**{k: v for k, v in (context or {"index": i}).items() if k != "image"}, "top": top}
+            records.append(record)
+            if context and "image" in context and getattr(args, "out", None) and not getattr(args, "no_draw", False):
+                _write_drawn(Path(args.out) / Path(context["file"]).name, context["image"], record, context["file"])
         return records
+
+
+def _write_drawn(path: Path, image: np.ndarray, record: dict, source: str) -> None:
+    """The image with its top classes drawn, written atomically next to predictions.jsonl (never over `source`)."""
+    import cv2
+    from zoo.vision.draw import draw_record
+    refuse_write_over(path, [source])
+    ok, encoded = cv2.imencode(path.suffix or ".jpg", draw_record(image, record))
+    if not ok:
+        raise ValueError(f"{path}: cannot encode an image of this type")
+    write_bytes_atomic(path, encoded.tobytes())

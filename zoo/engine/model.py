@@ -54,10 +54,13 @@ class ZooModel:
     def check_infer_arguments(self, args: argparse.Namespace, config: dict) -> None:
         """Check `infer` flags whose range depends on the model (e.g. class ids below the class count)."""
 
-    def load_batch(self, paths: list[Path], config: dict, device: str = "cpu") -> tuple[Any, list[Any]]:
-        """Inputs for `infer` from files: (float32 batch on `device`, per-item context for `records`)."""
-        from zoo.vision.images import try_read_image
-        return self.load_images([(str(path), *try_read_image(path)) for path in paths], config, device)
+    def load_batch(self, paths: list[Path], config: dict, device: str = "cpu", max_pixels: int | None = None
+                   ) -> tuple[Any, list[Any]]:
+        """Inputs for `infer` from files: (float32 batch on `device`, per-item context for `records`); an image of
+        more than `max_pixels` (default: zoo.vision.images') is refused from its header, before decoding."""
+        from zoo.vision.images import DEFAULT_MAX_PIXELS, try_read_image
+        limit = max_pixels or DEFAULT_MAX_PIXELS
+        return self.load_images([(str(path), *try_read_image(path, limit)) for path in paths], config, device)
 
     def load_images(self, items: list[tuple[str, np.ndarray | None, str | None]], config: dict,
                     device: str = "cpu") -> tuple[Any, list[Any]]:

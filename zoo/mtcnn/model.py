@@ -281,10 +281,8 @@ def _read_rgb(path: Path) -> np.ndarray:
 
 def write_annotated(path: Path, image_rgb: np.ndarray, faces: Faces) -> None:
     from zoo.engine.files import write_bytes_atomic
-    from zoo.vision.draw import draw_detections, draw_points
-    dets = torch.cat([faces.boxes.cpu(), faces.scores.cpu()[:, None], torch.zeros(len(faces.scores), 1)], 1)
-    out = draw_points(draw_detections(cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR), dets, ["face"]),
-                      faces.landmarks.cpu())
+    from zoo.vision.draw import draw_record
+    out = draw_record(cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR), {"faces": faces.records()})
     ok, data = cv2.imencode(path.suffix or ".jpg", out)
     if not ok:
         raise UserError(f"{path}: could not encode the annotated image")

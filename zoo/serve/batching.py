@@ -15,8 +15,10 @@ class QueueFull(Exception):
 class Batcher:
     """`submit(item)` returns a Future of `run_batch([...])[i]` for that item; one thread forms the batches.
 
-    A batch is closed when it holds `max_batch` items or `max_delay` seconds after its first item arrived. Errors
-    of a batch go to every future of that batch (a bad item is rejected before it gets here).
+    A batch is closed when it holds `max_batch` items or `max_delay` seconds after its first item arrived.
+    An error belongs to its own request: `run_batch` may give an exception in place of one item's result (that
+    future alone fails), and when the whole call raises, each item of the batch is run again alone, so only the
+    items that fail by themselves get the error.
     """
 
     def __init__(self, run_batch: Callable[[list], list], max_batch: int, max_delay: float, max_queue: int,
@@ -48,12 +50,23 @@ class Batcher:
 
     def _loop(self) -> None:
         while True:
-            batch = self._next_batch()
-            try:
-                results = self.run_batch([item for item, _ in batch])
-                self.on_batch(len(batch))
-                for (_, future), result in zip(batch, results):
-                    future.set_result(result)
-            except Exception as e:  # noqa: BLE001 - the error belongs to the requests, not to this thread
-                for _, future in batch:
-                    future.set_exception(e)
+            self._run(self._next_batch())
+
+    def _run(self, batch: list) -> None:
+        try:
+            results = self.run_batch([item for item, _ in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"run_batch gave {len(results)} results for {len(batch)} items")
+        except Exception as e:  # noqa: BLE001 - the error belongs to the requests, not to this thread
+            if len(batch) > 1:
+                for one in batch:  # which item failed is not known: each one alone tells
+                    self._run([one])
+                return
+            batch[0][1].set_exception(e)
+            return
+        self.on_batch(len(batch))
+        for (_, future), result in zip(batch, results):
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)

@@ -11,8 +11,11 @@ from gunicorn.app.base import BaseApplication
 
 from zoo.engine.engines import engine_runner
 
+from zoo.vision.images import DEFAULT_MAX_PIXELS
+
 from .metrics import Metrics
 from .predictor import Predictor
+from .reader import BufferedThreadWorker
 
 
 @dataclass
@@ -24,8 +27,16 @@ class ServeSettings:
     max_batch: int = 8
     max_delay_ms: float = 5.0
     max_queue: int = 64           # requests waiting per worker before 503
-    max_upload_mb: float = 16.0
+    max_upload_mb: float = 16.0   # MiB
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    read_timeout_s: float = 60.0  # a whole request (headers and body) must arrive within it, else 408
     graceful_timeout_s: int = 30  # SIGTERM: time given to the requests in flight
+
+    @property
+    def buffer_budget_mb(self) -> float:
+        """Bytes of requests being received that one worker holds at most (past it: 503): room for 8 uploads at
+        the limit, at least 64 MiB."""
+        return max(64.0, 8 * self.max_upload_mb)
 
 
 class ZooServer(BaseApplication):
@@ -38,10 +49,13 @@ class ZooServer(BaseApplication):
 
     def load_config(self):
         s = self.settings
-        options = {"bind": f"{s.host}:{s.port}", "workers": s.workers, "worker_class": "gthread",
+        # the front reader (reader.py) reads whole requests before a thread gets them: slow clients hold no thread
+        options = {"bind": f"{s.host}:{s.port}", "workers": s.workers, "worker_class": BufferedThreadWorker,
                    "threads": s.threads, "graceful_timeout": s.graceful_timeout_s, "timeout": 120,
                    "preload_app": False, "accesslog": None, "errorlog": "-", "loglevel": "info",
-                   "proc_name": "zoo-serve"}
+                   "proc_name": "zoo-serve",
+                   # no runtime control socket: one path per user, shared by every server started; not needed
+                   "control_socket_disable": True}
         for key, value in options.items():
             self.cfg.set(key, value)
 
@@ -51,7 +65,7 @@ class ZooServer(BaseApplication):
         # each worker gets its share of the cores: OpenMP threads beyond them spin against each other
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // s.workers))
         return create_app(self.make_predictor(), self.metrics, int(s.max_upload_mb * (1 << 20)), s.max_batch,
-                          s.max_delay_ms, s.max_queue)
+                          s.max_delay_ms, s.max_queue, max_pixels=s.max_pixels)
 
 
 def engine_predictor(model, args):
@@ -60,5 +74,5 @@ def engine_predictor(model, args):
         header, runner = engine_runner(model, args)
         parser = argparse.ArgumentParser(add_help=False)
         model.add_infer_arguments(parser)
-        return Predictor(model, header, runner, parser.parse_args([]))
+        return Predictor(model, header, runner, parser, args)
     return make

@@ -15,7 +15,7 @@ from zoo.engine.files import atomic_path, refuse_write_over
 from zoo.engine.errors import UserError
 from zoo.engine.flags import bounded, non_negative_int, probability
 from zoo.vision.coco import COCO_NAMES
-from zoo.vision.draw import draw_detections
+from zoo.vision.draw import draw_record
 from zoo.vision.letterbox import letterbox_params, preprocess, scale_boxes
 from zoo.vision.nms import batched_nms, count_matches
 from zoo.vision.synthetic import draw_scene, scene_sizes
@@ -121,18 +121,18 @@ class Detect:
                                                                                names)})
                 continue
             draw = bool(getattr(args, "out", None)) and not getattr(args, "no_draw", False)
-            record, image = self.image_record(dets, outputs, contexts, index, config, names, draw)
+            record = self.image_record(dets, outputs, contexts, index, config, names)
             records.append(record)
             if draw:
-                write_image(Path(args.out) / Path(context["file"]).name, image, context["file"])
+                write_image(Path(args.out) / Path(context["file"]).name, draw_record(context["image"], record),
+                            context["file"])
         return records
 
-    def image_record(self, dets, outputs, contexts, index, config, names, draw):
-        """(record, annotated image or None) of one image's kept rows."""
+    def image_record(self, dets, outputs, contexts, index, config, names) -> dict:
+        """The record of one image's kept rows, in original pixels (what zoo.vision.draw draws from)."""
         context = contexts[index]
         rows = self.scaled_rows(dets, config, context)
-        image = draw_detections(context["image"].copy(), rows, names) if draw else None
-        return {"file": context["file"], "detections": box_records(rows, names)}, image
+        return {"file": context["file"], "detections": box_records(rows, names)}
 
     def scaled_rows(self, dets, config, context) -> np.ndarray:
         boxes = scale_boxes(dets[:, :4].float().cpu().numpy(), config.input_size, context["image"].shape[:2],

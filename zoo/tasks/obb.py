@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from zoo.engine.errors import UserError
-from zoo.vision.obb import corners, draw_rotated, obb_nms, regularize, scale_rotated
+from zoo.vision.obb import corners, obb_nms, regularize, scale_rotated
 
 from .detect import Detect
 
@@ -20,7 +20,7 @@ class OBB(Detect):
     def agreement(self, fp32_outputs, low_outputs, config):
         raise UserError("--images agreement counts axis-aligned detections; not available for oriented boxes")
 
-    def image_record(self, dets, outputs, contexts, index, config, names, draw):
+    def image_record(self, dets, outputs, contexts, index, config, names):
         context = contexts[index]
         dets = dets.float().cpu().numpy()
         rboxes = scale_rotated(regularize(dets[:, :5]) if len(dets) else np.zeros((0, 5), np.float32),
@@ -31,6 +31,4 @@ class OBB(Detect):
                     "score": round(float(det[5]), 5), "class_id": int(det[6]),
                     "class_name": names[int(det[6])] if names else str(int(det[6]))}
                    for b, quad, det in zip(rboxes, corners(rboxes), dets)]
-        image = draw_rotated(context["image"].copy(), np.concatenate([rboxes, dets[:, 5:7]], 1), names) \
-            if draw else None
-        return {"file": context["file"], "detections": records}, image
+        return {"file": context["file"], "detections": records}

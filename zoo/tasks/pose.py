@@ -1,11 +1,10 @@
 """Pose as a part: detection with the K x D keypoint values carried after each kept row; keypoints in original
-pixels (zoo.vision.keypoints), skeletons drawn for COCO's 17."""
+pixels (zoo.vision.keypoints), skeletons drawn from the records (zoo.vision.draw) for COCO's 17."""
 from __future__ import annotations
 
 import math
 
-from zoo.vision.draw import draw_detections
-from zoo.vision.keypoints import draw_keypoints, keypoint_records, scale_keypoints
+from zoo.vision.keypoints import keypoint_records, scale_keypoints
 
 from .detect import Detect, box_records
 
@@ -16,7 +15,7 @@ class Pose(Detect):
     def extra_values(self, config) -> int:
         return math.prod(config.kpt_shape)
 
-    def image_record(self, dets, outputs, contexts, index, config, names, draw):
+    def image_record(self, dets, outputs, contexts, index, config, names):
         context = contexts[index]
         k, d = config.kpt_shape
         rows = self.scaled_rows(dets, config, context)
@@ -24,5 +23,4 @@ class Pose(Detect):
         records = box_records(rows, names)
         for record, points in zip(records, keypoint_records(keypoints)):
             record["keypoints"] = points
-        image = draw_keypoints(draw_detections(context["image"].copy(), rows, names), keypoints) if draw else None
-        return {"file": context["file"], "detections": records}, image
+        return {"file": context["file"], "detections": records}

@@ -3,9 +3,8 @@ detection a COCO RLE mask and polygons in original pixels (zoo.vision.masks: sig
 to the box, upsampled, threshold 0.5, mapped back through the letterbox). Bench adds a "masks" stage."""
 from __future__ import annotations
 
-from zoo.vision.draw import draw_detections
 from zoo.vision.letterbox import letterbox_params
-from zoo.vision.masks import draw_masks, encode_rle, iter_masks, mask_polygons
+from zoo.vision.masks import encode_rle, iter_masks, mask_polygons
 
 from .detect import Detect, batch_index, box_records
 
@@ -20,11 +19,10 @@ class Segment(Detect):
     def protos(self, outputs, config):
         return outputs[f"{config.output_name}.proto"]
 
-    def image_record(self, dets, outputs, contexts, index, config, names, draw):
+    def image_record(self, dets, outputs, contexts, index, config, names):
         context = contexts[index]
         rows = self.scaled_rows(dets, config, context)
         record = {"file": context["file"], "detections": box_records(rows, names)}
-        image = context["image"].copy() if draw else None
         nm, start = config.num_masks, 0
         protos = self.protos(outputs, config)[batch_index(contexts, index)]
         for chunk in iter_masks(protos, dets[:, -nm:], dets[:, :4], config.input_size, context["letterbox"]):
@@ -32,10 +30,8 @@ class Segment(Detect):
             for det_record, mask in zip(record["detections"][start:start + len(chunk)], chunk):
                 det_record["mask"] = encode_rle(mask)
                 det_record["polygons"] = mask_polygons(mask)
-            if image is not None:
-                draw_masks(image, chunk, dets[start:start + len(chunk), 5].long().tolist())
             start += len(chunk)
-        return record, (draw_detections(image, rows, names) if image is not None else None)
+        return record
 
     def extra_stage(self, outputs, detections, images, config) -> None:
         """Every kept detection's mask in original pixels (what `records` encodes)."""

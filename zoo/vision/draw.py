@@ -1,12 +1,25 @@
-"""Drawing detections on an image (OpenCV only)."""
+"""Drawing what a record holds, one function per kind of thing: boxes, masks, keypoints and skeletons, rotated
+boxes, top-5 classes, faces and their landmarks (OpenCV only).
 
+Every function draws from `infer`'s JSON records (the same records `serve` answers), in place on a BGR uint8 image,
+and returns it; `draw_record` draws all that one record holds on a copy. So `infer --out`, the upload page of
+`serve` and `infer --triton` show the same picture for the same record.
+"""
 from __future__ import annotations
 
 import colorsys
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import cv2
 import numpy as np
+
+from .keypoints import VISIBLE, skeleton_for
+from .masks import decode_rle
+
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+FACE_COLOR = (0, 200, 0)
+LANDMARK_COLOR = (0, 255, 255)
+MASK_ALPHA = 0.45
 
 
 def class_color(cls: int) -> tuple[int, int, int]:
@@ -16,58 +29,125 @@ def class_color(cls: int) -> tuple[int, int, int]:
     return int(b * 255), int(g * 255), int(r * 255)
 
 
-def _name(names: Sequence[str] | Mapping[int, str] | None, cls: int) -> str:
-    if names is None:
-        return str(cls)
-    if isinstance(names, Mapping):
-        return str(names.get(cls, cls))
-    return str(names[cls]) if 0 <= cls < len(names) else str(cls)
+def line_width(image: np.ndarray) -> int:
+    h, w = image.shape[:2]
+    return max(round((h + w) / 2 * 0.003), 2)
 
 
-def draw_detections(image_bgr: np.ndarray, detections, class_names: Sequence[str] | Mapping[int, str] | None = None,
-                    line_width: int | None = None) -> np.ndarray:
-    """A copy of ``image_bgr`` with each detection [x1, y1, x2, y2, score, cls] drawn as a box and "name 0.87"."""
-    out = image_bgr.copy()
-    dets = np.asarray(detections.cpu() if hasattr(detections, "cpu") else detections, dtype=np.float32)
-    if dets.size == 0:
-        return out
-    h, w = out.shape[:2]
-    lw = line_width or max(round((h + w) / 2 * 0.003), 2)
-    font_scale = lw / 3
-    thickness = max(lw - 1, 1)
-    for x1, y1, x2, y2, score, cls in dets.reshape(-1, 6):
-        c = int(cls)
-        color = class_color(c)
-        p1 = (int(np.clip(x1, 0, w - 1)), int(np.clip(y1, 0, h - 1)))
-        p2 = (int(np.clip(x2, 0, w - 1)), int(np.clip(y2, 0, h - 1)))
-        cv2.rectangle(out, p1, p2, color, lw, cv2.LINE_AA)
-        label = f"{_name(class_names, c)} {score:.2f}"
-        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)
-        above = p1[1] - th - base - 3 >= 0
-        top = p1[1] - th - base - 3 if above else p1[1]
-        cv2.rectangle(out, (p1[0], top), (p1[0] + tw + 2, top + th + base + 3), color, -1, cv2.LINE_AA)
-        luminance = 0.114 * color[0] + 0.587 * color[1] + 0.299 * color[2]
-        text_color = (0, 0, 0) if luminance > 150 else (255, 255, 255)
-        cv2.putText(out, label, (p1[0] + 1, top + th + 1), cv2.FONT_HERSHEY_SIMPLEX, font_scale, text_color,
-                    thickness, cv2.LINE_AA)
-    return out
+def label(d: dict) -> str:
+    return f"{d.get('class_name', d.get('class_id', ''))} {d['score']:.2f}"
 
 
-def draw_points(image_bgr: np.ndarray, points, color: tuple[int, int, int] = (0, 255, 255),
-                radius: int | None = None) -> np.ndarray:
-    """A copy of ``image_bgr`` with each (x, y) of ``points`` (..., 2) drawn as a filled dot (e.g. face landmarks)."""
-    out = image_bgr.copy()
-    pts = np.asarray(points.cpu() if hasattr(points, "cpu") else points, dtype=np.float32).reshape(-1, 2)
-    r = radius or max(round(sum(out.shape[:2]) / 2 * 0.004), 2)
-    for x, y in pts:
-        cv2.circle(out, (int(round(float(x))), int(round(float(y)))), r, color, -1, cv2.LINE_AA)
-    return out
+def draw_label(image: np.ndarray, text: str, x: int, y: int, color) -> None:
+    """`text` on a filled box of `color`, above (x, y) when there is room, else below it."""
+    lw = line_width(image)
+    scale, thickness = lw / 3, max(lw - 1, 1)
+    (tw, th), base = cv2.getTextSize(text, FONT, scale, thickness)
+    top = y - th - base - 3 if y - th - base - 3 >= 0 else y
+    cv2.rectangle(image, (x, top), (x + tw + 2, top + th + base + 3), color, -1, cv2.LINE_AA)
+    luminance = 0.114 * color[0] + 0.587 * color[1] + 0.299 * color[2]
+    cv2.putText(image, text, (x + 1, top + th + 1), FONT, scale, (0, 0, 0) if luminance > 150 else (255, 255, 255),
+                thickness, cv2.LINE_AA)
 
 
-def draw_record(image_bgr: np.ndarray, record: dict) -> np.ndarray:
-    """A copy of ``image_bgr`` with the detections of an `infer` record ({"detections": [{box, score, class_id,
-    class_name}]}) drawn; records without detections give the image unchanged."""
+def _corner(image: np.ndarray, x: float, y: float) -> tuple[int, int]:
+    h, w = image.shape[:2]
+    return int(np.clip(x, 0, w - 1)), int(np.clip(y, 0, h - 1))
+
+
+def draw_boxes(image: np.ndarray, detections: Sequence[dict]) -> np.ndarray:
+    """Axis-aligned boxes ({"box": [x1, y1, x2, y2], "score", "class_id", "class_name"}) and "name 0.87"."""
+    lw = line_width(image)
+    for d in detections:
+        color = class_color(int(d["class_id"]))
+        p1, p2 = _corner(image, *d["box"][:2]), _corner(image, *d["box"][2:4])
+        cv2.rectangle(image, p1, p2, color, lw, cv2.LINE_AA)
+        draw_label(image, label(d), p1[0], p1[1], color)
+    return image
+
+
+def draw_masks(image: np.ndarray, detections: Sequence[dict], alpha: float = MASK_ALPHA) -> np.ndarray:
+    """Each detection's mask ({"mask": COCO RLE of the image's size}) blended in its class colour, `alpha`
+    opaque; masks of another size than the image are skipped."""
+    for d in detections:
+        if "mask" not in d:
+            continue
+        mask = decode_rle(d["mask"])
+        if mask.shape != image.shape[:2]:
+            continue
+        color = np.asarray(class_color(int(d["class_id"])), np.float32)
+        region = image[mask].astype(np.float32)
+        image[mask] = np.clip(region * (1 - alpha) + color * alpha + 0.5, 0, 255).astype(np.uint8)
+    return image
+
+
+def draw_keypoints(image: np.ndarray, detections: Sequence[dict], radius: int | None = None) -> np.ndarray:
+    """Each detection's keypoints ({"keypoints": [[x, y] or [x, y, visibility], ...]}): the COCO skeleton for
+    17 points, plain points otherwise; a point below 0.5 visibility or outside the image is not drawn."""
+    h, w = image.shape[:2]
+    r = radius or max(round((h + w) / 2 * 0.004), 2)
+    for d in detections:
+        person = np.asarray(d.get("keypoints") or [], np.float32)
+        if person.ndim != 2 or not len(person):
+            continue
+        shown = person[:, 2] >= VISIBLE if person.shape[1] == 3 else np.ones(len(person), bool)
+        shown &= (person[:, 0] >= 0) & (person[:, 0] <= w) & (person[:, 1] >= 0) & (person[:, 1] <= h)
+        points = [(int(round(x)), int(round(y))) for x, y in person[:, :2]]
+        for limb, (a, b) in enumerate(skeleton_for(len(person))):
+            if shown[a] and shown[b]:
+                cv2.line(image, points[a], points[b], class_color(limb), max(r // 2, 1), cv2.LINE_AA)
+        for k, (point, ok) in enumerate(zip(points, shown)):
+            if ok:
+                cv2.circle(image, point, r, class_color(k), -1, cv2.LINE_AA)
+    return image
+
+
+def draw_rotated_boxes(image: np.ndarray, detections: Sequence[dict]) -> np.ndarray:
+    """Rotated boxes by their four corners ({"corners": [[x, y] x 4], "score", "class_id", "class_name"})."""
+    lw = line_width(image)
+    for d in detections:
+        color = class_color(int(d["class_id"]))
+        pts = np.round(np.asarray(d["corners"], np.float32)).astype(np.int32)
+        cv2.polylines(image, [pts], True, color, lw, cv2.LINE_AA)
+        draw_label(image, label(d), *_corner(image, pts[:, 0].min(), pts[:, 1].min()), color)
+    return image
+
+
+def draw_top_classes(image: np.ndarray, top: Sequence[dict]) -> np.ndarray:
+    """A classifier's top classes ([{"class_id", "score", "class_name"}], best first), one line each at the top
+    left, the best in its class colour."""
+    lw = line_width(image)
+    y = 0
+    for rank, t in enumerate(top):
+        color = class_color(int(t["class_id"])) if rank == 0 else (40, 40, 40)
+        (_, th), base = cv2.getTextSize("Ag", FONT, lw / 3, max(lw - 1, 1))
+        y += th + base + 4
+        draw_label(image, f"{t.get('class_name', t['class_id'])} {t['score']:.3f}", 0, y, color)
+    return image
+
+
+def draw_faces(image: np.ndarray, faces: Sequence[dict]) -> np.ndarray:
+    """Faces ({"box", "score", "landmarks": five [x, y]}): the box with "face 0.99", the landmarks as dots."""
+    lw = line_width(image)
+    r = max(round(sum(image.shape[:2]) / 2 * 0.004), 2)
+    for f in faces:
+        p1, p2 = _corner(image, *f["box"][:2]), _corner(image, *f["box"][2:4])
+        cv2.rectangle(image, p1, p2, FACE_COLOR, lw, cv2.LINE_AA)
+        draw_label(image, f"face {f['score']:.2f}", p1[0], p1[1], FACE_COLOR)
+        for x, y in f.get("landmarks") or []:
+            cv2.circle(image, (int(round(x)), int(round(y))), r, LANDMARK_COLOR, -1, cv2.LINE_AA)
+    return image
+
+
+def draw_record(image: np.ndarray, record: dict) -> np.ndarray:
+    """A copy of `image` with all that `record` holds drawn: masks under everything, then boxes or rotated
+    boxes, keypoints, top classes and faces. A record without any of these gives the image unchanged."""
+    out = image.copy()
     detections = record.get("detections") or []
-    dets = np.array([[*d["box"], d["score"], d["class_id"]] for d in detections], np.float32).reshape(-1, 6)
-    names = {d["class_id"]: d.get("class_name", str(d["class_id"])) for d in detections}
-    return draw_detections(image_bgr, dets, names)
+    draw_masks(out, detections)
+    draw_boxes(out, [d for d in detections if "box" in d])
+    draw_rotated_boxes(out, [d for d in detections if "corners" in d])
+    draw_keypoints(out, detections)
+    draw_top_classes(out, record.get("top") or [])
+    draw_faces(out, record.get("faces") or [])
+    return out

@@ -1,4 +1,4 @@
-"""Keypoints of pose models: from network-input pixels back to the original image, and drawing.
+"""Keypoints of pose models: from network-input pixels back to the original image (drawn by zoo.vision.draw).
 
 `unletterbox_points` is the exact inverse of the letterbox's geometry for continuous coordinates: the image was
 resized from src_w x src_h to new_w x new_h (cv2 maps pixel edges to pixel edges) and placed at (pad_left,
@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import cv2
 import numpy as np
 
-from .draw import class_color
 from .letterbox import LetterboxParams
 
 # COCO person keypoints: names, and the limbs drawn between them (0-based indices).
@@ -43,27 +41,6 @@ def scale_keypoints(keypoints: np.ndarray, letterbox: LetterboxParams) -> np.nda
     if out.size:
         out[..., :2] = unletterbox_points(out[..., :2], letterbox)
     return out
-
-
-def draw_keypoints(image_bgr: np.ndarray, keypoints: np.ndarray, radius: int | None = None) -> np.ndarray:
-    """Draw (n, K, D) keypoints in original pixels on `image_bgr` (in place): the COCO skeleton when K = 17,
-    plain points otherwise; points with visibility < 0.5 (D = 3) are skipped."""
-    h, w = image_bgr.shape[:2]
-    r = radius or max(round((h + w) / 2 * 0.004), 2)
-    kpts = np.asarray(keypoints, np.float32).reshape(len(keypoints), -1, keypoints.shape[-1]) \
-        if len(keypoints) else np.zeros((0, 0, 2), np.float32)
-    for person in kpts:
-        shown = person[:, 2] >= VISIBLE if person.shape[1] == 3 else np.ones(len(person), bool)
-        shown &= (person[:, 0] >= 0) & (person[:, 0] <= w) & (person[:, 1] >= 0) & (person[:, 1] <= h)
-        points = [(int(round(x)), int(round(y))) for x, y in person[:, :2]]
-        if len(person) == len(COCO_KEYPOINTS):
-            for limb, (a, b) in enumerate(COCO_SKELETON):
-                if shown[a] and shown[b]:
-                    cv2.line(image_bgr, points[a], points[b], class_color(limb), max(r // 2, 1), cv2.LINE_AA)
-        for k, (point, ok) in enumerate(zip(points, shown)):
-            if ok:
-                cv2.circle(image_bgr, point, r, class_color(k), -1, cv2.LINE_AA)
-    return image_bgr
 
 
 def keypoint_records(keypoints: np.ndarray, digits: int = 2) -> list[list[list[float]]]:

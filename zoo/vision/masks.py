@@ -15,7 +15,7 @@ tensors' device, CUDA when there) and `assemble_masks_reference` (numpy, its own
 made `chunk` detections at a time (`iter_masks`), so memory is bounded by chunk x original image size.
 
 Output forms: COCO run-length encoding (`encode_rle`, the compressed string of the COCO API, column-major) and
-polygons in original pixels (`mask_polygons`); `draw_masks` blends translucent class colours into an image.
+polygons in original pixels (`mask_polygons`); zoo.vision.draw draws them.
 """
 from __future__ import annotations
 
@@ -25,7 +25,6 @@ import cv2
 import numpy as np
 import torch
 
-from .draw import class_color
 from .letterbox import LetterboxParams
 
 THRESHOLD = 0.5
@@ -196,14 +195,3 @@ def mask_polygons(mask: np.ndarray, min_points: int = 3) -> list[list[int]]:
                                    cv2.CHAIN_APPROX_SIMPLE)
     contours = sorted((c for c in contours if len(c) >= min_points), key=cv2.contourArea, reverse=True)
     return [c.reshape(-1).astype(int).tolist() for c in contours]
-
-
-def draw_masks(image_bgr: np.ndarray, masks: np.ndarray, classes: Sequence[int], alpha: float = 0.45
-               ) -> np.ndarray:
-    """Blend each mask (n, H, W) bool into `image_bgr` in its class colour, `alpha` opaque; returns the image
-    (modified in place when it is a writable array)."""
-    for mask, cls in zip(masks, classes):
-        color = np.asarray(class_color(int(cls)), np.float32)
-        region = image_bgr[mask].astype(np.float32)
-        image_bgr[mask] = np.clip(region * (1 - alpha) + color * alpha + 0.5, 0, 255).astype(np.uint8)
-    return image_bgr

@@ -1,5 +1,5 @@
 """Oriented boxes (xywhr: centre, size, angle in radians): ultralytics' probabilistic IoU, rotated NMS, corners,
-the letterbox undone, drawing.
+the letterbox undone (drawn by zoo.vision.draw).
 
 probiou (Llerena et al., "Gaussian bounding boxes and probabilistic IoU", as ultralytics' `batch_probiou`): each
 box is a Gaussian with covariance R diag(w^2/12, h^2/12) R^T; with (a, b, c) = (var_x, var_y, cov_xy) summed over
@@ -20,11 +20,9 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-import cv2
 import numpy as np
 import torch
 
-from .draw import class_color, _name
 from .keypoints import unletterbox_points
 from .letterbox import LetterboxParams
 
@@ -151,18 +149,3 @@ def scale_rotated(xywhr: np.ndarray, letterbox: LetterboxParams) -> np.ndarray:
     out[:, 2] *= letterbox.src_w / letterbox.new_w
     out[:, 3] *= letterbox.src_h / letterbox.new_h
     return out
-
-
-def draw_rotated(image_bgr: np.ndarray, detections: np.ndarray, class_names=None) -> np.ndarray:
-    """Draw (n, 7) [cx, cy, w, h, angle, score, class] rotated boxes in original pixels (in place)."""
-    h, w = image_bgr.shape[:2]
-    lw = max(round((h + w) / 2 * 0.003), 2)
-    for det, quad in zip(detections, corners(detections[:, :5]) if len(detections) else []):
-        color = class_color(int(det[6]))
-        pts = np.round(quad).astype(np.int32)
-        cv2.polylines(image_bgr, [pts], True, color, lw, cv2.LINE_AA)
-        label = f"{_name(class_names, int(det[6]))} {det[5]:.2f}"
-        x, y = int(pts[:, 0].min()), int(pts[:, 1].min())
-        cv2.putText(image_bgr, label, (max(x, 0), max(y - 3, 10)), cv2.FONT_HERSHEY_SIMPLEX, lw / 3, color,
-                    max(lw - 1, 1), cv2.LINE_AA)
-    return image_bgr

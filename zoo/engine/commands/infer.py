@@ -26,6 +26,8 @@ def add_arguments(parser, model) -> None:
                         help="send the images to a Triton server running `export triton`'s ensemble instead "
                              "(e.g. http://127.0.0.1:8000); its post-processing flags are those of the export")
     parser.add_argument("--triton-model", metavar="NAME", help="the ensemble's name (default: the family's name)")
+    from zoo.vision.images import DEFAULT_MAX_PIXELS, MAX_PIXELS_HELP
+    parser.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS, help=MAX_PIXELS_HELP)
     model.add_infer_arguments(parser)
 
 
@@ -44,7 +46,7 @@ def run(model, args) -> int:
     inputs = {"--source": args.source, "--weights": getattr(args, "weights", None), "--engine": args.engine}
     if out_dir:
         refuse_overwrite({"--out": out_dir, "--out predictions.jsonl": out_dir / "predictions.jsonl"}, inputs)
-        if not getattr(args, "no_draw", True):  # annotated images are named after their inputs
+        if not getattr(args, "no_draw", False):  # annotated images are named after their inputs
             for path in paths:
                 refuse_write_over(out_dir / path.name, [path])
     header, runner = engine_runner(model, args)
@@ -67,7 +69,7 @@ def run(model, args) -> int:
         for start in range(0, len(paths), size):
             chunk = paths[start:start + size]
             say(f"[{min(start + size, len(paths))}/{len(paths)}] {chunk[0].name} ...")
-            batch, contexts = model.load_batch(chunk, config, runner.device)
+            batch, contexts = model.load_batch(chunk, config, runner.device, max_pixels=args.max_pixels)
             if not len(batch):
                 records += [c for c in contexts if isinstance(c, dict) and "error" in c]
                 continue
