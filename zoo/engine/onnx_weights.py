@@ -19,11 +19,13 @@ _PARAMETER_INPUTS = {"Conv": (None, "weight", "bias"), "ConvTranspose": (None, "
                      "Gemm": (None, "weight", "bias")}  # input 0 is the data
 
 
-def load_onnx_weights(path: str):
-    from .checkpoint import Checkpoint, CheckpointError
+def read_onnx_model(path: str):
+    """The ModelProto of an ONNX file, read without external data files (a file that needs them is refused) and
+    without running anything; CheckpointError (one line naming the file) otherwise. Other readers of ONNX weights
+    (e.g. zoo.ppocr's, whose weights are Constant nodes) go through this one."""
+    from .checkpoint import CheckpointError
     try:
         import onnx
-        from onnx import numpy_helper
     except ImportError:
         raise CheckpointError(f"{path}: reading ONNX weights needs the 'onnx' package (pip install onnx)") from None
     try:
@@ -31,9 +33,15 @@ def load_onnx_weights(path: str):
     except Exception as e:
         raise CheckpointError(f"{path}: not a readable ONNX file: {type(e).__name__}: "
                               f"{str(e).splitlines()[0] if str(e) else ''}") from None
-    graph = model.graph
-    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in graph.initializer):
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
         raise CheckpointError(f"{path}: its weights are in external data files, which are not read")
+    return model
+
+
+def load_onnx_weights(path: str):
+    from .checkpoint import Checkpoint, CheckpointError
+    graph = read_onnx_model(path).graph
+    from onnx import numpy_helper  # importable: read_onnx_model checked
     arrays = {t.name: t for t in graph.initializer}
     names = _names_from_nodes(graph, arrays)
     tensors: dict[str, np.ndarray] = {}
