@@ -1,0 +1,52 @@
+"""PP-OCR's zoo networks against the reference modules, layer by layer at FP32 1e-4, on the trained weights given
+as a .wts file gives them (flat values: the configuration from key names and counts), and over dynamic shapes."""
+import numpy as np
+import pytest
+import torch
+
+from layerwise import args, check_family, flat_weights
+from zoo import assets
+from zoo.engine.backends import ReferenceBackend
+from zoo.engine.workflow import define_network
+from zoo.ppocr.model import PPOCRModel
+from zoo.ppocr.onnx_import import import_paddle_onnx, reference_from_state
+
+pytest.importorskip("onnx")
+SHAPES = {"det": (1, 3, 64, 96), "rec": (2, 3, 48, 64), "cls": (2, 3, 48, 192)}
+
+
+def trained(asset):
+    if not assets.available(asset):
+        pytest.skip("the PP-OCR wheels are not installed (make setup)")
+    state, config = import_paddle_onnx(str(assets.asset_path(asset)))
+    return reference_from_state(state, config), config
+
+
+@pytest.mark.parametrize("asset", ["ppocrv5_det", "ppocrv5_cls", "ppocrv5_rec", "ppocrv4_rec"])
+def test_every_layer_matches_the_reference(asset):
+    module, config = trained(asset)
+    x = torch.from_numpy(np.random.default_rng(1).uniform(-1, 1, SHAPES[config["stage"]]).astype(np.float32))
+    found = check_family(PPOCRModel(), module, args(variant="v5"), x)
+    assert {k: v for k, v in found.items() if k != "variant"} == {k: v for k, v in config.items()}
+
+
+@pytest.mark.parametrize("asset, sizes", [("ppocrv5_det", [(64, 96), (96, 64)]),
+                                          ("ppocrv5_rec", [(48, 32), (48, 120)])])
+def test_one_network_runs_several_sizes(asset, sizes):
+    module, config = trained(asset)
+    model, backend = PPOCRModel(), ReferenceBackend()
+    net, outputs = define_network(model, backend, flat_weights(module), config)
+    runner = backend.runner_for(net)
+    for h, w in sizes:
+        x = np.random.default_rng(h + w).uniform(-1, 1, (1, 3, h, w)).astype(np.float32)
+        got = runner.run({model.input_name: x})[outputs[0]]
+        with torch.no_grad():
+            expected = module(torch.from_numpy(x))
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-4, rtol=0)
+
+
+def test_weights_of_the_wrong_stage_are_one_line():
+    module, config = trained("ppocrv5_cls")
+    with pytest.raises(ValueError, match="direction classification weights, but text recognition weights"):
+        PPOCRModel().config_from_weights(flat_weights(module), args(variant="v5"), stage="rec")
