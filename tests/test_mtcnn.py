@@ -16,14 +16,44 @@ from wts.weight_map import WeightMap
 from zoo.assets import asset_path
 from zoo.engine.api import trt
 from zoo.engine.backends import ReferenceBackend
+from zoo.engine.cli import main as zoo_main
+from zoo.engine.commands.validate import validate_stage
+from zoo.engine.engine_file import read_engine, write_engine
+from zoo.engine.precision import Precision
 from zoo.engine.reference.network import NetworkError
+from zoo.engine.workflow import build_engine, load_stages
 from zoo.mtcnn import nets
-from zoo.mtcnn.cli import main
-from zoo.mtcnn.pipeline import in_memory, make_cascade
+from zoo.mtcnn.model import MTCNN, make_cascade, torch_networks
 from zoo.mtcnn.resample import AreaSampler, crop_resize_reference
 from zoo.mtcnn.torch_cascade import detect_faces
-from zoo.mtcnn.validation import torch_networks, validate_network
 from zoo.vision.nms import nms_indices
+
+
+def main(argv: list[str]) -> int:
+    """`python -m zoo.mtcnn ARGS`: MTCNN through the shared commands."""
+    return zoo_main(MTCNN(), argv)
+
+
+def in_memory(backend, *argv: str) -> dict:
+    """The three stages built in memory as `build` builds them (flags of build in `argv`)."""
+    args = _parser_args("build", "-o", "unused.engine", *argv)
+    header, payload, _ = build_engine(MTCNN(), args, backend)
+    return load_stages(header, payload, backend)
+
+
+def _parser_args(*argv: str):
+    from zoo.engine.cli import make_parser
+    return make_parser(MTCNN()).parse_args(list(argv))
+
+
+def validate_network(stage: str, backend, tolerance: float):
+    """(table, ok) of one network layer by layer, as `validate` prints it."""
+    from zoo.engine import validate as validation
+    stages = {s.name: s for s in MTCNN().load_stages(_parser_args("validate"))}
+    network = stages[stage].network
+    x = network.sample_input(stages[stage].config, 1)
+    rows = validate_stage(stages[stage], backend, Precision("fp32"), x, tolerance, None)
+    return validation.format_table(rows, f"tolerance {tolerance:g}"), all(r.ok for r in rows)
 
 
 def _rgb(name: str) -> np.ndarray:
@@ -74,7 +104,7 @@ def test_ceil_mode_max_pool_on_dynamic_sizes(window, stride, size):
 
 @pytest.mark.parametrize("stage", nets.STAGES)
 def test_each_trained_network_validates_layer_by_layer(stage):
-    table, ok = validate_network(stage, None, ReferenceBackend(), 1e-4)
+    table, ok = validate_network(stage, ReferenceBackend(), 1e-4)
     assert ok, table
     assert "softmax" in table and ("dense" in table or stage == "pnet")
 
@@ -83,7 +113,7 @@ def test_validate_catches_a_missing_permute(monkeypatch):
     # without the permute to (N, W, H, C), dense4 meets its 576 inputs in another order: the first layer over
     # tolerance is dense4, while every convolution before it still passes
     monkeypatch.setattr(nets.layers, "transpose", lambda net, x, perm, name: x)
-    table, ok = validate_network("rnet", None, ReferenceBackend(), 1e-4)
+    table, ok = validate_network("rnet", ReferenceBackend(), 1e-4)
     assert not ok
     first_bad = next(line for line in table.splitlines() if "FIRST OVER TOLERANCE" in line)
     assert first_bad.startswith("dense4 "), table
@@ -169,7 +199,7 @@ def test_min_overlap_drops_a_box_inside_another():
 @pytest.fixture(scope="module")
 def detect():
     """The zoo's faces on a photo (reference backend), each photo run once per module."""
-    cascade, found = make_cascade(in_memory(None, ReferenceBackend())), {}
+    cascade, found = make_cascade(in_memory(ReferenceBackend())), {}
 
     def faces(photo: str):
         if photo not in found:
@@ -205,7 +235,7 @@ def test_no_face_on_the_cat_the_cup_or_the_pagoda(detect, photo):
 @pytest.mark.cuda
 def test_cascade_steps_on_cuda_equal_the_cpu_ones(detect):
     # crops, box arithmetic and NMS on the GPU (the networks stay on the reference backend)
-    faces = make_cascade(in_memory(None, ReferenceBackend()), device="cuda").detect(_rgb("astronaut"))
+    faces = make_cascade(in_memory(ReferenceBackend()), device="cuda").detect(_rgb("astronaut"))
     assert faces.boxes.device.type == "cuda"
     np.testing.assert_allclose(faces.boxes.cpu().numpy(), detect("astronaut").boxes.numpy(), rtol=0, atol=1e-3)
     np.testing.assert_allclose(faces.landmarks.cpu().numpy(), detect("astronaut").landmarks.numpy(), atol=1e-3)
@@ -214,7 +244,7 @@ def test_cascade_steps_on_cuda_equal_the_cpu_ones(detect):
 @pytest.mark.tensorrt
 def test_tensorrt_engines_find_the_same_faces(detect):
     from zoo.engine.backends import choose_backend
-    faces = make_cascade(in_memory(None, choose_backend("tensorrt"))).detect(_rgb("grace_hopper"))
+    faces = make_cascade(in_memory(choose_backend("tensorrt"))).detect(_rgb("grace_hopper"))
     want = detect("grace_hopper")
     assert len(faces.scores) == len(want.scores) == 1
     np.testing.assert_allclose(faces.boxes.cpu().numpy(), want.boxes.numpy(), rtol=0, atol=2.0)
@@ -225,21 +255,26 @@ def test_tensorrt_engines_find_the_same_faces(detect):
 
 
 def test_build_then_infer_writes_json_lines_and_images(tmp_path, capsys):
-    engines, out = tmp_path / "engines", tmp_path / "runs"
-    assert main(["build", "-o", str(engines), "--max-side", "640"]) == 0
-    assert sorted(p.name for p in engines.iterdir()) == ["onet.engine", "pnet.engine", "rnet.engine"]
+    # the shared commands: one engine file holding the three networks, each with its own header and profile
+    engine, out = tmp_path / "mtcnn.engine", tmp_path / "runs"
+    assert main(["build", "-o", str(engine), "--max-side", "640"]) == 0
+    header, _ = read_engine(engine)
+    assert [s["name"] for s in header.stages] == ["pnet", "rnet", "onet"]
+    stages = {s["name"]: s["header"] for s in header.stages}
+    assert stages["pnet"]["profile"]["max"] == [1, 3, 385, 385]  # 640 * 12 / 20 + 1
+    assert stages["onet"]["batch"] == [1, 64, 256] and stages["onet"]["input_shape"] == [-1, 3, 48, 48]
     photos = tmp_path / "photos"
     photos.mkdir()
     small = cv2.resize(cv2.imread(str(asset_path("astronaut"))), (256, 256), interpolation=cv2.INTER_AREA)
     cv2.imwrite(str(photos / "astronaut.png"), small)  # half size: the face is still 45 px wide
     (photos / "broken.jpg").write_bytes(b"not an image")
-    assert main(["infer", "-e", str(engines), "-s", str(photos), "--out", str(out)]) == 0
+    assert main(["infer", "-e", str(engine), "-s", str(photos), "--out", str(out)]) == 0
     records = {json.loads(line)["file"].rsplit("/", 1)[1]: json.loads(line)
                for line in (out / "predictions.jsonl").read_text().splitlines()}
     assert "error" in records["broken.jpg"]
     (face,) = records["astronaut.png"]["faces"]
     assert face["score"] > 0.99 and len(face["box"]) == 4 and len(face["landmarks"]) == 5
-    assert cv2.imread(str(out / "astronaut.jpg")).shape == (256, 256, 3)
+    assert cv2.imread(str(out / "astronaut.png")).shape == (256, 256, 3)
 
 
 def _last_line(capsys) -> str:
@@ -263,9 +298,15 @@ def test_missing_or_wrong_weight_files_are_one_line(tmp_path, capsys):
     assert not (tmp_path / "e").exists()  # nothing written when a file is bad
 
 
-def test_engine_folder_errors_are_one_line(tmp_path, capsys):
+def test_engine_file_errors_are_one_line(tmp_path, capsys):
     assert main(["infer", "-e", str(tmp_path), "-s", str(asset_path("coffee"))]) == 2
-    assert "no pnet.engine" in _last_line(capsys)
+    assert "is a folder, not an engine file" in _last_line(capsys)
+    engine = tmp_path / "mtcnn.engine"
+    assert main(["build", "-o", str(engine), "--max-side", "64"]) == 0
+    header, payload = read_engine(engine)
+    write_engine(tmp_path / "cut.engine", header, payload[:-10])  # the stages claim more bytes than there are
+    assert main(["infer", "-e", str(tmp_path / "cut.engine"), "-s", str(asset_path("coffee"))]) == 2
+    assert "damaged engine file" in _last_line(capsys)
 
 
 def test_infer_never_writes_over_its_inputs(tmp_path, capsys):
@@ -273,5 +314,5 @@ def test_infer_never_writes_over_its_inputs(tmp_path, capsys):
     shutil.copy(asset_path("grace_hopper"), photo)
     before = photo.read_bytes()
     assert main(["infer", "-s", str(tmp_path), "--out", str(tmp_path)]) == 2
-    assert "would overwrite an input" in _last_line(capsys)
+    assert "refusing to write over an input" in _last_line(capsys)
     assert photo.read_bytes() == before

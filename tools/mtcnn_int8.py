@@ -7,8 +7,8 @@ the 24x24 crops of P-Net's candidates, O-Net the 48x48 crops of R-Net's (from th
 calibrated with the zoo's calibration (two passes: ranges, then histograms) and built with explicit Q/DQ (INT8
 inputs per tensor, weights per output channel). Then the FP32, FP16 and INT8 cascades run on every photo, and the
 table says, per precision, how many of FP32's faces it keeps (IoU >= 0.5) and how far its boxes, landmarks and
-scores are from FP32's. `--calib-out` writes pnet.calib, rnet.calib, onet.calib for
-`python -m zoo.mtcnn build --precision int8 --calib FOLDER`. Runs on the reference backend, which executes FP16
+scores are from FP32's. `--calib-out FILE` writes the pipeline's cache (names `<stage>/<tensor>`) for
+`python -m zoo.mtcnn build --precision int8 --calib FILE`. Runs on the reference backend, which executes FP16
 storage and Q/DQ exactly, or on TensorRT where it is installed.
 """
 from __future__ import annotations
@@ -29,12 +29,10 @@ from zoo.engine import quantization  # noqa: E402
 from zoo.engine.backends import choose_backend  # noqa: E402
 from zoo.engine.calibration import CalibrationCache  # noqa: E402
 from zoo.engine.precision import Precision  # noqa: E402
-from zoo.engine.workflow import define_network  # noqa: E402
-from zoo.mtcnn.cascade import crop_regions, pyramid_scales  # noqa: E402
-from zoo.mtcnn.model import MTCNNModel, load_stage_weights  # noqa: E402
-from zoo.mtcnn.nets import CROP_SIZE, STAGES  # noqa: E402
-from zoo.mtcnn.pipeline import StageRunner, build_stage, make_cascade  # noqa: E402
-from zoo.mtcnn.resample import AreaSampler  # noqa: E402
+from zoo.engine.pipeline import StageRunner  # noqa: E402
+from zoo.engine.workflow import build_stage, define_network  # noqa: E402
+from zoo.mtcnn.model import MTCNN, make_cascade  # noqa: E402
+from zoo.mtcnn.nets import STAGES  # noqa: E402
 from zoo.vision.nms import _iou_matrix  # noqa: E402
 
 
@@ -46,41 +44,30 @@ def read_photos(names) -> dict[str, np.ndarray]:
     return {n: cv2.cvtColor(cv2.imread(str(asset_path(n))), cv2.COLOR_BGR2RGB) for n in names}
 
 
+STAGE_FLAGS = argparse.Namespace(weights=None, max_side=1920, min_face=20, max_crops=256)
+
+
 def runners_at(backend, precisions: dict[str, Precision]) -> dict[str, StageRunner]:
-    model, runners = MTCNNModel(), {}
-    for stage in STAGES:
-        header, payload = build_stage(model, stage, None, backend, precisions[stage])
-        runners[stage] = StageRunner(header, backend.load(payload))
+    runners = {}
+    for stage in MTCNN().load_stages(STAGE_FLAGS):
+        header, payload = build_stage(stage, backend, precisions[stage.name], STAGE_FLAGS)
+        runners[stage.name] = StageRunner(header, backend.load(payload))
     return runners
 
 
-def calibration_inputs(photos: dict[str, np.ndarray], fp32) -> dict[str, list[np.ndarray]]:
-    """Batches per network: pyramid levels (P-Net), crops of P-Net's and R-Net's candidates (R-Net, O-Net)."""
-    data: dict[str, list[np.ndarray]] = {s: [] for s in STAGES}
-    for image in photos.values():
-        sampler = AreaSampler(torch.from_numpy(image))
-        h, w = image.shape[:2]
-        for scale in pyramid_scales(h, w, 20, 0.709):
-            data["pnet"].append(sampler.level(int(h * scale + 1), int(w * scale + 1)).numpy())
-        proposals, _ = fp32.proposals(sampler)
-        refined, _ = fp32.refine(sampler, proposals)
-        for stage, boxes in (("rnet", proposals), ("onet", torch.cat([refined, proposals[:64]]))):
-            regions, _ = crop_regions(boxes, h, w)
-            for start in range(0, len(regions), 64):
-                size = CROP_SIZE[stage]
-                data[stage].append(sampler.crops(regions[start:start + 64], size, size).numpy())
-    return data
+def calibration_inputs(photos: dict[str, np.ndarray], fp32: dict[str, StageRunner]) -> dict[str, list[np.ndarray]]:
+    """Batches per network: what each sees in the FP32 cascade (MTCNN.calibration_batches)."""
+    return {stage: list(MTCNN().calibration_batches(stage, fp32, list(photos.values()))) for stage in STAGES}
 
 
 def calibrate(backend, data, method: str, percentile: float) -> dict[str, dict[str, float]]:
-    model, scales = MTCNNModel(), {}
-    for stage in STAGES:
-        weights, config = load_stage_weights(model, None, stage)
+    scales = {}
+    for stage in MTCNN().load_stages(STAGE_FLAGS):
         started = time.perf_counter()
-        scales[stage], count = quantization.calibrate(
-            lambda b, precision: define_network(model, b, weights, config, precision), backend,
-            lambda: iter(data[stage]), model.input_name, method, percentile, 64, log=lambda m: None)
-        log(f"{stage}: {len(scales[stage])} tensor scales from {count} inputs ({method}) in "
+        scales[stage.name], count = quantization.calibrate(
+            lambda b, precision: define_network(stage.network, b, stage.weights, stage.config, precision), backend,
+            lambda: iter(data[stage.name]), stage.network.input_name, method, percentile, 64, log=lambda m: None)
+        log(f"{stage.name}: {len(scales[stage.name])} tensor scales from {count} inputs ({method}) in "
             f"{time.perf_counter() - started:.1f} s")
     return scales
 
@@ -108,20 +95,20 @@ def main() -> int:
     parser.add_argument("--percentile", type=float, default=99.99)
     parser.add_argument("--photos", default=",".join(PHOTOS), help="asset names (default: every installed photo)")
     parser.add_argument("--backend", choices=("auto", "reference", "tensorrt"), default="auto")
-    parser.add_argument("--calib-out", type=Path, help="folder to write pnet.calib, rnet.calib, onet.calib into")
+    parser.add_argument("--calib-out", type=Path, help="calibration cache to write (all three networks' scales)")
     args = parser.parse_args()
     backend = choose_backend(args.backend)
     photos = read_photos([n for n in args.photos.split(",") if n])
-    fp32 = make_cascade(runners_at(backend, {s: Precision("fp32") for s in STAGES}))
-    data = calibration_inputs(photos, fp32)
+    fp32_runners = runners_at(backend, {s: Precision("fp32") for s in STAGES})
+    fp32 = make_cascade(fp32_runners)
+    data = calibration_inputs(photos, fp32_runners)
     log("calibration inputs: " + ", ".join(f"{s} {sum(len(b) for b in data[s])}" for s in STAGES))
     scales = calibrate(backend, data, args.method, args.percentile)
-    if args.calib_out:
-        for stage in STAGES:
-            shape = MTCNNModel().input_shape({"variant": stage})
-            CalibrationCache("mtcnn", stage, args.method, sum(len(b) for b in data[stage]), shape,
-                             scales[stage]).save(args.calib_out / f"{stage}.calib")
-        log(f"wrote {args.calib_out}/{{pnet,rnet,onet}}.calib")
+    if args.calib_out:  # the pipeline's one cache, as `python -m zoo.mtcnn calibrate` writes it
+        named = {f"{stage}/{name}": scale for stage in STAGES for name, scale in scales[stage].items()}
+        CalibrationCache("mtcnn", "mtcnn", args.method, len(photos), MTCNN().input_shape({}), named).save(
+            args.calib_out)
+        log(f"wrote {args.calib_out}")
     cascades = {"fp16": make_cascade(runners_at(backend, {s: Precision("fp16") for s in STAGES})),
                 "int8": make_cascade(runners_at(backend, {s: Precision("int8", scales[s]) for s in STAGES}))}
     found = {name: {"fp32": fp32.detect(image)} for name, image in photos.items()}

@@ -3,7 +3,9 @@
     ZOO-ENGINE 1\n | header length (8 bytes, little endian) | header JSON | payload
 
 The header (model, variant, model config, input, batch range, precision, backend, TensorRT version, GPU name) is
-checked at load: an engine for another model, TensorRT version or GPU is refused with a message saying which.
+checked at load. A pipeline of several networks is one file too: its header lists each network's own header and
+payload size in `stages`, and the payload is theirs concatenated (see zoo.engine.pipeline). An engine for another
+model, TensorRT version or GPU is refused with a message saying which.
 Files are written to a temporary name and renamed, so a failed build never leaves a half-written engine.
 """
 from __future__ import annotations
@@ -40,6 +42,7 @@ class EngineHeader:
     gpu: str | None = None
     zoo_version: str = ZOO_VERSION
     profile: dict | None = None       # {"min", "opt", "max": full input shapes} when more than the batch is dynamic
+    stages: list | None = None        # a pipeline: [{"name", "bytes", "header"}] per network (zoo.engine.pipeline)
 
 
 def compatible_version(version: str, current: str = ZOO_VERSION) -> bool:

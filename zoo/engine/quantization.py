@@ -18,8 +18,9 @@ from .precision import Precision
 
 
 def as_input(batch, precision: str):
-    """The batch in the network input's type: FP16 for fp16 and int8 networks."""
-    if precision == "fp32":
+    """The batch in the network input's type: FP16 for fp16 and int8 networks. A list is a pipeline's images: each
+    of its stages casts its own input (zoo.engine.pipeline.StageRunner)."""
+    if precision == "fp32" or isinstance(batch, list):
         return batch
     return batch.half() if isinstance(batch, torch.Tensor) else np.asarray(batch, np.float16)
 

@@ -21,6 +21,7 @@ from .backends import BuildOptions, ReferenceBackend, choose_backend
 from .engine_file import EngineHeader, read_engine
 from .gpu import gpu_status
 from .model import ZooModel, load_state_into, state_dict_arrays
+from .pipeline import PipelineRunner, Stage, StageRunner, is_pipeline, pack_stages, single_stage, unpack_stages
 from .precision import PRECISIONS, Precision
 from .quantization import load_cache
 
@@ -211,30 +212,61 @@ def define_network(model: ZooModel, backend, weights: WeightMap, config: dict, p
     return net, [t.name for t in outputs]
 
 
-def build_engine(model: ZooModel, args, backend=None) -> tuple[EngineHeader, bytes, object]:
+def model_stages(model: ZooModel, args) -> list[Stage]:
+    """The networks a command builds: a pipeline's stages, or a single network as its one stage."""
+    if is_pipeline(model):
+        return model.load_stages(args)
     weights, config, _ = load_weights(model, args)
-    backend = backend or choose_backend(args.backend, getattr(args, "device", "cpu"))
-    precision = make_precision(model, args, weights, config)
-    say(f"building {model.name} ({model.variant(config)}, {precision.mode}) on the {backend_label(backend)}")
-    if isinstance(backend, ReferenceBackend) and getattr(args, "backend", "auto") == "auto":
-        say(f"(TensorRT not used: {gpu_status()[1]})")
-    started = time.perf_counter()
-    net, outputs = define_network(model, backend, weights, config, precision)
     batch = getattr(args, "batch", None) or (1, 1, 8)
     batch = batch if isinstance(batch, tuple) else (1, batch, max(8, batch))
-    options = BuildOptions(model.input_name, batch, int(getattr(args, "workspace", 2.0) * (1 << 30)),
+    return [single_stage(model, weights, config, batch)]
+
+
+def build_stage(stage: Stage, backend, precision: Precision, args) -> tuple[EngineHeader, bytes]:
+    """One network defined, built and described by its own engine header."""
+    network, config = stage.network, stage.config
+    net, outputs = define_network(network, backend, stage.weights, config, precision)
+    options = BuildOptions(network.input_name, stage.batch, int(getattr(args, "workspace", 2.0) * (1 << 30)),
                            str(args.timing_cache) if getattr(args, "timing_cache", None) else None,
-                           contexts=getattr(args, "contexts", 1))
+                           shapes=stage.shapes, contexts=getattr(args, "contexts", 1))
     payload = backend.build(net, options)
-    say(f"built in {time.perf_counter() - started:.1f} s")
+    header = EngineHeader(model=network.name, variant=network.variant(config), backend=backend.name,
+                          input_name=network.input_name, input_shape=[-1, *network.input_shape(config)],
+                          batch=list(stage.batch), precision=precision.mode, outputs=outputs, config=config,
+                          profile=stage.profile, **backend.describe())
+    return header, payload
+
+
+def build_engine(model: ZooModel, args, backend=None) -> tuple[EngineHeader, bytes, object]:
+    """Every stage of the model built: (the engine file's header, its payload, the backend)."""
+    backend = backend or choose_backend(args.backend, getattr(args, "device", "cpu"))
+    stages = model_stages(model, args)
+    pipeline = is_pipeline(model)
+    built = []
+    for stage in stages:
+        precision = make_precision(stage.network, args, stage.weights, stage.config, stage.name if pipeline else None)
+        what = f"{stage.name} of {model.name}" if pipeline else model.name
+        say(f"building {what} ({stage.network.variant(stage.config)}, {precision.mode}) on the "
+            f"{backend_label(backend)}")
+        if isinstance(backend, ReferenceBackend) and getattr(args, "backend", "auto") == "auto" and not built:
+            say(f"(TensorRT not used: {gpu_status()[1]})")
+        started = time.perf_counter()
+        built.append((stage.name, *build_stage(stage, backend, precision, args)))
+        say(f"built in {time.perf_counter() - started:.1f} s")
+    if not pipeline:
+        return built[0][1], built[0][2], backend
+    config = model.pipeline_config(stages, args)
     header = EngineHeader(model=model.name, variant=model.variant(config), backend=backend.name,
                           input_name=model.input_name, input_shape=[-1, *model.input_shape(config)],
-                          batch=list(batch), precision=precision.mode, outputs=outputs, config=config,
-                          **backend.describe())
+                          batch=[1, 1, 8], precision=getattr(args, "precision", "fp32"),
+                          outputs=model.output_names(), config=config, **backend.describe())
+    header, payload = pack_stages(header, [(name, h, p) for name, h, p in built])
     return header, payload, backend
 
 
-def make_precision(model: ZooModel, args, weights: WeightMap, config: dict) -> Precision:
+def make_precision(model: ZooModel, args, weights: WeightMap, config: dict, stage: str | None = None) -> Precision:
+    """The precision of one network from the flags. `stage`: the network is that stage of a pipeline, whose cache
+    holds every stage's scales as `<stage>/<tensor>` and whose --keep-fp16 names are `<stage>/<layer>`."""
     mode = getattr(args, "precision", "fp32")
     if mode != "int8":
         if getattr(args, "calib", None) or getattr(args, "keep_fp16", None) or getattr(args, "auto_keep", 0):
@@ -242,15 +274,31 @@ def make_precision(model: ZooModel, args, weights: WeightMap, config: dict) -> P
         return Precision(mode)
     if not args.calib:
         raise UserError("--precision int8 needs --calib CACHE (run `calibrate` first)")
-    scales = load_cache(args.calib, model.name, model.variant(config)).scales
-    keep = set(args.keep_fp16)
-    if args.auto_keep:
+    keep = set(getattr(args, "keep_fp16", None) or ())
+    if stage is None:
+        scales = load_cache(args.calib, model.name, model.variant(config)).scales
+    else:
+        scales = stage_scales(load_cache(args.calib, model.name, model.name).scales, stage, args.calib)
+        keep = {name.split("/", 1)[1] for name in keep if name.startswith(f"{stage}/")}
+        if getattr(args, "auto_keep", 0):
+            raise UserError("--auto-keep ranks the layers of one network; for a pipeline name them with "
+                            "--keep-fp16 STAGE/LAYER,...")
+    if getattr(args, "auto_keep", 0):
         ranking = sensitivity(model, weights, config, scales, args)
         keep |= {layer for layer, _ in ranking[:args.auto_keep]}
         say(f"--auto-keep {args.auto_keep}: keeping in FP16 {sorted(keep)}")
     if keep:
         _check_layer_names(model, weights, config, keep)
     return Precision("int8", scales, frozenset(keep))
+
+
+def stage_scales(scales: dict[str, float], stage: str, source) -> dict[str, float]:
+    """One stage's scales out of a pipeline's calibration cache (names `<stage>/<tensor>`)."""
+    prefix = f"{stage}/"
+    mine = {name[len(prefix):]: scale for name, scale in scales.items() if name.startswith(prefix)}
+    if not mine:
+        raise UserError(f"--calib {source}: no scales of stage {stage} (names {prefix}...); calibrate the pipeline")
+    return mine
 
 
 def _check_layer_names(model: ZooModel, weights: WeightMap, config: dict, keep: set[str]) -> None:
@@ -280,8 +328,26 @@ def backend_label(backend) -> str:
     return REFERENCE_NOTE if isinstance(backend, ReferenceBackend) else "TensorRT backend"
 
 
-def open_engine(model: ZooModel, path: Path, device: str = "cpu"):
+def open_stages(model: ZooModel, path: Path, device: str = "cpu") -> tuple[EngineHeader, dict, object]:
+    """An engine file opened: (its header, {stage: StageRunner}, backend). A single network is its one stage."""
     header, payload = read_engine(path, expect_model=model.name)
+    backend = _backend_for(path, header, device)
+    stages = {}
+    for name, (stage_header, stage_payload) in unpack_stages(path, header, payload).items():
+        try:
+            runner = backend.load(stage_payload)
+        except Exception as e:  # a damaged payload: name the file and what is wrong, whatever the backend said
+            where = f" (stage {name})" if header.stages else ""
+            raise UserError(f"{path}: damaged engine payload{where} ({cut(' '.join(str(e).split()), 200)})") from None
+        _check_runner_matches_header(path, stage_header, runner)
+        stages[name] = StageRunner(stage_header, runner)
+    if is_pipeline(model) and list(stages) != list(model.stage_names):
+        raise UserError(f"{path}: holds the stages {list(stages)}, not {model.name}'s {list(model.stage_names)}")
+    return header, stages, backend
+
+
+def _backend_for(path: Path, header: EngineHeader, device: str):
+    """The backend that runs an engine file, checked to be able to run it here."""
     if header.backend == "tensorrt":
         try:
             backend = choose_backend("tensorrt")  # raises with the reason when no GPU/TensorRT is here
@@ -291,18 +357,20 @@ def open_engine(model: ZooModel, path: Path, device: str = "cpu"):
         if header.tensorrt_version != here["tensorrt_version"] or header.gpu != here["gpu"]:
             raise UserError(f"{path}: built with TensorRT {header.tensorrt_version} for {header.gpu}; this machine "
                             f"has TensorRT {here['tensorrt_version']} on {here['gpu']}: rebuild the engine here")
-    elif header.backend == "onnx":
-        backend = choose_backend("onnx")
-    elif header.backend == "reference":
-        backend = ReferenceBackend(device)
-    else:
-        raise UserError(f"{path}: damaged engine header (backend {cut(header.backend, 40)!r})")
-    try:
-        runner = backend.load(payload)
-    except Exception as e:  # a damaged payload: name the file and what is wrong, whatever the backend said
-        raise UserError(f"{path}: damaged engine payload ({cut(' '.join(str(e).split()), 200)})") from None
-    _check_runner_matches_header(path, header, runner)
-    return header, runner, backend
+        return backend
+    if header.backend == "onnx":
+        return choose_backend("onnx")
+    if header.backend == "reference":
+        return ReferenceBackend(device)
+    raise UserError(f"{path}: damaged engine header (backend {cut(header.backend, 40)!r})")
+
+
+def open_engine(model: ZooModel, path: Path, device: str = "cpu"):
+    """A single network's engine file: (header, runner, backend)."""
+    header, stages, backend = open_stages(model, path, device)
+    if header.stages is not None:
+        raise UserError(f"{path}: a pipeline of {len(stages)} networks; open it with open_stages")
+    return header, stages[header.model].runner, backend
 
 
 def _check_runner_matches_header(path: Path, header: EngineHeader, runner) -> None:
@@ -324,25 +392,43 @@ def _check_runner_matches_header(path: Path, header: EngineHeader, runner) -> No
                         f"{cut(outputs, 100)}")
 
 
+def load_stages(header: EngineHeader, payload: bytes, backend) -> dict[str, StageRunner]:
+    """The stages of an engine just built, loaded without a file."""
+    return {name: StageRunner(stage_header, backend.load(stage_payload))
+            for name, (stage_header, stage_payload) in unpack_stages("(in memory)", header, payload).items()}
+
+
+def connect(model: ZooModel, header: EngineHeader, stages: dict[str, StageRunner], args):
+    """The model's runner: a single network's own runner, or the pipeline's glue over its stages."""
+    if not is_pipeline(model):
+        return stages[header.model].runner
+    return PipelineRunner(model.connect(stages, header.config, args), stages, model.input_name)
+
+
 def engine_runner(model: ZooModel, args):
     """(header, runner) from --engine, or from the weights built in memory."""
     if getattr(args, "engine", None):
-        header, runner, backend = open_engine(model, args.engine, getattr(args, "device", "cpu"))
+        header, stages, backend = open_stages(model, args.engine, getattr(args, "device", "cpu"))
         say(f"engine {args.engine}: {header.variant} on the {backend_label(backend)}")
-        return header, runner
-    header, payload, backend = build_engine(model, args)
-    return header, backend.load(payload)
+    else:
+        header, payload, backend = build_engine(model, args)
+        stages = load_stages(header, payload, backend)
+    return header, connect(model, header, stages, args)
 
 
-def runner_for(backend, net, input_name: str, batch: int):
-    """A runner for a network just defined: the reference backend runs it as is, TensorRT builds it first."""
+def runner_for(backend, net, input_name: str, batch: int, shape: tuple | None = None):
+    """A runner for a network just defined: the reference backend runs it as is, TensorRT builds it first (for
+    exactly `shape` when more than the batch is dynamic)."""
     if isinstance(backend, ReferenceBackend):
         return backend.runner_for(net)
-    return backend.load(backend.build(net, BuildOptions(input_name, (batch,) * 3, allow_tf32=False)))
+    shapes = {input_name: (tuple(shape),) * 3} if shape is not None else None
+    return backend.load(backend.build(net, BuildOptions(input_name, (batch,) * 3, allow_tf32=False, shapes=shapes)))
 
 
 def reference_for(model: ZooModel, args, device: str) -> torch.nn.Module:
-    """The PyTorch reference module with the weights of `args`, on `device`."""
+    """The PyTorch reference module with the weights of `args`, on `device`; a pipeline's own PyTorch pipeline."""
+    if is_pipeline(model):
+        return model.reference_pipeline(args, device)
     weights, config, module = load_weights(model, args)
     module = module if module is not None else load_state_into(model.reference_module(config), weights)
     return module.eval().to(device)

@@ -1,22 +1,15 @@
-"""What `validate` and `bench` measure: each network layer by layer against its PyTorch module, and the zoo's
-cascade against the pure PyTorch cascade (torch_cascade.py) on real photos."""
+"""What MTCNN's `validate` adds to the shared per-layer tables: the real inputs each network is compared on, and the
+zoo's cascade against the pure PyTorch cascade (torch_cascade.py) on real photos."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-from zoo.engine import validate as validation
-from zoo.engine.backends import BuildOptions, ReferenceBackend
-from zoo.engine.workflow import define_network
-
 from .cascade import Cascade, CascadeParams, pyramid_scales
-from .model import MTCNNModel, load_stage_weights, reference_network
-from .nets import CROP_SIZE, STAGES
+from .nets import CROP_SIZE
 from .resample import AreaSampler
 from .torch_cascade import detect_faces
 
@@ -36,39 +29,6 @@ def validation_input(stage: str, seed: int = 0) -> np.ndarray:
     tops, lefts = rng.integers(0, h - sides), rng.integers(0, w - sides)
     regions = [[61, 173, 179, 267]] + [[t, t + s, x, x + s] for t, x, s in zip(tops, lefts, sides)]
     return sampler.crops(torch.tensor(regions), CROP_SIZE[stage], CROP_SIZE[stage]).numpy()
-
-
-def _runner(backend, net, input_name: str, x: np.ndarray):
-    if isinstance(backend, ReferenceBackend):
-        return backend.runner_for(net)
-    shape = tuple(x.shape)
-    return backend.load(backend.build(net, BuildOptions(input_name, (len(x),) * 3, allow_tf32=False,
-                                                        shapes={input_name: (shape, shape, shape)})))
-
-
-def validate_network(stage: str, weights_dir: Path | None, backend, tolerance: float = 1e-4):
-    """(table, all layers pass) for one network, every named tensor against the module's forward hooks."""
-    model = MTCNNModel()
-    weights, config = load_stage_weights(model, weights_dir, stage)
-    module = reference_network(model, weights, config)
-    x = validation_input(stage)
-    expected = validation.reference_outputs(module, torch.from_numpy(x))
-    net, outputs = define_network(model, backend, weights, config)
-    compared = validation.mark_comparable(net, set(expected))
-    got = _runner(backend, net, model.input_name, x).run({model.input_name: x})
-    rows = [validation.compare(name, got[name], expected[name], tolerance) for name in compared]
-    return validation.format_table(rows, f"tolerance {tolerance:g}, input {list(x.shape)}"), all(r.ok for r in rows)
-
-
-def validate_networks(weights_dir: Path | None, backend, tolerance: float = 1e-4):
-    for stage in STAGES:
-        table, ok = validate_network(stage, weights_dir, backend, tolerance)
-        yield stage, table, ok
-
-
-def torch_networks(weights_dir: Path | None) -> dict[str, torch.nn.Module]:
-    model = MTCNNModel()
-    return {stage: reference_network(model, *load_stage_weights(model, weights_dir, stage)) for stage in STAGES}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -122,50 +82,4 @@ def format_cascade_rows(rows: list[CascadeRow], box_tolerance: float) -> str:
     bad = [r.photo for r in rows if not r.ok]
     lines.append(f"all {len(rows)} photos agree (same faces, boxes and landmarks within {box_tolerance:g} px)"
                  if not bad else f"{len(bad)} of {len(rows)} photos differ: {', '.join(bad)}")
-    return "\n".join(lines)
-
-
-def bench_cascades(cascade: Cascade, torch_nets: dict | None, photos, params: CascadeParams, warmup: int,
-                   iterations: int) -> str:
-    """Milliseconds per photo for each stage of the zoo's cascade and, given its networks, the PyTorch one."""
-    images = [cv2.cvtColor(im, cv2.COLOR_BGR2RGB) for im in (cv2.imread(str(p)) for _, p in photos)
-              if im is not None]
-    stages = ("pnet", "rnet", "onet", "nms")
-
-    def zoo_pass():
-        for image in images:
-            cascade.detect(image)
-
-    def torch_pass(times):
-        for image in images:
-            detect_faces(image, torch_nets["pnet"], torch_nets["rnet"], torch_nets["onet"], params.min_face,
-                         params.factor, params.thresholds, times)
-
-    rows = {}
-    for _ in range(warmup):
-        zoo_pass()
-    cascade.times.seconds = dict.fromkeys(stages, 0.0)
-    start = time.perf_counter()
-    for _ in range(iterations):
-        zoo_pass()
-    total = time.perf_counter() - start
-    rows["zoo cascade"] = ({s: cascade.times.seconds[s] for s in stages}, total)
-    if torch_nets is not None:
-        for _ in range(warmup):
-            torch_pass({})
-        times: dict = {}
-        start = time.perf_counter()
-        for _ in range(iterations):
-            torch_pass(times)
-        rows["PyTorch cascade"] = ({s: times.get(s, 0.0) for s in stages}, time.perf_counter() - start)
-    per = 1000.0 / (len(images) * iterations)
-    lines = [f"MTCNN, {len(images)} photos x {iterations} passes: ms per photo",
-             f"{'':18} {'pyramid+P-Net':>13} {'R-Net':>8} {'O-Net':>8} {'NMS':>8} {'total':>8}"]
-    for name, (t, whole) in rows.items():
-        lines.append(f"{name:18} {t['pnet'] * per:13.2f} {t['rnet'] * per:8.2f} {t['onet'] * per:8.2f} "
-                     f"{t['nms'] * per:8.2f} {whole * per:8.2f}")
-    if len(rows) == 2:
-        (mine, mine_total), (theirs, theirs_total) = rows.values()
-        ratios = [f"{s} {mine[s] / theirs[s]:.2f}" for s in stages if theirs[s] > 0]
-        lines.append(f"ratio zoo / PyTorch: {', '.join(ratios)}, total {mine_total / theirs_total:.2f}")
     return "\n".join(lines)

@@ -39,7 +39,7 @@ def run(model, args) -> int:
     if args.compare_torch:  # on the engine's device: GPU against GPU, CPU against CPU
         device = runner.device
         reference = reference_for(model, args, device)
-        tensor = torch.from_numpy(x).to(device)
+        tensor = x if isinstance(x, list) else torch.from_numpy(x).to(device)  # a list: a pipeline's images
         sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
         def eager():

@@ -8,8 +8,10 @@ from .. import quantization
 from ..backends import choose_backend
 from ..calibration import CalibrationCache
 from ..files import refuse_overwrite
-from ..workflow import (UserError, add_common_flags, backend_label, bounded, define_network, load_weights,
-                        non_negative_int, positive_int, say)
+from ..pipeline import StageRunner, is_pipeline
+from ..precision import Precision
+from ..workflow import (UserError, add_common_flags, backend_label, bounded, build_stage, define_network,
+                        load_weights, model_stages, non_negative_int, positive_int, say)
 
 HELP = "INT8 calibration over a folder of images -> cache file"
 
@@ -32,15 +34,28 @@ def add_arguments(parser, model) -> None:
 def run(model, args) -> int:
     from zoo.vision.images import list_images
     refuse_overwrite({"--output": args.output}, {"--weights": args.weights})
-    weights, config, _ = load_weights(model, args)
     try:
         paths = list_images(args.images)
     except (FileNotFoundError, ValueError) as e:
         raise UserError(str(e)) from None
     paths = paths[:args.max_images] if args.max_images else paths
     backend = choose_backend(args.backend, args.device)
-    say(f"calibrating {model.variant(config)} ({args.method}) on {len(paths)} images, {backend_label(backend)}")
     started = time.perf_counter()
+    if is_pipeline(model):
+        cache = calibrate_pipeline(model, args, backend, paths)
+    else:
+        cache = calibrate_network(model, args, backend, paths)
+    if not cache.num_images:
+        raise UserError(f"{args.images}: none of the images could be read")
+    cache.save(args.output)
+    say(f"wrote {args.output}: {len(cache.scales)} tensor scales from {cache.num_images} images in "
+        f"{time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def calibrate_network(model, args, backend, paths) -> CalibrationCache:
+    weights, config, _ = load_weights(model, args)
+    say(f"calibrating {model.variant(config)} ({args.method}) on {len(paths)} images, {backend_label(backend)}")
 
     def batches():
         for start in range(0, len(paths), args.batch):
@@ -51,10 +66,26 @@ def run(model, args) -> int:
     scales, count = quantization.calibrate(
         lambda b, precision: define_network(model, b, weights, config, precision), backend, batches,
         model.input_name, args.method, args.percentile, args.batch, log=say)
-    if not count:
-        raise UserError(f"{args.images}: none of the images could be read")
-    CalibrationCache(model.name, model.variant(config), args.method, count, model.input_shape(config),
-                     scales).save(args.output)
-    say(f"wrote {args.output}: {len(scales)} tensor scales from {count} images in "
-        f"{time.perf_counter() - started:.1f} s")
-    return 0
+    return CalibrationCache(model.name, model.variant(config), args.method, count, model.input_shape(config),
+                            scales)
+
+
+def calibrate_pipeline(model, args, backend, paths) -> CalibrationCache:
+    """Stage by stage on what each sees in the pipeline (`calibration_batches`, from FP32 engines of every stage):
+    one cache whose names are `<stage>/<tensor>`."""
+    stages = model_stages(model, args)
+    fp32 = {}
+    for stage in stages:
+        header, payload = build_stage(stage, backend, Precision("fp32"), args)
+        fp32[stage.name] = StageRunner(header, backend.load(payload))
+    images, _ = model.load_batch(paths, model.pipeline_config(stages, args))
+    scales = {}
+    for stage in stages:
+        say(f"calibrating {model.name} stage {stage.name} ({args.method}) on {len(images)} images, "
+            f"{backend_label(backend)}")
+        found, _ = quantization.calibrate(
+            lambda b, precision: define_network(stage.network, b, stage.weights, stage.config, precision), backend,
+            lambda: model.calibration_batches(stage.name, fp32, images), stage.network.input_name, args.method,
+            args.percentile, args.batch, log=say)
+        scales.update({f"{stage.name}/{name}": scale for name, scale in found.items()})
+    return CalibrationCache(model.name, model.name, args.method, len(images), model.input_shape({}), scales)

@@ -12,8 +12,10 @@ from ..backends import choose_backend
 from ..model import load_state_into
 from ..precision import Precision
 from ..quantization import as_input
-from ..workflow import (UserError, add_common_flags, add_precision_flags, backend_label, bounded, define_network,
-                        load_npy, load_weights, make_precision, positive_int, runner_for, say, sensitivity)
+from ..pipeline import Stage, is_pipeline
+from ..workflow import (UserError, add_common_flags, add_precision_flags, backend_label, bounded, build_engine,
+                        define_network, load_npy, load_stages, make_precision, model_stages, positive_int, runner_for,
+                        say, sensitivity)
 
 HELP = "compare every layer with the PyTorch reference"
 MIN_COSINE = {"fp16": 0.999, "int8": 0.98}
@@ -36,30 +38,57 @@ def add_arguments(parser, model) -> None:
 
 
 def run(model, args) -> int:
-    weights, config, _ = load_weights(model, args)
-    reference = load_state_into(model.reference_module(config), WeightMap(weights.arrays(), weights.source))
-    x = load_npy(args.input) if args.input else model.sample_input(config, args.batch, args.seed)
-    expected = validation.reference_outputs(reference, torch.from_numpy(x))
+    """Each network of the model (a pipeline's stages in order) layer by layer, then a pipeline end to end."""
     backend = choose_backend(args.backend, args.device)
-    precision = make_precision(model, args, weights, config)
-    say(f"validating {model.name} ({model.variant(config)}, {precision.mode}) against PyTorch FP32 on the "
-        f"{backend_label(backend)}")
-    if args.sensitivity:
-        if precision.mode != "int8":
-            raise UserError("--sensitivity needs --precision int8 and --calib")
-        print(format_sensitivity(sensitivity(model, weights, config, precision.activation_scales, args)))
-    net, outputs = define_network(model, backend, weights, config, precision)
+    pipeline = is_pipeline(model)
+    if pipeline and (args.input or args.sensitivity or args.images):
+        raise UserError(f"--input, --sensitivity and --images check one network; {model.name} is a pipeline of "
+                        f"{len(model.stage_names)} (validate compares each on its own inputs, then the whole)")
+    ok = True
+    for stage in model_stages(model, args):
+        network = stage.network
+        precision = make_precision(network, args, stage.weights, stage.config, stage.name if pipeline else None)
+        say(f"validating {model.name} ({network.variant(stage.config)}, {precision.mode}) against PyTorch FP32 on "
+            f"the {backend_label(backend)}")
+        if args.sensitivity:
+            if precision.mode != "int8":
+                raise UserError("--sensitivity needs --precision int8 and --calib")
+            print(format_sensitivity(sensitivity(network, stage.weights, stage.config, precision.activation_scales,
+                                                 args)))
+        x = load_npy(args.input) if args.input else network.sample_input(stage.config, args.batch, args.seed)
+        min_cosine = None if precision.mode == "fp32" else args.min_cosine or MIN_COSINE[precision.mode]
+        rows = validate_stage(stage, backend, precision, x, args.tolerance, min_cosine)
+        criterion = f"tolerance {args.tolerance:g}" if min_cosine is None else f"cosine >= {min_cosine:g}"
+        if pipeline:
+            print(f"== {stage.name}, input {list(x.shape)}")
+        print(validation.format_table(rows, criterion))
+        ok &= all(r.ok for r in rows)
+        if args.images:
+            print(agreement(network, backend, stage.weights, stage.config, precision, args))
+    if pipeline:  # the engines as build makes them, joined by the pipeline's glue, against its own reference
+        header, payload, _ = build_engine(model, args, backend)
+        text, passed = model.validate_end_to_end(load_stages(header, payload, backend), header.config, args)
+        print(text)
+        ok &= passed
+    return 0 if ok else 1
+
+
+def validate_stage(stage: Stage, backend, precision: Precision, x, tolerance: float,
+                   min_cosine: float | None) -> list:
+    """One network on input `x`: a row per named tensor against the reference module's forward hooks."""
+    network, config = stage.network, stage.config
+    reference = load_state_into(network.reference_module(config), WeightMap(stage.weights.arrays(),
+                                                                            stage.weights.source))
+    expected = validation.reference_outputs(reference, torch.from_numpy(x))
+    net, outputs = define_network(network, backend, stage.weights, config, precision)
     compared = validation.mark_comparable(net, set(expected))
-    got = runner_for(backend, net, model.input_name, len(x)).run({model.input_name: as_input(x, precision.mode)})
-    min_cosine = None if precision.mode == "fp32" else args.min_cosine or MIN_COSINE[precision.mode]
-    rows = [validation.compare(name, got[name], expected[name], args.tolerance, min_cosine) for name in compared]
-    rows += [validation.compare(f"output:{name}", got[name], expected[f"__output__{i or ''}"], args.tolerance,
+    dynamic = any(d < 0 for d in network.input_shape(config))  # e.g. a fully convolutional height and width
+    runner = runner_for(backend, net, network.input_name, len(x), x.shape if dynamic else None)
+    got = runner.run({network.input_name: as_input(x, precision.mode)})
+    rows = [validation.compare(name, got[name], expected[name], tolerance, min_cosine) for name in compared]
+    rows += [validation.compare(f"output:{name}", got[name], expected[f"__output__{i or ''}"], tolerance,
                                 min_cosine) for i, name in enumerate(outputs) if f"__output__{i or ''}" in expected]
-    criterion = f"tolerance {args.tolerance:g}" if min_cosine is None else f"cosine >= {min_cosine:g}"
-    print(validation.format_table(rows, criterion))
-    if args.images:
-        print(agreement(model, backend, weights, config, precision, args))
-    return 0 if all(r.ok for r in rows) else 1
+    return rows
 
 
 def format_sensitivity(ranking) -> str:
