@@ -1,3 +1,5 @@
-from .cli import main
+from zoo.engine.cli import main
 
-raise SystemExit(main())
+from .model import PPOCR
+
+raise SystemExit(main(PPOCR()))

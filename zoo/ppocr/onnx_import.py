@@ -220,7 +220,8 @@ def import_paddle_onnx(path: str, stage: str | None = None) -> tuple[dict[str, n
             raise CheckpointError(f"{path}: {tensor.name} has shape {list(tensor.array.shape)}, but its place in "
                                   f"the graph is {key} of shape {list(expected[key].shape)}")
         state[key] = np.ascontiguousarray(array, np.float32)
-    return {k: state[k] for k in expected}, config
+    # BatchNorm's num_batches_tracked (not in the file, never used in eval) as 0, so the state_dict is complete
+    return {k: state[k] if k in state else np.zeros((), np.float32) for k in module.state_dict()}, config
 
 
 def reference_from_state(state: dict[str, np.ndarray], config: dict) -> nn.Module:

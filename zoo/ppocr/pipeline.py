@@ -323,15 +323,19 @@ def to_photo(boxes: list[np.ndarray], geometry: Geometry) -> list[np.ndarray]:
     return out
 
 
+def find_boxes(probability: np.ndarray, geometry: Geometry, params: Params) -> list[np.ndarray]:
+    """The text boxes of the detector's probability map, in the work image's pixels and in reading order."""
+    boxes, _ = boxes_from_probability(probability, params, geometry.work_hw)
+    return reading_order(clean_boxes(boxes, geometry.work_hw))
+
+
 def read_page(image: np.ndarray, stages: Stages, params: Params) -> list[TextLine]:
     """The text lines of a BGR uint8 photo, in reading order."""
     import time
     clock = time.perf_counter
     started = clock()
     x, geometry, work = detector_input(image, params)
-    probability = stages.det(x)[0, 0]
-    boxes, _ = boxes_from_probability(probability, params, geometry.work_hw)
-    boxes = reading_order(clean_boxes(boxes, geometry.work_hw))
+    boxes = find_boxes(stages.det(x)[0, 0], geometry, params)
     stages.timings["det"] = stages.timings.get("det", 0.0) + clock() - started
     if not boxes:
         return []
