@@ -50,3 +50,20 @@ def test_weights_of_the_wrong_stage_are_one_line():
     module, config = trained("ppocrv5_cls")
     with pytest.raises(ValueError, match="direction classification weights, but text recognition weights"):
         PPOCRModel().config_from_weights(flat_weights(module), args(variant="v5"), stage="rec")
+
+
+def test_gen_wts_writes_the_structured_weights_of_a_paddle_export(tmp_path):
+    """tools/gen_wts.py on the trained classifier's ONNX file: a .wts whose flat values give the same configuration
+    and a network equal to the reference module."""
+    from tools import gen_wts
+    from zoo.ppocr.stages import load_stage_weights
+    module, config = trained("ppocrv5_cls")
+    assert gen_wts.main(["-w", str(assets.asset_path("ppocrv5_cls")), "-o", str(tmp_path / "cls.wts"), "-q"]) == 0
+    weights, found = load_stage_weights(tmp_path / "cls.wts", "cls", "v5")
+    assert {k: v for k, v in found.items() if k != "variant"} == config
+    model, backend = PPOCRModel(), ReferenceBackend()
+    net, outputs = define_network(model, backend, weights, found)
+    x = np.random.default_rng(2).uniform(-1, 1, SHAPES["cls"]).astype(np.float32)
+    got = backend.runner_for(net).run({model.input_name: x})[outputs[0]]
+    with torch.no_grad():
+        np.testing.assert_allclose(got.numpy(), module(torch.from_numpy(x)).numpy(), atol=1e-4, rtol=0)

@@ -53,9 +53,9 @@ def load_stage_weights(path: Path, stage: str, variant: str) -> tuple[WeightMap,
             weights = WeightMap(state, str(path))
         else:
             import wts
-            weights = wts.load(str(path))
+            weights = WeightMap(wts.load(str(path)), str(path))
         return weights, config_from_weights(weights, variant, stage)
-    except (CheckpointError, ValueError, OSError) as e:
+    except (CheckpointError, ValueError, OSError) as e:  # wts.WtsError is a ValueError
         raise UserError(str(e).splitlines()[0] if str(e) else f"{path}: {type(e).__name__}") from None
 
 
