@@ -93,3 +93,22 @@ def scene(index: int):
     photo = cv2.imread(str(assets.asset_path(photo_name)), cv2.IMREAD_COLOR)
     image, truths = compose(photo, list(lines))
     return f"{photo_name}_text", image, truths
+
+
+def write_scenes(folder: Path, indices) -> list[Path]:
+    """Scenes as PNG files (e.g. calibration pages for `calibrate --images`)."""
+    import cv2
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in indices:
+        name, image, _ = scene(i)
+        paths.append(folder / f"{name}.png")
+        cv2.imwrite(str(paths[-1]), image)
+    return paths
+
+
+if __name__ == "__main__":  # python -m zoo.ppocr.synth FOLDER [FIRST LAST]: rendered scenes as PNG files
+    import sys
+    first, last = (int(sys.argv[2]), int(sys.argv[3])) if len(sys.argv) > 3 else (0, len(SCENES) - 1)
+    for written in write_scenes(Path(sys.argv[1]), range(first, last + 1)):
+        print(written)
