@@ -141,3 +141,11 @@ def test_damaged_or_foreign_weights_are_one_line(tmp_path, capsys, damage):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and not (tmp_path / "e.engine").exists()
     assert len([line for line in err if "error" in line]) == 1 and ".onnx" in err[-1], err
+
+
+def test_served_records_draw_the_text_boxes():
+    from zoo.vision.draw import draw_record
+    image = np.full((60, 120, 3), 255, np.uint8)
+    drawn = draw_record(image, {"lines": [{"box": [[10, 10], [100, 10], [100, 40], [10, 40]], "text": "x",
+                                           "score": 0.9}]})
+    assert (drawn[10, 50] != 255).any() and (drawn[25, 50] == 255).all() and (image == 255).all()

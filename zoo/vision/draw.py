@@ -67,6 +67,11 @@ def draw_points(image_bgr: np.ndarray, points, color: tuple[int, int, int] = (0,
 def draw_record(image_bgr: np.ndarray, record: dict) -> np.ndarray:
     """A copy of ``image_bgr`` with the detections of an `infer` record ({"detections": [{box, score, class_id,
     class_name}]}) drawn; records without detections give the image unchanged."""
+    if record.get("lines"):  # text read (PP-OCR): each line's four-corner box
+        out = image_bgr.copy()
+        for line in record["lines"]:
+            cv2.polylines(out, [np.asarray(line["box"], np.int32).reshape(-1, 1, 2)], True, (0, 200, 0), 2)
+        return out
     detections = record.get("detections") or []
     dets = np.array([[*d["box"], d["score"], d["class_id"]] for d in detections], np.float32).reshape(-1, 6)
     names = {d["class_id"]: d.get("class_name", str(d["class_id"])) for d in detections}
