@@ -67,3 +67,21 @@ def test_gen_wts_writes_the_structured_weights_of_a_paddle_export(tmp_path):
     got = backend.runner_for(net).run({model.input_name: x})[outputs[0]]
     with torch.no_grad():
         np.testing.assert_allclose(got.numpy(), module(torch.from_numpy(x)).numpy(), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("asset", ["ppocrv5_det", "ppocrv5_rec"])
+def test_the_onnx_writer_runs_the_networks(asset):
+    """The third executor: the zoo's network definitions written as ONNX and run by ONNX Runtime (the detector's
+    transposed convolutions and resizes, the recognizer's attention and layer norms; the classifier's ops are
+    among them)."""
+    pytest.importorskip("onnxruntime")
+    from zoo.engine.backends import choose_backend
+    from zoo.engine.workflow import runner_for
+    module, config = trained(asset)
+    model, backend = PPOCRModel(), choose_backend("onnx")
+    net, outputs = define_network(model, backend, flat_weights(module), config)
+    x = np.random.default_rng(3).uniform(-1, 1, SHAPES[config["stage"]]).astype(np.float32)
+    got = runner_for(backend, net, model.input_name, len(x), x.shape).run({model.input_name: torch.from_numpy(x)})
+    with torch.no_grad():
+        expected = module(torch.from_numpy(x))
+    np.testing.assert_allclose(got[outputs[0]].float().numpy(), expected.numpy(), atol=1e-4, rtol=0)
