@@ -110,16 +110,14 @@ def reference_stages(variant: str, weights_dir: Path | None = None) -> Stages:
     """The PyTorch reference modules."""
     import torch
 
+    from zoo.engine.model import load_state_into
+
     from . import reference as ref
     files, dict_file = stage_files(variant, weights_dir)
     modules = {}
     for stage in STAGES:
         weights, config = load_stage_weights(files[stage], stage, variant)
-        module = ref.STAGES[stage](config)
-        module.load_state_dict({k: torch.from_numpy(np.array(weights.raw(k), np.float32).reshape(v.shape))
-                                for k, v in module.state_dict().items() if not k.endswith("num_batches_tracked")},
-                               strict=False)
-        modules[stage] = module.eval()
+        modules[stage] = load_state_into(ref.STAGES[stage](config), weights)
 
     def runner(module):
         def run(x):
