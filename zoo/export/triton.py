@@ -41,7 +41,7 @@ def add_arguments(parser, model) -> None:
 
 
 def run(model, args) -> int:
-    from zoo.triton.repository import RepositoryOptions, write_repository
+    from zoo.triton.repository import RepositoryOptions, write_pipeline_repository, write_repository
     if args.engine:
         try:
             header, payload = read_engine(args.engine, expect_model=model.name)
@@ -60,7 +60,8 @@ def run(model, args) -> int:
                                 preferred_batch=args.preferred_batch, max_queue_delay_us=args.max_queue_delay_us,
                                 dynamic_batching=not args.no_dynamic_batching, options=thresholds)
     try:
-        written = write_repository(model, header, args.engine, payload, args.output, options)
+        write = write_pipeline_repository if header.stages is not None else write_repository
+        written = write(model, header, args.engine, payload, args.output, options)
     except ValueError as e:
         raise UserError(str(e)) from None
     say(f"wrote {args.output}: {', '.join(p.name for p in written)} ({network} network, max batch "

@@ -126,7 +126,7 @@ class MTCNN(Pipeline):
                             f"{built} px and up (rebuild with --min-face {args.min_face})")
 
     def connect(self, runners: dict[str, StageRunner], config: dict, args) -> "Glue":
-        return Glue(make_cascade(runners, params_of(args)))
+        return Glue(make_cascade(runners, params_of(args, config)))
 
     def output_names(self) -> list[str]:
         return ["faces"]
@@ -209,9 +209,11 @@ class Glue:
         return {"faces": [self.cascade.detect(image) for image in images]}
 
 
-def params_of(args) -> CascadeParams:
+def params_of(args, config: dict | None = None) -> CascadeParams:
+    """The cascade's flags; the smallest face defaults to the one the engine was built for."""
     d = CascadeParams()
-    return CascadeParams(min_face=getattr(args, "min_face", d.min_face), factor=getattr(args, "factor", d.factor),
+    min_face = getattr(args, "min_face", (config or {}).get("min_face", d.min_face))
+    return CascadeParams(min_face=min_face, factor=getattr(args, "factor", d.factor),
                          thresholds=tuple(getattr(args, "thresholds", d.thresholds)))
 
 

@@ -6,6 +6,9 @@
                           or python backend: the zoo runtime on the engine file (`--network python`)
     <name>_postprocess/   python backend: the model's own records (NMS, boxes in original pixels, top-k)
 
+A pipeline of several networks (MTCNN) is one python-backend model instead, `<name>/`: image in, record out, its
+engine file run by the zoo runtime (`write_pipeline_repository`, `steps.Pipeline`).
+
 `config.pbtxt` comes from the engine header: max_batch_size from the profile's max, dims and data types from the
 network, dynamic_batching and instance_group from the export's flags.
 """
@@ -149,6 +152,36 @@ def write_repository(model, header: EngineHeader, engine_file: Path | None, payl
             (staged / folder).rename(final)
             written.append(final)
     return written
+
+
+def write_pipeline_repository(model, header: EngineHeader, engine_file: Path | None, payload: bytes, out: Path,
+                              options: RepositoryOptions) -> list[Path]:
+    """A pipeline (several networks and python glue, zoo.engine.pipeline) as ONE python-backend model: encoded
+    image in, `infer`'s record out; it runs the pipeline's engine file with the zoo runtime (steps.Pipeline)."""
+    if options.network == "plan":
+        raise ValueError(f"{model.name} is a pipeline of {len(model.stage_names)} networks joined by python glue: "
+                         f"export it with --network python (one python model running its engine file)")
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out, prefix=".export-") as tmp:
+        target = Path(tmp) / options.name
+        (target / "1").mkdir(parents=True)
+        Sidecar("pipeline", "python", "other", asdict(header), options.options).save(target / "zoo.json")
+        if engine_file:
+            shutil.copyfile(engine_file, target / "1" / "model.engine")
+        else:
+            write_engine(target / "1" / "model.engine", header, payload)
+        (target / "1" / "model.py").write_text(MODEL_PY.format(step="pipeline", name=options.name, cls="Pipeline"))
+        text = (f'name: "{options.name}"\nbackend: "python"\nmax_batch_size: {header.batch[2]}\n'
+                + _io("input", [_tensor(IMAGE, "TYPE_STRING", [1])]) + _io("output", _result_outputs("other"))
+                + (_batching(header, options) if options.dynamic_batching else "")
+                + f"instance_group [ {{ count: {options.instances} kind: "
+                  f"{'KIND_GPU' if options.kind == 'gpu' else 'KIND_CPU'} }} ]\n")
+        (target / "config.pbtxt").write_text(text)
+        final = out / options.name
+        if final.exists():
+            shutil.rmtree(final)
+        target.rename(final)
+    return [final]
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -115,6 +115,40 @@ class Postprocess(_Step):
         return results
 
 
+class Pipeline(_Step):
+    """A whole pipeline (zoo.engine.pipeline) in one step: encoded images -> `infer`'s records, the requests of a
+    dynamic batch in one call of the pipeline's glue."""
+
+    def initialize(self, args):
+        super().initialize(args)
+        from zoo.engine.workflow import connect, open_stages
+        self.options = argparse.Namespace(**self.sidecar.options)
+        header, stages, _ = open_stages(self.model, Path(args["model_repository"]) / args["model_version"] /
+                                        "model.engine")
+        self.runner = connect(self.model, header, stages, self.options)
+
+    def inputs(self, request) -> dict:
+        return Preprocess.inputs(self, request)
+
+    def run(self, inputs):
+        from zoo.vision.images import decode_image
+        results = []
+        for item in inputs:
+            try:
+                decoded = [decode_image(bytes(d)) for d in item["data"]]
+                bad = [reason for image, reason in decoded if image is None]
+                if bad:
+                    raise ValueError(f"{item['name']}: {bad[0]}")
+                images, context = self.model.load_images([(item["name"], image, None) for image, _ in decoded],
+                                                         self.config)
+                outputs = self.runner.run({self.header.input_name: images})
+                results.append(outputs_of_record("other", self.model.records(outputs, context, self.config,
+                                                                             self.options)))
+            except Exception as e:  # noqa: BLE001 - one request's failure is that request's error
+                results.append(e)
+        return results
+
+
 def preprocess(model, config: dict, sidecar: Sidecar, data: list, name: str):
     """The model's own `load_images` on decoded bytes; a bad image is this request's error, not the model's."""
     from zoo.engine.quantization import as_input
