@@ -57,7 +57,8 @@ def test_reference_module_equals_onnx_runtime(asset):
     if stage == "det":   # the neck's four upsampled levels, concatenated
         probes = {tensor_feeding(path, "Conv", -1): module.neck}
     elif stage == "rec":  # the backbone's output (before the pool) and the neck's (before the classifier)
-        probes = {tensor_feeding(path, "AveragePool"): module.backbone, tensor_feeding(path, "Squeeze", -1): module.neck}
+        probes = {tensor_feeding(path, "AveragePool"): module.backbone,
+                  tensor_feeding(path, "Squeeze", -1): module.neck}
     else:                 # the last squeeze-excitation's gate input
         probes = {}
     hooks = [m.register_forward_hook(lambda m, i, o, key=k: captured.__setitem__(key, o)) for k, m in probes.items()]

@@ -35,7 +35,7 @@ def stage_files(variant: str, weights_dir: Path | None) -> tuple[dict[str, Path]
         raise UserError(f"--weights-dir {weights_dir}: not a folder")
     files = {}
     for stage in STAGES:
-        found = [weights_dir / f"{stage}{ext}" for ext in (".onnx", ".wts") if (weights_dir / f"{stage}{ext}").is_file()]
+        found = [p for p in (weights_dir / f"{stage}.onnx", weights_dir / f"{stage}.wts") if p.is_file()]
         if not found:
             raise UserError(f"--weights-dir {weights_dir}: no {stage}.onnx or {stage}.wts in it")
         files[stage] = found[0]
