@@ -16,12 +16,13 @@ from zoo.engine.workflow import engine_runner
 from zoo.ppocr.model import PPOCR
 from zoo.ppocr.pipeline import VARIANTS, read_page
 from zoo.ppocr.stages import onnx_runtime_stages
-from zoo.ppocr.synth import SCENES, scene
+from zoo.ppocr.synth import SCENES, cjk_font_available, scene
 from zoo.ppocr.validation import character_error_rate, match_lines
 
 pytest.importorskip("onnxruntime")
-pytestmark = pytest.mark.skipif(not all(assets.available(a) for a in ("ppocrv5_det", "ppocrv4_rec")),
-                                reason="the PP-OCR wheels are not installed (make setup)")
+pytestmark = pytest.mark.skipif(not all(assets.available(a) for a in ("ppocrv5_det", "ppocrv4_rec"))
+                                or not cjk_font_available(),
+                                reason="the PP-OCR wheels or the CJK font are not installed (make setup)")
 
 
 def build_args(variant):

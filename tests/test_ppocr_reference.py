@@ -8,13 +8,13 @@ import torch
 from zoo import assets
 from zoo.engine.checkpoint import CheckpointError
 from zoo.ppocr.onnx_import import import_paddle_onnx, reference_from_state
-from zoo.ppocr.synth import scene
+from zoo.ppocr.synth import cjk_font_available, scene
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 FILES = ["ppocrv5_det", "ppocrv5_cls", "ppocrv5_rec", "ppocrv4_det", "ppocrv4_cls", "ppocrv4_rec"]
-pytestmark = pytest.mark.skipif(not all(assets.available(f) for f in FILES + ["coffee"]),
-                                reason="the PP-OCR wheels are not installed (make setup)")
+pytestmark = pytest.mark.skipif(not all(assets.available(f) for f in FILES + ["coffee"]) or not cjk_font_available(),
+                                reason="the PP-OCR wheels or the CJK font are not installed (make setup)")
 
 
 def photo_input(shape):

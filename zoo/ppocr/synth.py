@@ -21,6 +21,10 @@ def cjk_font_path() -> str:
     raise FileNotFoundError("no CJK font: install Debian's fonts-wqy-microhei (make setup does)")
 
 
+def cjk_font_available() -> bool:
+    return any(Path(path).is_file() for path in CJK_FONTS)
+
+
 @dataclass(frozen=True)
 class Line:
     text: str
