@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     params = VARIANTS[args.variant]
     ours = timed(zoo_stages, images, params, args.iterations)
     theirs = timed(onnx_runtime_stages(args.variant), images, params, args.iterations)
-    print(f"PP-OCR{args.variant[1:]}, {header.backend} backend ({header.precision}) vs ONNX Runtime (CPU, original "
+    print(f"PP-OCR{args.variant}, {header.backend} backend ({header.precision}) vs ONNX Runtime (CPU, original "
           f"files): ms per image over {len(images)} scene(s) x {args.iterations}")
     print(f"{'stage':<7} {'zoo':>9} {'onnxruntime':>12} {'zoo / ort':>10}")
     for key in ("det", "cls", "rec", "total"):
