@@ -49,7 +49,7 @@ def c3(net, weights: WeightMap, prefix: str, x, out_channels: int, repeats: int,
 
 def sppf(net, weights: WeightMap, prefix: str, x, out_channels: int, kernel: int = 5, cv1_act: str | None = "silu"):
     """Spatial pyramid pooling, fast: three chained max pools (stride 1, 'same' padding) concatenated with x.
-    `cv1_act`: cv1's activation (None in models built by ultralytics 8.4; see reference/yolov8.md)."""
+    `cv1_act`: cv1's activation (None in models built by ultralytics 8.4; see docs/yolov8.md)."""
     hidden = x.shape[1] // 2
     y = conv_bn_act(net, weights, f"{prefix}.cv1", x, hidden, 1, act=cv1_act)
     pooled = [y]

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from wts.weight_map import WeightMap
-from zoo.engine.api import trt
-from zoo.engine.precision import precision_of
+from zoo.trt_api import trt
+from .precision import precision_of
 
 _NUMPY_OF = {trt.float32: np.float32, trt.float16: np.float16}
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from wts.weight_map import WeightMap
-from zoo.vision.imagenet import IMAGENET_MEAN, IMAGENET_STD
 
 from . import core
 
@@ -23,11 +22,12 @@ def basic_conv2d(net, weights: WeightMap, prefix: str, x, kernel, stride=1, padd
     return core.activation(net, y, "relu", prefix)
 
 
-def transform_input(net, x, name: str = "transform_input"):
-    """torchvision's transform_input=True: ImageNet-normalised input to the (x - 0.5) / 0.5 normalisation the ported
-    weights were trained with, per channel x * std / 0.5 + (mean - 0.5) / 0.5."""
-    scale = np.asarray(IMAGENET_STD, np.float32) / 0.5
-    shift = (np.asarray(IMAGENET_MEAN, np.float32) - 0.5) / 0.5
+def transform_input(net, x, mean, std, name: str = "transform_input"):
+    """torchvision's transform_input=True: input normalised with `mean`/`std` (ImageNet's, given by the family) to
+    the (x - 0.5) / 0.5 normalisation the ported weights were trained with, per channel
+    x * std / 0.5 + (mean - 0.5) / 0.5."""
+    scale = np.asarray(std, np.float32) / 0.5
+    shift = (np.asarray(mean, np.float32) - 0.5) / 0.5
     return core.channel_affine(net, x, scale, shift, name)
 
 

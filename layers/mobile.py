@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from wts.weight_map import WeightMap
-from zoo.engine.api import trt
+from zoo.trt_api import trt
 
 from . import core
 

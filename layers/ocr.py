@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from wts.weight_map import WeightMap
-from zoo.engine.api import trt
+from zoo.trt_api import trt
 
 from . import core, mobile
 

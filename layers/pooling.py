@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from zoo.engine.api import trt
+from zoo.trt_api import trt
 
 from .core import constant, named, weight_dtype
 

@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from wts.weight_map import WeightMap
-from zoo.engine.api import trt
+from zoo.trt_api import trt
 
 from .core import constant, linear_from_arrays, named, rename, weight_dtype
 

@@ -1,6 +1,6 @@
 """The blocks of YOLOv8 and YOLO11 (ultralytics), named like the PyTorch classes and keyed by their state_dict
 prefix: C2f, C3k2 (with Bottleneck or C3k inside), C3k, DWConv, C2PSA with its attention. SPPF and the C3 under
-C3k are layers.blocks' own. See reference/yolov8.md for the shapes."""
+C3k are layers.blocks' own. See docs/yolov8.md for the shapes."""
 from __future__ import annotations
 
 import math
@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from wts.weight_map import WeightMap
-from zoo.engine.api import trt
+from zoo.trt_api import trt
 
 from . import core
 from .blocks import bottleneck, c3, conv_bn_act

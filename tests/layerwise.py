@@ -19,7 +19,7 @@ from wts.weight_map import WeightMap
 from zoo.engine import validate
 from zoo.engine.backends import ReferenceBackend
 from zoo.engine.model import state_dict_arrays
-from zoo.engine.workflow import define_network
+from zoo.engine.networks import define_network
 
 
 def flat_weights(module: torch.nn.Module, source: str = "random.wts") -> WeightMap:

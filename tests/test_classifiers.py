@@ -13,10 +13,11 @@ import torch
 import wts
 from wts.weight_map import WeightMap
 from zoo.efficientnet.model import EfficientNet, EfficientNetLite, EfficientNetModel
-from zoo.engine.backends import BuildOptions, ReferenceBackend
+from zoo.engine.backends import ReferenceBackend
+from zoo.engine.backend_api import BuildOptions
 from zoo.engine.cli import main
 from zoo.engine.model import state_dict_arrays
-from zoo.engine.workflow import define_network
+from zoo.engine.networks import define_network
 from zoo.mnasnet.model import ALPHAS, MNASNet, MNASNetModel
 from zoo.mobilenet.model import MobileNetV2, MobileNetV3, MobileNetModel
 from zoo.regnet.model import RegNet, RegNetModel

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 import layers
 from wts.weight_map import WeightMap
-from zoo.engine.api import trt
+from zoo.trt_api import trt
 from zoo.engine.reference.executor import ReferenceExecutor
 from zoo.engine.reference.network import INetworkDefinition, NetworkError
 
@@ -150,7 +150,7 @@ def test_transform_input_and_basic_conv2d():
     x = _randn(2, 3, 6, 6)
     mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
     expected = (x * std.view(1, 3, 1, 1) + mean.view(1, 3, 1, 1) - 0.5) / 0.5  # un-normalise, then (x - .5) / .5
-    _close(_run(lambda net, t: layers.transform_input(net, t), x), expected)
+    _close(_run(lambda net, t: layers.transform_input(net, t, mean.tolist(), std.tolist()), x), expected)
     conv, bn = torch.nn.Conv2d(3, 5, 3, padding=1, bias=False), torch.nn.BatchNorm2d(5, eps=1e-3).eval()
     with torch.no_grad():
         bn.running_mean.normal_()
@@ -164,7 +164,7 @@ def test_transform_input_and_basic_conv2d():
 
 def test_conv_bn_with_a_convolution_bias_folds_it_in_fp16():
     """VGG-BN convolutions carry a bias: FP32 builds conv(+bias) then BN; FP16 folds bias into the BN shift."""
-    from zoo.engine.precision import Precision
+    from layers.precision import Precision
     conv, bn = torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4).eval()
     with torch.no_grad():
         conv.bias.normal_()

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from plugins.dfl_decode import OP_ID, add_dfl_decode, decode_reference, decode_shapes
-from zoo.engine.api import trt
-from zoo.engine.reference import plugin as ref_plugin
-from zoo.engine.reference.plugin import TensorSpec
+from zoo.trt_api import trt
+from zoo.trt_api import plugins as ref_plugin
+from zoo.trt_api.plugins import TensorSpec
 from zoo.yolov8.model import Detect
 
 needs_interpreter = pytest.mark.skipif(
@@ -52,7 +52,8 @@ def test_shape_checks_name_the_mismatch():
 
 
 def test_registered_with_the_reference_backend_and_runs_with_dynamic_batch():
-    from zoo.engine.backends import BuildOptions, ReferenceBackend
+    from zoo.engine.backends import ReferenceBackend
+    from zoo.engine.backend_api import BuildOptions
 
     assert ref_plugin.lookup(OP_ID).forward is decode_reference
     backend = ReferenceBackend()

@@ -17,8 +17,9 @@ from wts.weight_map import WeightMap
 from zoo.engine.backends import ReferenceBackend
 from zoo.engine.cli import make_parser
 from zoo.engine.folding import conv_bn_pairs, fold_batchnorm
-from zoo.engine.model import state_dict_arrays
-from zoo.engine.workflow import define_network
+from zoo.engine.model import load_state_into, state_dict_arrays
+from zoo.engine.pipeline import is_pipeline
+from zoo.engine.networks import define_network
 from zoo.registry import families
 
 from families import small_input_args
@@ -30,6 +31,9 @@ def _random(family, seed: int = 5):
     """(model, args, module) with the family's default random module at a small input where the family takes one."""
     model = family.load()
     args = small_input_args(model)
+    if is_pipeline(model):  # its first network, with the weights the pipeline loads (MTCNN: trained P-Net)
+        stage = model.load_stages(args)[0]
+        return stage.network, args, load_state_into(stage.network.reference_module(stage.config), stage.weights)
     return model, args, model.random_module(args, seed)
 
 

@@ -10,7 +10,7 @@ from zoo.engine import validate
 from zoo.engine.backends import ReferenceBackend
 from zoo.engine.folding import conv_bn_pairs, fold_batchnorm, match_folding
 from zoo.engine.model import load_state_into, randomize_batchnorm, state_dict_arrays
-from zoo.engine.workflow import define_network
+from zoo.engine.networks import define_network
 from zoo.resnet.model import ResNet, ResNetModel
 from zoo.yolov5.model import YoloV5, random_yolov5
 from zoo.yolov5.zoo_model import YoloV5Model

@@ -11,7 +11,7 @@ import torch
 
 from zoo.engine.cli import main, make_parser
 from zoo.engine.engine_file import MAGIC, compatible_version, read_header
-from zoo.engine.workflow import bounded
+from zoo.engine.flags import bounded
 from zoo.lenet.model import LeNetModel
 from zoo.mlp.model import MLPModel
 from zoo.registry import families
@@ -71,7 +71,7 @@ def test_bounded_checks_both_ends_and_open_intervals():
 
 def test_classes_beyond_the_class_count_is_an_error():
     """infer calls this once the engine's configuration is known (a unit check: no network is built here)."""
-    from zoo.engine.workflow import UserError
+    from zoo.engine.errors import UserError
     args = type("A", (), {"classes": [0, 999]})()
     with pytest.raises(UserError, match=r"--classes: 999 is out of range \(the model has 80 classes: allowed 0..79\)"):
         YoloV5Model().check_infer_arguments(args, {"num_classes": 80})
@@ -124,7 +124,7 @@ def test_the_batch_profile_is_enforced_on_the_reference_backend(tmp_path, capsys
     assert "outside the engine's profile 1..2" in one_error_line(capsys)
     assert run(LeNetModel(), "infer", "--engine", engine, "--source", tmp_path / "x2.npy") == 0
     # the runner itself refuses, as TensorRT's set_input_shape does
-    from zoo.engine.workflow import open_engine
+    from zoo.engine.engines import open_engine
     _, runner, _ = open_engine(LeNetModel(), engine)
     with pytest.raises(ValueError, match="batch 3, outside the engine's optimization profile 1..2"):
         runner.run({"input": np.zeros((3, 1, 32, 32), np.float32)})

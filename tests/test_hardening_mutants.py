@@ -6,14 +6,17 @@ import argparse
 import pytest
 
 from wts.weight_map import WeightMap
-from zoo.engine import workflow
+from zoo.engine import engines
 from zoo.engine.backends import ReferenceBackend
 from zoo.engine.calibration import CalibrationCache
 from zoo.engine.engine_file import EngineHeader, write_engine
 from zoo.engine.model import state_dict_arrays
-from zoo.engine.precision import Precision
+from layers.precision import Precision
 from zoo.engine.quantization import calibrate, load_cache, sensitivity
-from zoo.engine.workflow import UserError, define_network, open_engine, parse_batch
+from zoo.engine.engines import open_engine
+from zoo.engine.errors import UserError
+from zoo.engine.flags import parse_batch
+from zoo.engine.networks import define_network
 from zoo.lenet.model import LeNetModel
 
 
@@ -73,7 +76,7 @@ class _FakeTensorRT:
 @pytest.mark.parametrize("built_with, ok", [(("10.16.1", "NVIDIA H200"), True), (("10.9.0", "NVIDIA H200"), False),
                                             (("10.16.1", "NVIDIA A100"), False)])
 def test_a_tensorrt_engine_is_checked_against_this_machines_tensorrt_and_gpu(tmp_path, monkeypatch, built_with, ok):
-    monkeypatch.setattr(workflow, "choose_backend", lambda name: _FakeTensorRT())
+    monkeypatch.setattr(engines, "choose_backend", lambda name: _FakeTensorRT())
     header = EngineHeader("lenet", "lenet5", "tensorrt", "input", [-1, 1, 32, 32], [1, 1, 1], "fp32", ["prob"],
                           tensorrt_version=built_with[0], gpu=built_with[1])
     write_engine(tmp_path / "t.engine", header, b"plan")

@@ -14,7 +14,7 @@ import torch.nn as nn
 
 import layers
 from wts.weight_map import WeightError, WeightMap
-from zoo.engine.api import trt
+from zoo.trt_api import trt
 from zoo.engine.reference.executor import ReferenceExecutor
 from zoo.engine.reference.network import INetworkDefinition
 

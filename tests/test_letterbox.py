@@ -15,7 +15,7 @@ from zoo.vision.letterbox import (LetterboxParams, clip_boxes, letterbox, letter
 
 
 def sheet_letterbox(im, new_hw=(640, 640), auto=False, scaleup=True, stride=32):
-    """reference/yolov5.md section 8, transcribed independently (pixel loops for the padding)."""
+    """docs/yolov5.md (pre-processing), transcribed independently (pixel loops for the padding)."""
     h, w = im.shape[:2]
     H, W = new_hw
     r = min(H / h, W / w)

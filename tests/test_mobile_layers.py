@@ -10,7 +10,7 @@ from torch import nn
 
 from layers import mobile
 from wts.weight_map import WeightMap
-from zoo.engine.api import trt
+from zoo.trt_api import trt
 from zoo.engine.model import randomize_batchnorm
 from zoo.engine.reference.executor import ReferenceExecutor
 from zoo.engine.reference.network import INetworkDefinition

@@ -7,8 +7,9 @@ import torch
 
 import wts
 from wts.weight_map import WeightError, WeightMap
-from zoo.engine.backends import BuildOptions, ReferenceBackend
-from zoo.engine.workflow import define_network
+from zoo.engine.backends import ReferenceBackend
+from zoo.engine.backend_api import BuildOptions
+from zoo.engine.networks import define_network
 from zoo.engine.model import load_state_into, state_dict_arrays
 from zoo.engine import validate
 from zoo.lenet.model import LeNetModel

@@ -14,14 +14,14 @@ import torch.nn.functional as F
 import layers
 from wts.weight_map import WeightMap
 from zoo.assets import asset_path
-from zoo.engine.api import trt
+from zoo.trt_api import trt
 from zoo.engine.backends import ReferenceBackend
 from zoo.engine.cli import main as zoo_main
 from zoo.engine.commands.validate import validate_stage
 from zoo.engine.engine_file import read_engine, write_engine
-from zoo.engine.precision import Precision
+from layers.precision import Precision
 from zoo.engine.reference.network import NetworkError
-from zoo.engine.workflow import build_engine, load_stages
+from zoo.engine.engines import build_engine, load_stages
 from zoo.mtcnn import nets
 from zoo.mtcnn.model import MTCNN, make_cascade, torch_networks
 from zoo.mtcnn.resample import AreaSampler, crop_resize_reference

@@ -19,9 +19,10 @@ import pytest
 import torch
 
 import test_reference_ops as grid
-from zoo.engine.api import trt
-from zoo.engine.onnx import plugins as onnx_plugins
-from zoo.engine.onnx.graph import OPSET, OnnxExportError, to_onnx
+from zoo.trt_api import trt
+from zoo.trt_api import plugins as onnx_plugins
+from zoo.engine.onnx.graph import OPSET, OnnxExportError
+from zoo.engine.onnx.writer import to_onnx
 from zoo.engine.onnx.layers import TRANSLATORS
 from zoo.engine.onnx.runner import OnnxRunner
 from zoo.engine.reference.network import LAYER_CLASSES
@@ -123,7 +124,7 @@ def test_a_layer_without_translation_is_an_error_naming_it(monkeypatch):
 
 
 def test_a_plugin_without_onnx_form_is_an_error_naming_it():
-    from zoo.engine.reference import plugin as ref_plugin
+    from zoo.trt_api import plugins as ref_plugin
     ref_plugin.register("test::no_onnx", shapes=lambda inputs: [inputs[0]], forward=lambda x: x)
     net, x = grid.network(("x", trt.float32, (1, 3)))
     layer = net.add_plugin(ref_plugin.op.test.no_onnx(x))

@@ -21,12 +21,14 @@ from wts.weight_map import WeightMap
 from zoo.engine.backends import ReferenceBackend
 from zoo.engine.cli import main, make_parser
 from zoo.engine.model import state_dict_arrays
-from zoo.engine.onnx.graph import OPSET, to_onnx
+from zoo.engine.onnx.graph import OPSET
+from zoo.engine.onnx.writer import to_onnx
 from zoo.engine.onnx.runner import OnnxRunner
-from zoo.engine.precision import Precision
+from layers.precision import Precision
 from zoo.engine.quantization import as_input
 from zoo.engine.reference.executor import ReferenceExecutor
-from zoo.engine.workflow import define_network
+from zoo.engine.networks import define_network
+from zoo.engine.pipeline import is_pipeline
 from zoo.registry import families
 
 from families import SMALL_INPUT, small_input_args
@@ -40,6 +42,9 @@ def random_setup(name: str, seed: int = 3):
     its default; built once per session (random YOLO weights take seconds to calibrate their BatchNorm)."""
     model = next(f for f in FAMILIES if f.name == name).load()
     args = small_input_args(model)
+    if is_pipeline(model):  # its first network, with the weights the pipeline loads (MTCNN: trained P-Net)
+        stage = model.load_stages(args)[0]
+        return stage.network, stage.weights, stage.config
     weights = WeightMap(state_dict_arrays(model.random_module(args, seed)), f"random {name}")
     try:
         return model, weights, model.config_from_weights(weights, args)

@@ -7,7 +7,7 @@ import torch
 from layerwise import args, check_family, flat_weights
 from zoo import assets
 from zoo.engine.backends import ReferenceBackend
-from zoo.engine.workflow import define_network
+from zoo.engine.networks import define_network
 from zoo.ppocr.model import PPOCRModel
 from zoo.ppocr.onnx_import import import_paddle_onnx, reference_from_state
 
@@ -76,7 +76,7 @@ def test_the_onnx_writer_runs_the_networks(asset):
     among them)."""
     pytest.importorskip("onnxruntime")
     from zoo.engine.backends import choose_backend
-    from zoo.engine.workflow import runner_for
+    from zoo.engine.engines import runner_for
     module, config = trained(asset)
     model, backend = PPOCRModel(), choose_backend("onnx")
     net, outputs = define_network(model, backend, flat_weights(module), config)

@@ -12,7 +12,7 @@ import pytest
 
 from zoo import assets
 from zoo.engine.cli import main as zoo_main
-from zoo.engine.workflow import engine_runner
+from zoo.engine.engines import engine_runner
 from zoo.ppocr.model import PPOCR
 from zoo.ppocr.pipeline import VARIANTS, read_page
 from zoo.ppocr.stages import onnx_runtime_stages

@@ -9,13 +9,13 @@ import torch.nn.functional as F
 
 import layers
 from wts.weight_map import WeightMap
-from zoo.engine.api import trt
+from zoo.trt_api import trt
 from zoo.engine.backends import ReferenceBackend
 from zoo.engine.calibration import CalibrationCache
 from zoo.engine.cli import main
-from zoo.engine.workflow import define_network
+from zoo.engine.networks import define_network
 from zoo.engine.model import state_dict_arrays
-from zoo.engine.precision import Precision
+from layers.precision import Precision
 from zoo.engine.quantization import output_snr_db
 from zoo.engine.reference.network import INetworkDefinition
 
@@ -144,7 +144,7 @@ def test_yolov5n_fp16_and_int8_against_fp32(tmp_path):
     weights with randomized BatchNorm amplify any perturbation by ~20 dB over the depth (measured: quantizing only
     model.0 costs the output 20 dB), far more than trained weights, hence the looser INT8 bound; a wrong scale,
     axis or rounding mode drops the cosine well below it."""
-    from zoo.engine.workflow import load_weights
+    from zoo.engine.networks import load_weights
     from zoo.engine.quantization import calibrate
     from zoo.vision.images import list_images
     from zoo.yolov5.zoo_model import YoloV5Model

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from zoo.engine.api import trt
+from zoo.trt_api import trt
 from zoo.engine.reference.executor import ReferenceExecutor
 from zoo.engine.reference.network import INetworkDefinition, NetworkError
 from zoo.engine.reference.serialize import dumps, loads

@@ -12,7 +12,7 @@ from wts.weight_map import WeightMap
 from zoo.engine.backends import ReferenceBackend
 from zoo.engine.model import state_dict_arrays
 from zoo.engine.reference.executor import ReferenceExecutor
-from zoo.engine.workflow import define_network
+from zoo.engine.networks import define_network
 from zoo.lenet.model import LeNetModel
 from zoo.resnet.model import ResNetModel
 from zoo.yolov5.zoo_model import YoloV5Model

@@ -5,7 +5,7 @@ import torch
 
 from wts.weight_map import WeightMap
 import layers
-from zoo.engine.api import trt
+from zoo.trt_api import trt
 from zoo.engine.reference.executor import ReferenceExecutor
 from zoo.engine.reference.network import INetworkDefinition
 
@@ -55,7 +55,7 @@ def test_no_fusion_where_the_hidden_tensor_is_needed():
 def test_resnet_and_yolov5_outputs_unchanged_by_fusion():
     import argparse
     from zoo.engine.backends import ReferenceBackend
-    from zoo.engine.workflow import define_network
+    from zoo.engine.networks import define_network
     from zoo.engine.model import state_dict_arrays
     from zoo.resnet.model import ResNetModel
     from zoo.yolov5.zoo_model import YoloV5Model

@@ -14,8 +14,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from zoo.engine.api import trt
-from zoo.engine.reference import plugin as ref_plugin
+from zoo.trt_api import trt
+from zoo.trt_api import plugins as ref_plugin
 from zoo.engine.reference.executor import ReferenceExecutor
 from zoo.engine.reference.network import Dims, INetworkDefinition, NetworkError, Weights
 

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from wts.weight_map import WeightMap
-from zoo.engine.backends import BuildOptions, ReferenceBackend
-from zoo.engine.workflow import define_network
+from zoo.engine.backends import ReferenceBackend
+from zoo.engine.backend_api import BuildOptions
+from zoo.engine.networks import define_network
 from zoo.engine.model import state_dict_arrays
 
 
@@ -104,7 +105,7 @@ def test_low_precision_engines_match_the_reference_backend(mode):
     """Real FP16 and INT8 engines against the reference backend's emulation of the same network (TensorRT may pick
     other kernels and accumulation orders, so the bound is on cosine, not bits)."""
     import argparse
-    from zoo.engine.precision import Precision
+    from layers.precision import Precision
     from zoo.engine.quantization import as_input, calibrate
     from zoo.engine.tensorrt.backend import TensorRTBackend
     from zoo.resnet.model import ResNetModel
@@ -132,7 +133,7 @@ def test_array_keeper_holds_every_array_until_the_build():
     """Runs everywhere (no GPU needed): TensorRT's Weights do not copy, so temporaries must outlive the call."""
     import gc
     import weakref
-    from zoo.engine.backends import ArrayKeeper
+    from zoo.engine.backend_api import ArrayKeeper
 
     class FakeNetwork:
         num_layers = 3

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from trt_stand_in import StandInCudart, StandInTensorRT
-from zoo.engine.backends import BuildOptions
+from zoo.engine.backend_api import BuildOptions
 
 
 @pytest.fixture

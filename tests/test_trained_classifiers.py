@@ -21,8 +21,8 @@ from zoo.assets import PHOTOS, asset_path, available
 from zoo.efficientnet.model import EfficientNetLite, EfficientNetModel
 from zoo.engine.backends import ReferenceBackend
 from zoo.engine.checkpoint import load_state_dict
-from zoo.engine.precision import Precision
-from zoo.engine.workflow import define_network
+from layers.precision import Precision
+from zoo.engine.networks import define_network
 from zoo.mobilenet.model import MobileNetModel, MobileNetV2
 from zoo.vision.imagenet import imagenet_classes
 

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from plugins.yolo_decode import OP_ID, add_decode, decode_reference, decode_shapes
-from zoo.engine.api import trt
-from zoo.engine.reference import plugin as ref_plugin
-from zoo.engine.reference.plugin import TensorSpec
+from zoo.trt_api import trt
+from zoo.trt_api import plugins as ref_plugin
+from zoo.trt_api.plugins import TensorSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -139,7 +139,8 @@ def test_registered_with_the_reference_backend():
 
 
 def test_add_decode_on_the_reference_backend_survives_serialisation():
-    from zoo.engine.backends import BuildOptions, ReferenceBackend
+    from zoo.engine.backends import ReferenceBackend
+    from zoo.engine.backend_api import BuildOptions
 
     backend = ReferenceBackend()
     net = backend.create_network()
@@ -420,7 +421,8 @@ def test_tensorrt_aot_plugin_equals_reference(run_fresh):
     proc = run_fresh("""
         import numpy as np, tensorrt as trt, torch
         from plugins.yolo_decode import add_decode, decode_reference
-        from zoo.engine.backends import BuildOptions, choose_backend
+        from zoo.engine.backends import choose_backend
+        from zoo.engine.backend_api import BuildOptions
         anchors = [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119], [116, 90, 156, 198, 373, 326]]
         for dtype, ttype in ((torch.float32, trt.float32), (torch.float16, trt.float16)):
             backend = choose_backend("tensorrt")

@@ -10,8 +10,9 @@ import torch
 import wts
 from wts.weight_map import WeightMap
 from zoo.engine import validate
-from zoo.engine.backends import BuildOptions, ReferenceBackend
-from zoo.engine.workflow import define_network
+from zoo.engine.backends import ReferenceBackend
+from zoo.engine.backend_api import BuildOptions
+from zoo.engine.networks import define_network
 from zoo.engine.model import state_dict_arrays
 from zoo.vision.images import list_images, read_image
 from zoo.vision.letterbox import preprocess

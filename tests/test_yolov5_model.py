@@ -1,4 +1,4 @@
-"""The YOLOv5 v7.0 PyTorch reference against the facts sheet (reference/yolov5.md): keys, shapes, counts, decode."""
+"""The YOLOv5 v7.0 PyTorch reference against the facts sheet (docs/yolov5.md): keys, shapes, counts, decode."""
 
 import numpy as np
 import pytest

@@ -12,7 +12,7 @@ from zoo.engine import validate
 from zoo.engine.backends import ReferenceBackend
 from zoo.engine.cli import main
 from zoo.engine.model import state_dict_arrays
-from zoo.engine.workflow import define_network
+from zoo.engine.networks import define_network
 from zoo.vision.masks import decode_rle
 from zoo.yolov5.config import ConfigError, infer_config
 from zoo.yolov5.tasks import YoloV5Classify, YoloV5Segment, random_yolov5_classify, random_yolov5_segment
@@ -49,7 +49,7 @@ def test_key_counts_and_shapes_match_the_sheet():
     with torch.device("meta"):
         seg, cls = YoloV5Segment(80, 0.33, 0.5), YoloV5Classify(1000, 0.33, 0.5)
     seg_keys, cls_keys = seg.state_dict(), cls.state_dict()
-    assert len(seg_keys) == 367 and len(cls_keys) == 194  # reference/yolov5.md: s-seg 367, s-cls 194
+    assert len(seg_keys) == 367 and len(cls_keys) == 194  # docs/yolov5.md: s-seg 367, s-cls 194
     assert sum(p.numel() for p in seg.parameters()) == 7_621_277
     assert tuple(seg_keys["model.24.m.0.weight"].shape) == (351, 128, 1, 1)
     assert tuple(seg_keys["model.24.proto.cv1.conv.weight"].shape) == (128, 128, 3, 3)

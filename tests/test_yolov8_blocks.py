@@ -8,7 +8,7 @@ import torch
 import layers
 from wts.weight_map import WeightMap
 from zoo.engine import validate
-from zoo.engine.api import trt
+from zoo.trt_api import trt
 from zoo.engine.backends import ReferenceBackend
 from zoo.engine.model import randomize_batchnorm, state_dict_arrays
 from zoo.yolov8 import model as ref

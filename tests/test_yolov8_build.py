@@ -16,11 +16,12 @@ import torch
 from tools import gen_wts
 from wts.weight_map import WeightMap
 from zoo.engine import validate
-from zoo.engine.backends import BuildOptions, ReferenceBackend
+from zoo.engine.backends import ReferenceBackend
+from zoo.engine.backend_api import BuildOptions
 from zoo.engine.cli import main
 from zoo.engine.folding import fold_batchnorm
 from zoo.engine.model import state_dict_arrays
-from zoo.engine.workflow import define_network
+from zoo.engine.networks import define_network
 from zoo.vision.images import list_images, read_image
 from zoo.vision.letterbox import preprocess
 from zoo.vision.nms import batched_nms, nms_reference
@@ -151,7 +152,7 @@ def test_pickled_ultralytics_checkpoint(tmp_path, capsys, kind, entry, sppf_act,
         assert "found yolo11n weights (80 classes, SPPF cv1 without activation recorded in the checkpoint)" in \
             captured.err
     # against the pickled module itself (FP16 weights, run in FP32), not a module the config rebuilt
-    from zoo.engine.workflow import load_weights
+    from zoo.engine.networks import load_weights
     args = argparse.Namespace(weights=path, seed=0, **vars(_args()))
     weights, config, _ = load_weights(Y11, args)
     assert config["class_names"][:2] == ["thing0", "thing1"] and config["sppf_act"] is sppf_act

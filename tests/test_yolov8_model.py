@@ -1,4 +1,4 @@
-"""The YOLOv8 / YOLO11 reference modules against the facts of reference/yolov8.md (counts, keys, head layout)."""
+"""The YOLOv8 / YOLO11 reference modules against the facts of docs/yolov8.md (counts, keys, head layout)."""
 import pytest
 import torch
 

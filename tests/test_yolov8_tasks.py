@@ -15,7 +15,8 @@ from zoo.engine import validate
 from zoo.engine.backends import ReferenceBackend
 from zoo.engine.cli import main
 from zoo.engine.model import state_dict_arrays
-from zoo.engine.workflow import UserError, define_network
+from zoo.engine.errors import UserError
+from zoo.engine.networks import define_network
 from zoo.vision.obb import corners
 from zoo.yolov5.zoo_model import YoloV5Model
 from zoo.yolov8.model import architecture

@@ -33,9 +33,10 @@ def bench_model(name: str, batches: list[int], iterations: int, warmup: int, thr
     from zoo.engine.backends import ReferenceBackend
     from zoo.engine.cli import make_parser
     from zoo.engine.onnx.backend import OnnxBackend
-    from zoo.engine.onnx.graph import to_onnx
+    from zoo.engine.onnx.writer import to_onnx
     from zoo.engine.onnx.runner import OnnxRunner
-    from zoo.engine.workflow import define_network, load_weights, median_ms
+    from zoo.engine.networks import define_network, load_weights
+    from zoo.engine.timing import median_ms
     from zoo.registry import family
 
     family_name, flags = MODELS[name]

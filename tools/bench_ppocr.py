@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenes", type=int, default=3, help="rendered scenes (default 3)")
     parser.add_argument("--iterations", type=int, default=2, help="timed passes (default 2)")
     args = parser.parse_args(argv)
-    from zoo.engine.workflow import engine_runner
+    from zoo.engine.engines import engine_runner
     from zoo.ppocr.model import PPOCR
     from zoo.ppocr.pipeline import VARIANTS
     from zoo.ppocr.stages import onnx_runtime_stages

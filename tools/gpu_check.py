@@ -161,7 +161,7 @@ def check_gpu_timings() -> str:
 
     from plugins.yolo_decode import decode_reference
     from plugins.yolo_decode.kernel import decode_triton
-    from zoo.engine.workflow import median_ms
+    from zoo.engine.timing import median_ms
     from zoo.vision.nms import batched_nms
 
     anchors = np.array([10, 13, 16, 30, 33, 23], np.float32)

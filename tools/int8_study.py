@@ -37,9 +37,9 @@ from zoo.engine.backends import ReferenceBackend
 from zoo.engine.calibration import QMAX, compute_scales, entropy_threshold, max_threshold
 from zoo.engine.checkpoint import load_state_dict
 from zoo.engine.model import load_state_into
-from zoo.engine.precision import Precision
+from layers.precision import Precision
 from zoo.engine.quantization import as_input, output_snr_db
-from zoo.engine.workflow import define_network
+from zoo.engine.networks import define_network
 from zoo.vision.images import list_images
 
 MODELS = {"mobilenet_v2": "zoo.mobilenet.model:MobileNetModel",

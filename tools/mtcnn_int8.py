@@ -28,9 +28,10 @@ from zoo.assets import PHOTOS, asset_path  # noqa: E402
 from zoo.engine import quantization  # noqa: E402
 from zoo.engine.backends import choose_backend  # noqa: E402
 from zoo.engine.calibration import CalibrationCache  # noqa: E402
-from zoo.engine.precision import Precision  # noqa: E402
+from layers.precision import Precision  # noqa: E402
 from zoo.engine.pipeline import StageRunner  # noqa: E402
-from zoo.engine.workflow import build_stage, define_network  # noqa: E402
+from zoo.engine.engines import build_stage
+from zoo.engine.networks import define_network
 from zoo.mtcnn.model import MTCNN, make_cascade  # noqa: E402
 from zoo.mtcnn.nets import STAGES  # noqa: E402
 from zoo.vision.nms import _iou_matrix  # noqa: E402

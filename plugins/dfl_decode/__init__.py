@@ -20,8 +20,8 @@ Three implementations, held equal by tests/test_dfl_decode.py:
 """
 from __future__ import annotations
 
-from zoo.engine.onnx import plugins as _onnx_plugins
-from zoo.engine.reference import plugin as _ref_plugin
+from zoo.trt_api import is_tensorrt_network
+from zoo.trt_api import plugins as trt_plugins
 
 from .reference import OP_ID, check_attrs, decode_reference, decode_shapes
 
@@ -31,9 +31,9 @@ def _decode_onnx(g, xs, ys, **attrs):
     decode_onnx(g, xs, ys, **attrs)
 
 
-_ref_plugin.register(OP_ID, shapes=decode_shapes, forward=decode_reference,
+trt_plugins.register(OP_ID, shapes=decode_shapes, forward=decode_reference,
                      cuda_forward="plugins.dfl_decode.kernel:decode_triton")
-_onnx_plugins.register_onnx_form(OP_ID, _decode_onnx)
+trt_plugins.register_onnx_form(OP_ID, _decode_onnx)
 
 __all__ = ["OP_ID", "add_dfl_decode", "decode_reference", "decode_shapes"]
 
@@ -41,11 +41,9 @@ __all__ = ["OP_ID", "add_dfl_decode", "decode_reference", "decode_shapes"]
 def add_dfl_decode(net, box, cls, *, stride, reg_max, name: str):
     """Add one level's decode to `net` (TensorRT's or the reference backend's) as the AOT plugin op named `name`.
     Returns its (B, 4 + nc, H*W) FP32 output."""
-    from plugins.yolo_decode import _is_reference_network
-
     stride, reg_max = check_attrs(stride, reg_max)  # TensorRT checks attribute types exactly (int, not np.int64)
-    if _is_reference_network(net):
-        request = _ref_plugin.op.zoo.dfl_decode(box, cls, stride=stride, reg_max=reg_max)
+    if not is_tensorrt_network(net):
+        request = trt_plugins.op.zoo.dfl_decode(box, cls, stride=stride, reg_max=reg_max)
     else:
         import tensorrt.plugin as trtp
 

@@ -6,8 +6,8 @@ import numbers
 
 import torch
 
-from zoo.engine.api import trt
-from zoo.engine.reference.plugin import TensorSpec
+from zoo.trt_api import trt
+from zoo.trt_api.plugins import TensorSpec
 
 OP_ID = "zoo::dfl_decode"
 MAX_REG_MAX = 64  # bins per side the kernel holds in registers

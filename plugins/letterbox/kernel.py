@@ -15,7 +15,7 @@ import torch
 import triton
 import triton.language as tl
 
-from zoo.vision.letterbox import PAD_VALUE, LetterboxParams, check_image, letterbox_params
+from .geometry import PAD_VALUE, LetterboxParams, check_image, letterbox_params
 
 BLOCK = 1024
 NUM_WARPS = 4

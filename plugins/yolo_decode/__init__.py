@@ -11,7 +11,7 @@ Output: (B, na*H*W, no) FP32, dense. Row a*H*W + y*W + x of batch item b holds
 One op per level, so P5 (3 levels), P6 (4) or any other count works; concatenating the levels' outputs along
 dim 1 (P3 first) gives exactly the official YOLOv5 eval output (B, N, 5+nc), and NMS runs on that.
 
-Why dense, unlike tensorrtx's YoloLayer plugin (reference/tensorrtx.md b.5, e): that plugin filtered by a
+Why dense, unlike tensorrtx's YoloLayer plugin (docs/tensorrtx.md, the decode plugin): that plugin filtered by a
 compile-time objectness threshold and appended survivors with an atomic counter into a fixed-capacity buffer.
 Its count could exceed the capacity (boxes silently dropped, consumers had to clamp), only the count was cleared
 so unused fields (mask[32] for detection) held garbage, and a mutated thread count was serialized. Here every
@@ -27,8 +27,8 @@ Four implementations of the same op, held equal by tests/test_yolo_decode.py and
 """
 from __future__ import annotations
 
-from zoo.engine.onnx import plugins as _onnx_plugins
-from zoo.engine.reference import plugin as _ref_plugin
+from zoo.trt_api import is_tensorrt_network
+from zoo.trt_api import plugins as trt_plugins
 
 from .reference import OP_ID, check_attrs, decode_reference, decode_shapes
 
@@ -38,19 +38,11 @@ def _decode_onnx(g, xs, ys, **attrs):
     decode_onnx(g, xs, ys, **attrs)
 
 
-_ref_plugin.register(OP_ID, shapes=decode_shapes, forward=decode_reference,
+trt_plugins.register(OP_ID, shapes=decode_shapes, forward=decode_reference,
                      cuda_forward="plugins.yolo_decode.kernel:decode_triton")
-_onnx_plugins.register_onnx_form(OP_ID, _decode_onnx)
+trt_plugins.register_onnx_form(OP_ID, _decode_onnx)
 
 __all__ = ["OP_ID", "add_decode", "decode_reference", "decode_shapes"]
-
-
-def _is_reference_network(net) -> bool:
-    try:
-        from zoo.engine.reference.network import INetworkDefinition
-    except ImportError:
-        return False
-    return isinstance(net, INetworkDefinition)
 
 
 def add_decode(net, feat, *, stride, anchors, num_outputs, name: str):
@@ -58,8 +50,8 @@ def add_decode(net, feat, *, stride, anchors, num_outputs, name: str):
     plugin op; the layer is named `name` (e.g. "model.24.decode.0"). Returns its (B, na*H*W, no) FP32 output."""
     # TensorRT checks attribute types exactly (int is not np.int64) and keyword order against the registration.
     stride, anchors, num_outputs = check_attrs(stride, anchors, num_outputs)
-    if _is_reference_network(net):
-        request = _ref_plugin.op.zoo.yolo_decode(feat, stride=stride, anchors=anchors, num_outputs=num_outputs)
+    if not is_tensorrt_network(net):
+        request = trt_plugins.op.zoo.yolo_decode(feat, stride=stride, anchors=anchors, num_outputs=num_outputs)
     else:
         import tensorrt.plugin as trtp
 

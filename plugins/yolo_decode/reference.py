@@ -7,8 +7,8 @@ import numbers
 import numpy as np
 import torch
 
-from zoo.engine.api import trt
-from zoo.engine.reference.plugin import TensorSpec
+from zoo.trt_api import trt
+from zoo.trt_api.plugins import TensorSpec
 
 OP_ID = "zoo::yolo_decode"
 

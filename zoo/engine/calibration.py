@@ -1,6 +1,6 @@
 """INT8 calibration for explicit quantization: activation histograms, thresholds, Q/DQ arithmetic, the cache file.
 
-TensorRT 11 removed its calibrators (`IInt8EntropyCalibrator2` and friends, see `reference/tensorrt.md` §2a), so the
+TensorRT 11 removed its calibrators (`IInt8EntropyCalibrator2` and friends, see docs/tensorrt.md §2a), so the
 zoo computes the scales itself and writes them into the network as Q/DQ layers. This module is executor-agnostic:
 whoever runs the network hands it activation tensors by tensor name.
 
@@ -41,7 +41,7 @@ Design choices (the why is next to each piece of code):
   because for i = 2048 it would lie half a bin above every observed value and only waste resolution.
   pytorch-quantization uses the bin edge `i * bin_width` instead; the difference is half a bin (amax / 4096).
 * **Zero tensors.** A tensor whose calibration values are all zero has amax 0 and no meaningful range; every method
-  then uses the threshold `ZERO_AMAX_THRESHOLD` (1e-8, the floor that `reference/tensorrt.md` §5 puts under
+  then uses the threshold `ZERO_AMAX_THRESHOLD` (1e-8, the floor that docs/tensorrt.md §5 puts under
   per-channel weight amax), so the scale stays positive as Q/DQ requires and the tensor quantizes to zeros.
 * **Scales are rounded to FP32** (`compute_scales`): the network stores them as FP32 constants, so the cache holds
   exactly the value that TensorRT and the reference backend use.

@@ -37,7 +37,6 @@ import threading
 import pickle
 import types
 import zipfile
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -45,19 +44,10 @@ import torch
 
 import wts
 
+from .checkpoint_types import Checkpoint, CheckpointError
+from .onnx_weights import load_onnx_weights
+
 __all__ = ["Checkpoint", "CheckpointError", "load_state_dict"]
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read, holds no tensors, or asks for code to run."""
-
-
-@dataclass
-class Checkpoint:
-    tensors: dict[str, np.ndarray]                      # float32, original shapes, state_dict order
-    names: list[str] | dict[int, str] | None = None     # class names, when the checkpoint carries them
-    source: str = ""                                    # what kind of file it was
-    meta: dict | None = None                            # what a pickled model recorded (see _model_meta)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -249,7 +239,6 @@ def load_state_dict(path: str | os.PathLike) -> Checkpoint:
     if path.lower().endswith(".wts") or head.split(b"\n", 1)[0].strip().isdigit():
         return Checkpoint(wts.load(path), None, "wts")
     if path.lower().endswith(".onnx"):
-        from .onnx_weights import load_onnx_weights
         return load_onnx_weights(path)
     if zipfile.is_zipfile(path):
         _check_declared_sizes(path)

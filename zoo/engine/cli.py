@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from .commands import command_modules
 from .model import ZooModel
-from .workflow import OneLineParser, bounded, cut, say
+from .errors import cut, say
+from .flags import bounded, OneLineParser
 
 # Ranges of the flags that many families declare themselves. A family that declares one as a plain `int` gets this
 # range, so `--num-classes 0` or `--input-size -3` is one line naming the flag and the range in every family.

@@ -14,6 +14,8 @@ import re
 
 import numpy as np
 
+from .checkpoint_types import Checkpoint, CheckpointError
+
 STATE_KEY = re.compile(r"^[A-Za-z_][\w]*(\.[\w]+)*\.(weight|bias|running_mean|running_var)$")
 _PARAMETER_INPUTS = {"Conv": (None, "weight", "bias"), "ConvTranspose": (None, "weight", "bias"),
                      "Gemm": (None, "weight", "bias")}  # input 0 is the data
@@ -23,7 +25,6 @@ def read_onnx_model(path: str):
     """The ModelProto of an ONNX file, read without external data files (a file that needs them is refused) and
     without running anything; CheckpointError (one line naming the file) otherwise. Other readers of ONNX weights
     (e.g. zoo.ppocr's, whose weights are Constant nodes) go through this one."""
-    from .checkpoint import CheckpointError
     try:
         import onnx
     except ImportError:
@@ -39,7 +40,6 @@ def read_onnx_model(path: str):
 
 
 def load_onnx_weights(path: str):
-    from .checkpoint import Checkpoint, CheckpointError
     graph = read_onnx_model(path).graph
     from onnx import numpy_helper  # importable: read_onnx_model checked
     arrays = {t.name: t for t in graph.initializer}

@@ -34,7 +34,10 @@ records are exactly what they were before pipelines existed.
                                                       # from FP32 runners of the stages before it
         def validate_end_to_end(self, runners, config, args) -> (text, ok)   # the whole pipeline against an
                                                       # independent reference (e.g. a pure PyTorch pipeline)
-        def reference_pipeline(self, args, device)  # the same pipeline in PyTorch eager: images -> outputs
+        def reference_pipeline(self, args, device)    # the same pipeline in PyTorch eager: images -> outputs
+        def output_names(self) -> list[str]           # the glue's output names (default ["records"])
+        def pipeline_config(self, stages, args) -> dict   # what the glue needs at run time, kept in the header
+        def sample_input(self, config, batch, seed)   # `batch` images for bench
 
 `add_infer_arguments`/`check_infer_arguments` are ZooModel's. Flags that the glue reads (thresholds, sizes) are
 fixed when `connect` runs: at the start of `infer`, or of each `serve` worker.
@@ -47,7 +50,7 @@ fixed when `connect` runs: at the start of `infer`, or of each `serve` worker.
   table), then `validate_end_to_end` on the engines as built. infer, serve, bench: the pipeline's runner
   (`PipelineRunner`) is a Runner like any other, `run({input_name: images}) -> outputs`, and `sample_input`
   gives bench its images; `bench --compare-torch` times `reference_pipeline`. export onnx: one .onnx per stage,
-  in a folder.
+  in a folder; export triton: one python-backend model (image in, record out) running the engine file.
 
 ## On disk
 

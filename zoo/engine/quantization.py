@@ -12,9 +12,10 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
-from .backends import BuildOptions, ReferenceBackend
+from .backend_api import BuildOptions
+from .backends import ReferenceBackend
 from .calibration import CalibrationCache, HistogramCollector, compute_scales
-from .precision import Precision
+from layers.precision import Precision
 
 
 def as_input(batch, precision: str):

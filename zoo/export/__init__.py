@@ -1,7 +1,7 @@
 """Export targets of `python -m zoo.<model> export FORMAT ...`: one module per format in this package.
 
 A format module provides `HELP` (one line), `add_arguments(parser, model)` and `run(model, args) -> exit code`;
-`zoo.engine.commands.export` finds it. Exporters reuse the runtime (`zoo.engine.workflow`) to read weights and
+`zoo.engine.commands.export` finds it. Exporters reuse the runtime (`zoo.engine.networks`, `zoo.engine.engines`) to read weights and
 define networks, so an export describes exactly the network that `build` would build.
 """
 from __future__ import annotations

@@ -15,8 +15,10 @@ from pathlib import Path
 
 from zoo.engine.files import write_bytes_atomic
 from zoo.engine.pipeline import is_pipeline
-from zoo.engine.workflow import (UserError, add_common_flags, add_precision_flags, define_network, make_precision,
-                                 model_stages, parse_batch, say)
+from zoo.engine.engines import make_precision
+from zoo.engine.errors import say, UserError
+from zoo.engine.flags import add_common_flags, add_precision_flags, parse_batch
+from zoo.engine.networks import define_network, model_stages
 
 HELP = "a plain .onnx file of the network (opset 17), checked with onnx.checker"
 
@@ -53,7 +55,8 @@ def export_stage(model, stage, args, pipeline: bool) -> bytes:
     import onnx
 
     from zoo.engine.onnx.backend import OnnxBackend
-    from zoo.engine.onnx.graph import OPSET, to_onnx
+    from zoo.engine.onnx.graph import OPSET
+    from zoo.engine.onnx.writer import to_onnx
     network, config = stage.network, stage.config
     precision = make_precision(network, args, stage.weights, config, stage.name if pipeline else None)
     say(f"exporting {network.name} ({network.variant(config)}, {precision.mode}) as ONNX opset {OPSET}")

@@ -9,7 +9,9 @@ import argparse
 from pathlib import Path
 
 from zoo.engine.engine_file import EngineFileError, read_engine
-from zoo.engine.workflow import UserError, add_common_flags, add_precision_flags, build_engine, parse_batch, say
+from zoo.engine.engines import build_engine
+from zoo.engine.errors import say, UserError
+from zoo.engine.flags import add_common_flags, add_precision_flags, parse_batch
 
 HELP = "a Triton Inference Server model repository: ensemble of pre-processing, network, post-processing"
 

@@ -141,7 +141,7 @@ class GoogLeNetModel(ClassifierModel):
 
     def define(self, net, weights, config, x):
         layers.mark_auxiliary_used(weights, AUX)
-        y = layers.transform_input(net, x) if config["transform_input"] else x
+        y = layers.transform_input(net, x, IMAGENET_MEAN, IMAGENET_STD) if config["transform_input"] else x
         y = layers.basic_conv2d(net, weights, "conv1", y, 7, 2, 3)
         y = layers.max_pool(net, y, "maxpool1", 3, 2, ceil_mode=True)
         y = layers.basic_conv2d(net, weights, "conv2", y, 1)

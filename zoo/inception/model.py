@@ -193,7 +193,7 @@ class InceptionModel(ClassifierModel):
 
     def define(self, net, weights, config, x):
         layers.mark_auxiliary_used(weights, AUX)
-        y = layers.transform_input(net, x) if config["transform_input"] else x
+        y = layers.transform_input(net, x, IMAGENET_MEAN, IMAGENET_STD) if config["transform_input"] else x
         y = layers.basic_conv2d(net, weights, "Conv2d_1a_3x3", y, 3, 2)
         y = layers.basic_conv2d(net, weights, "Conv2d_2a_3x3", y, 3)
         y = layers.basic_conv2d(net, weights, "Conv2d_2b_3x3", y, 3, 1, 1)

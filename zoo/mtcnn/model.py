@@ -17,7 +17,8 @@ import torch
 from wts.weight_map import WeightMap
 from zoo.engine.model import ZooModel, load_state_into
 from zoo.engine.pipeline import Pipeline, Stage, StageRunner
-from zoo.engine.workflow import UserError, bounded
+from zoo.engine.errors import UserError
+from zoo.engine.flags import bounded
 
 from .cascade import Cascade, CascadeParams, Faces, crop_regions, pyramid_scales
 from .nets import CROP_SIZE, DEFINE, MODULES, OUTPUTS, STAGES

@@ -18,7 +18,8 @@ import torch
 from wts.weight_map import WeightMap
 from zoo.engine.model import ZooModel
 from zoo.engine.pipeline import Pipeline, Stage, StageRunner
-from zoo.engine.workflow import UserError, bounded
+from zoo.engine.errors import UserError
+from zoo.engine.flags import bounded
 
 from . import reference as ref
 from .networks import DEFINE, INPUT_SHAPES

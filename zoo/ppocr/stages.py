@@ -11,7 +11,7 @@ import numpy as np
 
 from wts.weight_map import WeightMap
 from zoo.engine.checkpoint import CheckpointError
-from zoo.engine.workflow import UserError
+from zoo.engine.errors import UserError
 
 from .pipeline import Stages
 

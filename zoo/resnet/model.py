@@ -15,7 +15,7 @@ from torch import nn
 import layers
 from zoo.engine.classifier import ClassifierModel
 from zoo.engine.model import randomize_batchnorm
-from zoo.engine.workflow import bounded
+from zoo.engine.flags import bounded
 
 BN_EPS = 1e-5  # torchvision's BatchNorm2d default
 DEPTHS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)), 50: ("bottleneck", (3, 4, 6, 3)),

@@ -9,7 +9,7 @@ import torch
 
 from gunicorn.app.base import BaseApplication
 
-from zoo.engine.workflow import engine_runner
+from zoo.engine.engines import engine_runner
 
 from .metrics import Metrics
 from .predictor import Predictor

@@ -43,7 +43,7 @@ def _decode(value):
             return np.broadcast_to(np.zeros((), np.dtype(value["dtype"])), tuple(value["__shape__"]))
         if "__dataclass__" in value:
             module, _, name = value["__dataclass__"].partition(":")
-            if module.split(".")[0] != "zoo":
+            if module.split(".")[0] not in ("zoo", "plugins"):  # the zoo's own packages only
                 raise ValueError(f"context names a class outside the zoo: {value['__dataclass__']}")
             cls = getattr(importlib.import_module(module), name)
             if not dataclasses.is_dataclass(cls):

@@ -108,7 +108,7 @@ def output_shapes(model, header: EngineHeader) -> dict[str, list[int]]:
     from wts.weight_map import WeightMap
     from zoo.engine.backends import ReferenceBackend
     from zoo.engine.model import state_dict_arrays
-    from zoo.engine.workflow import define_network
+    from zoo.engine.networks import define_network
     weights = WeightMap(state_dict_arrays(model.reference_module(header.config)), "shape probe")
     net, names = define_network(model, ReferenceBackend(), weights, header.config)
     shapes = {net.get_output(i).name: list(net.get_output(i).shape)[1:] for i in range(net.num_outputs)}

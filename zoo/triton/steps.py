@@ -74,7 +74,7 @@ class Network(_Step):
 
     def initialize(self, args):
         super().initialize(args)
-        from zoo.engine.workflow import open_engine
+        from zoo.engine.engines import open_engine
         _, self.runner, _ = open_engine(self.model, Path(args["model_repository"]) / args["model_version"] /
                                         "model.engine")
 
@@ -121,7 +121,7 @@ class Pipeline(_Step):
 
     def initialize(self, args):
         super().initialize(args)
-        from zoo.engine.workflow import connect, open_stages
+        from zoo.engine.engines import connect, open_stages
         self.options = argparse.Namespace(**self.sidecar.options)
         header, stages, _ = open_stages(self.model, Path(args["model_repository"]) / args["model_version"] /
                                         "model.engine")

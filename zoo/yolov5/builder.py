@@ -12,7 +12,7 @@ import numpy as np
 import layers
 from plugins.yolo_decode import add_decode
 from wts.weight_map import WeightMap
-from zoo.engine.api import trt
+from zoo.trt_api import trt
 
 from .config import YoloV5Config
 from .model import scale_depth, scale_width

@@ -1,4 +1,4 @@
-"""PyTorch reference of YOLOv5 v7.0 detection (P5 and P6), written from the facts in reference/yolov5.md.
+"""PyTorch reference of YOLOv5 v7.0 detection (P5 and P6), written from the facts in docs/yolov5.md.
 
 No yaml, no eval, no torchvision: the graph is spelled out layer by layer. Attribute names are the official
 ``state_dict`` contract (``model.{i}.cv1.conv.weight``, ``model.24.anchors``, ...), so official checkpoints load with

@@ -1,4 +1,4 @@
-"""PyTorch reference of YOLOv5 v7.0's other two tasks, from the facts in reference/yolov5.md (v7.0 section).
+"""PyTorch reference of YOLOv5 v7.0's other two tasks, from the facts in docs/yolov5.md (segment and classify).
 
 - **segment** (`yolov5{n,s,...}-seg`): the detector with a `Segment` head: each anchor predicts 5 + nc + nm values
   (the nm = 32 mask coefficients after the class scores, left raw by the decode), and `proto` = Proto on the P3

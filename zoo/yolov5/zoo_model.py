@@ -13,7 +13,8 @@ import torch
 
 from zoo.engine.files import atomic_path, refuse_write_over
 from zoo.engine.model import ZooModel
-from zoo.engine.workflow import UserError, bounded, non_negative_int, probability
+from zoo.engine.errors import UserError
+from zoo.engine.flags import bounded, non_negative_int, probability
 from zoo.vision.coco import COCO_NAMES
 from zoo.vision.draw import draw_detections
 from zoo.vision.letterbox import letterbox_params, preprocess, scale_boxes

@@ -14,7 +14,7 @@ import numpy as np
 import layers
 from plugins.dfl_decode import add_dfl_decode
 from wts.weight_map import WeightMap
-from zoo.engine.api import trt
+from zoo.trt_api import trt
 
 from .config import YoloV8Config
 from .model import yolo11_c3k

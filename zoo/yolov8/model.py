@@ -1,4 +1,4 @@
-"""PyTorch reference of YOLOv8 and YOLO11 detection, written from the facts in reference/yolov8.md.
+"""PyTorch reference of YOLOv8 and YOLO11 detection, written from the facts in docs/yolov8.md.
 
 No ultralytics import, no yaml, no eval: the graph is spelled out layer by layer. Attribute names are the official
 ``state_dict`` contract (``model.2.m.0.cv1.conv.weight``, ``model.22.cv3.1.2.bias``, ``model.22.dfl.conv.weight``),

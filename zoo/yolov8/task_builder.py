@@ -21,7 +21,7 @@ import numpy as np
 
 import layers
 from wts.weight_map import WeightMap
-from zoo.engine.api import trt
+from zoo.trt_api import trt
 
 from .builder import (DECODES, Blocks, anchor_grid, backbone_and_neck, box_branch, decode_with_layers,
                       decode_with_plugin, define_yolov8, dfl_distances, head_branches)

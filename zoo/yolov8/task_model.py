@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from zoo.engine.classifier import ClassifierModel
-from zoo.engine.workflow import UserError, say
+from zoo.engine.errors import say, UserError
 from zoo.vision.coco import COCO_NAMES
 from zoo.vision.draw import draw_detections
 from zoo.vision.keypoints import draw_keypoints, keypoint_records, scale_keypoints

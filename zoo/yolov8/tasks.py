@@ -1,4 +1,4 @@
-"""PyTorch reference of the YOLOv8 / YOLO11 heads beyond detection, from the facts in reference/yolov8.md ("Other
+"""PyTorch reference of the YOLOv8 / YOLO11 heads beyond detection, from the facts in docs/yolov8.md ("Other
 tasks"). Each is a subclass of zoo.yolov8.model.Detect (the box and class branches and the decode are shared):
 
 - Segment: Detect + `cv4[i]` (Conv 3x3, Conv 3x3, Conv2d 1x1 -> nm mask coefficients per anchor, raw) and `proto`

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from zoo.engine.workflow import UserError, bounded, say
+from zoo.engine.errors import say, UserError
+from zoo.engine.flags import bounded
 from zoo.vision.nms import batched_nms
 from zoo.yolov5.zoo_model import YoloV5Model, parse_size
 

@@ -7,8 +7,10 @@ import torch
 
 from ..engine_file import EngineHeader
 from ..quantization import as_input
-from ..workflow import (UserError, add_common_flags, engine_runner, median_ms, non_negative_int, positive_int,
-                        reference_for)
+from ..engines import engine_runner, reference_for
+from ..errors import UserError
+from ..flags import add_common_flags, non_negative_int, positive_int
+from ..timing import median_ms
 
 BACKEND_LABELS = {"reference": "reference backend", "tensorrt": "TensorRT", "onnx": "ONNX Runtime"}
 HELP = "time the network (and, with --compare-torch, PyTorch eager)"

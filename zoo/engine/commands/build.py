@@ -5,7 +5,9 @@ from pathlib import Path
 
 from ..engine_file import write_engine
 from ..files import refuse_overwrite
-from ..workflow import add_common_flags, add_precision_flags, bounded, build_engine, parse_batch, say
+from ..engines import build_engine
+from ..errors import say
+from ..flags import add_common_flags, add_precision_flags, bounded, parse_batch
 
 HELP = "build and serialize an engine from weights"
 

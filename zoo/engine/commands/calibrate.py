@@ -9,9 +9,11 @@ from ..backends import choose_backend
 from ..calibration import CalibrationCache
 from ..files import refuse_overwrite
 from ..pipeline import StageRunner, is_pipeline
-from ..precision import Precision
-from ..workflow import (UserError, add_common_flags, backend_label, bounded, build_stage, define_network,
-                        load_weights, model_stages, non_negative_int, positive_int, say)
+from layers.precision import Precision
+from ..engines import backend_label, build_stage
+from ..errors import say, UserError
+from ..flags import add_common_flags, bounded, non_negative_int, positive_int
+from ..networks import define_network, load_weights, model_stages
 
 HELP = "INT8 calibration over a folder of images -> cache file"
 

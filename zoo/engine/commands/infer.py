@@ -9,7 +9,9 @@ import numpy as np
 
 from ..files import refuse_overwrite, refuse_write_over, write_bytes_atomic, write_text_atomic
 from ..quantization import as_input
-from ..workflow import UserError, add_common_flags, check_batch_in_profile, engine_runner, load_npy, positive_int, say
+from ..engines import check_batch_in_profile, engine_runner
+from ..errors import say, UserError
+from ..flags import add_common_flags, load_npy, positive_int
 
 HELP = "run an engine (or weights) on images, a folder or a .npy tensor"
 
@@ -120,6 +122,8 @@ def summary(record: dict) -> str:
         return f"{name}: {record['error']}"
     if "detections" in record:
         return f"{name}: {len(record['detections'])} detections"
+    if "faces" in record:
+        return f"{name}: {len(record['faces'])} faces"
     if "lines" in record:  # text read (PP-OCR)
         return f"{name}: {len(record['lines'])} line(s): " + " / ".join(line["text"] for line in record["lines"])
     if "top" in record:

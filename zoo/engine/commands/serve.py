@@ -4,7 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..engine_file import EngineFileError, read_header
-from ..workflow import UserError, add_common_flags, say
+from ..errors import say, UserError
+from ..flags import add_common_flags
 
 HELP = "serve the model over HTTP: upload page, /v1/predict, /health, /metrics (Flask + gunicorn)"
 

@@ -10,12 +10,14 @@ from wts.weight_map import WeightMap
 from .. import validate as validation
 from ..backends import choose_backend
 from ..model import load_state_into
-from ..precision import Precision
+from layers.precision import Precision
 from ..quantization import as_input
 from ..pipeline import Stage, is_pipeline
-from ..workflow import (UserError, add_common_flags, add_precision_flags, backend_label, bounded, build_engine,
-                        define_network, load_npy, load_stages, make_precision, model_stages, positive_int, runner_for,
-                        say, sensitivity)
+from ..engines import backend_label, build_engine, load_stages, make_precision, runner_for
+from ..errors import say, UserError
+from ..flags import add_common_flags, add_precision_flags, bounded, load_npy, positive_int
+from ..networks import define_network, model_stages
+from ..sensitivity import sensitivity
 
 HELP = "compare every layer with the PyTorch reference"
 MIN_COSINE = {"fp16": 0.999, "int8": 0.98}

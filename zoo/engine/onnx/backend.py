@@ -4,7 +4,7 @@ The payload of an engine file with backend "onnx" is a plain, self-contained .on
 """
 from __future__ import annotations
 
-from ..backends import BuildOptions
+from ..backend_api import BuildOptions
 from .runner import OnnxRunner
 
 
@@ -16,7 +16,7 @@ class OnnxBackend:
         return INetworkDefinition()
 
     def build(self, network, options: BuildOptions | None = None) -> bytes:
-        from .graph import to_onnx
+        from .writer import to_onnx
         batch = tuple(options.batch) if options is not None else None
         return to_onnx(network, batch=batch).SerializeToString()
 

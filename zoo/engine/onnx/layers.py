@@ -20,7 +20,8 @@ import math
 import numpy as np
 from onnx import helper
 
-from ..api import trt
+from zoo.trt_api import trt
+from zoo.trt_api.plugins import onnx_form
 from .graph import NUMPY_TYPES, OnnxExportError, OnnxGraph, onnx_type
 
 
@@ -481,7 +482,6 @@ def dequantize(g: OnnxGraph, layer, xs, ys):
 
 
 def plugin(g: OnnxGraph, layer, xs, ys):
-    from .plugins import onnx_form
     op_id = layer._attrs["op_id"]
     specs = [(tuple(t.shape), t.dtype) for t in layer._inputs]
     onnx_form(op_id, layer.name)(g, xs, ys, specs=specs, name=layer.name, **layer._plugin_attrs())

@@ -4,7 +4,7 @@ Recording a network and inferring its shapes is the same work on every executor 
 the reference backend's INetworkDefinition: the same classes, methods, properties, defaults and errors (a builder
 line that TensorRT would reject fails here too, naming the layer). What differs is what happens after
 `build`: the ONNX writer translates the recorded layers (zoo.engine.onnx.layers) and ONNX Runtime executes them.
-Plugin requests come from `zoo.engine.reference.plugin.op`, as on the reference backend.
+Plugin requests come from `zoo.trt_api.plugins.op`, as on the reference backend.
 """
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..api import trt
+from zoo.trt_api import trt
 from .network import (IActivationLayer, IConvolutionLayer, IElementWiseLayer, ILayer, IMatrixMultiplyLayer,
                       IScaleLayer)
 

@@ -18,8 +18,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..api import trt
-from . import plugin as ref_plugin
+from zoo.trt_api import trt
+from zoo.trt_api.values import Dims, Weights, numpy_to_trt
+from zoo.trt_api import plugins as ref_plugin
 
 
 class NetworkError(ValueError):
@@ -32,11 +33,6 @@ class NetworkError(ValueError):
 _TORCH_DTYPES = {
     trt.float32: torch.float32, trt.float16: torch.float16, trt.bfloat16: torch.bfloat16, trt.int8: torch.int8,
     trt.int32: torch.int32, trt.int64: torch.int64, trt.bool: torch.bool, trt.uint8: torch.uint8,
-}
-_NUMPY_DTYPES = {
-    np.dtype(np.float32): trt.float32, np.dtype(np.float16): trt.float16, np.dtype(np.int8): trt.int8,
-    np.dtype(np.int32): trt.int32, np.dtype(np.int64): trt.int64, np.dtype(np.bool_): trt.bool,
-    np.dtype(np.uint8): trt.uint8,
 }
 _FLOAT_TYPES = (trt.float32, trt.float16, trt.bfloat16)
 
@@ -55,50 +51,7 @@ def trt_dtype(dtype) -> Any:
             if torch_type == dtype:
                 return trt_type
         raise NotImplementedError(f"no TensorRT type for {dtype}")
-    try:
-        return _NUMPY_DTYPES[np.dtype(dtype)]
-    except KeyError:
-        raise NotImplementedError(f"no TensorRT type for numpy {np.dtype(dtype)}") from None
-
-
-class Dims(tuple):
-    """TensorRT's Dims: a tuple of ints, -1 for a dynamic dimension."""
-
-    MAX_DIMS = 8
-
-    def __new__(cls, shape: Sequence[int] = ()):
-        if isinstance(shape, (int, np.integer)):
-            shape = (shape,)
-        return super().__new__(cls, (int(d) for d in shape))
-
-
-class Weights:
-    """TensorRT's Weights: a typed host array. `Weights(np_array)` or `Weights(trt.float16)` (empty)."""
-
-    def __init__(self, a=None):
-        if isinstance(a, (list, tuple)):
-            raise TypeError("Weights takes a numpy array or a DataType, not a Python sequence")
-        if a is None or not isinstance(a, np.ndarray):
-            self._dtype = trt.float32 if a is None else a
-            self._array = None
-        else:
-            self._array = np.ascontiguousarray(a)
-            self._dtype = trt_dtype(self._array.dtype)
-
-    @property
-    def dtype(self):
-        return self._dtype
-
-    @property
-    def size(self) -> int:
-        return 0 if self._array is None else int(self._array.size)
-
-    @property
-    def nbytes(self) -> int:
-        return 0 if self._array is None else int(self._array.nbytes)
-
-    def numpy(self) -> np.ndarray:
-        return self._array
+    return numpy_to_trt(dtype)
 
 
 def _weights_array(w) -> np.ndarray | None:
@@ -1246,6 +1199,8 @@ LAYER_CLASSES = {cls.__name__: cls for cls in (
 
 
 class INetworkDefinition:
+    _zoo_recorder = True  # one of the zoo's networks, not TensorRT's (zoo.trt_api.is_tensorrt_network)
+
     def __init__(self, flags: int = 0):
         self._flags = flags
         self._layers: list[ILayer] = []

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..api import trt
+from zoo.trt_api import trt
 from .network import LAYER_CLASSES, Dims, INetworkDefinition, ITensor, NetworkError
 
 

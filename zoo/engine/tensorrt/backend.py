@@ -22,7 +22,7 @@ import tensorrt as trt
 import torch
 from cuda.bindings import runtime as cudart
 
-from ..backends import ArrayKeeper, BuildOptions
+from ..backend_api import ArrayKeeper, BuildOptions
 from ..files import write_bytes_atomic
 
 LOGGER = trt.Logger(trt.Logger.WARNING)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .api import trt
+from zoo.trt_api import trt
 
 PRECISIONS = ("fp32", "fp16", "int8")
 

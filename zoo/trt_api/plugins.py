@@ -1,12 +1,18 @@
-"""Plugins on the reference backend: the counterpart of `tensorrt.plugin` (QDP).
+"""Plugins off TensorRT: the counterpart of `tensorrt.plugin` (QDP) for the reference and ONNX backends.
 
-A plugin package registers, next to its TensorRT QDP definition, a shape function and a PyTorch forward:
+A plugin package registers, next to its TensorRT QDP definition, a shape function and a PyTorch forward (what the
+reference backend runs) and its ONNX form (plain ONNX operators, for the ONNX backend and `export onnx`):
 
-    reference.plugin.register("zoo::yolo_decode", shapes=decode_shapes, forward=decode_reference)
+    plugins.register("zoo::yolo_decode", shapes=decode_shapes, forward=decode_reference)
+    plugins.register_onnx_form("zoo::yolo_decode", decode_onnx)
+
+    def decode_onnx(g, xs, ys, *, specs, name, **attrs):  # g: the ONNX graph; xs/ys: value names; specs: shapes
+        ...                                               # writes nodes computing ys[i] from xs
 
 `op.zoo.yolo_decode(x, stride=8)` then returns a request that `INetworkDefinition.add_plugin` accepts, as
 `tensorrt.plugin.op.zoo.yolo_decode(...)` does on TensorRT. Engines store the op id and the module that registered
-it; only modules of the zoo's own `plugins` package are imported back when an engine is loaded.
+it; only modules of the zoo's own `plugins` package are imported back when an engine is loaded. These are plain
+registries: the backends read them, the plugin packages fill them, and neither imports the other.
 """
 from __future__ import annotations
 
@@ -81,3 +87,28 @@ class _Namespace:
 
 
 op = _Namespace()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# ONNX forms: a plugin without one is an error naming it when a network using it is written as ONNX
+
+_FORMS: dict[str, Callable] = {}
+
+
+def register_onnx_form(op_id: str, form: Callable) -> None:
+    if "::" not in op_id:
+        raise ValueError(f"plugin id {op_id!r} must be 'namespace::name'")
+    _FORMS[op_id] = form
+
+
+def registered_onnx_forms() -> list[str]:
+    return sorted(_FORMS)
+
+
+def onnx_form(op_id: str, layer_name: str = "") -> Callable:
+    try:
+        return _FORMS[op_id]
+    except KeyError:
+        where = f"layer {layer_name!r}: " if layer_name else ""
+        raise ValueError(f"{where}plugin {op_id!r} has no ONNX form (registered: {registered_onnx_forms()}); "
+                         f"register one with zoo.trt_api.plugins.register_onnx_form in the plugin's package") from None

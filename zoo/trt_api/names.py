@@ -1,8 +1,8 @@
-"""TensorRT's enums for machines without the `tensorrt` package.
+"""TensorRT's enums and dtype aliases for machines without the `tensorrt` package.
 
 Member names are TensorRT 10/11's own (see tests/data/trt-api); integer values are not reproduced because TensorRT
 itself changed them between 10 and 11, and the zoo only ever uses members by name. When `tensorrt` imports,
-`zoo.engine.api.trt` is the real module and this namespace is not used.
+`zoo.trt_api.trt` is the real module and this namespace is not used.
 """
 from enum import Enum
 
@@ -52,10 +52,5 @@ fp8 = DataType.FP8
 
 __version__ = "reference"
 
-
-def __getattr__(name: str):
-    """trt.Weights and trt.Dims, as TensorRT's module offers them (imported late: network.py imports this)."""
-    if name in ("Weights", "Dims"):
-        from . import network
-        return getattr(network, name)
-    raise AttributeError(name)
+# trt.Dims and trt.Weights, TensorRT's value types (zoo.trt_api.values)
+from .values import Dims, Weights  # noqa: E402,F401
