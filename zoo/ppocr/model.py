@@ -50,8 +50,13 @@ def _kernel(weights: WeightMap, key: str, channels: int) -> int:
     return k
 
 
+def _out_channels(weights: WeightMap, key: str, fan_in: int) -> int:
+    """Output channels of a convolution from its kernel's value count (BatchNorm keys may be folded away)."""
+    return weights.count(key) // fan_in
+
+
 def _lcnet_config(weights: WeightMap, table) -> tuple[int, list]:
-    stem = weights.count("backbone.conv1.bn.weight")
+    stem = _out_channels(weights, "backbone.conv1.conv.weight", 3 * 3 * 3)
     stages, cin = [], stem
     for stage, layout in enumerate(table, start=2):
         blocks = []
@@ -77,18 +82,19 @@ def config_from_weights(weights: WeightMap, variant: str = "v5", expected: str |
         depth = 0
         while f"neck.blocks.{depth}.norm1.weight" in weights:
             depth += 1
+        cin = stages[-1][-1][1]
         return {"stage": "rec", "variant": variant, "stem": stem, "stages": stages,
-                "dims": weights.count("neck.conv2.bn.weight"), "hidden": weights.count("neck.blocks.0.fc1.bias"),
+                "dims": _out_channels(weights, "neck.conv2.conv.weight", cin // 8), "hidden": weights.count("neck.blocks.0.fc1.bias"),
                 "depth": depth, "classes": weights.count("fc.bias")}
-    stem = weights.count("conv1.bn.weight")
+    stem = _out_channels(weights, "conv1.conv.weight", 3 * 3 * 3)
     blocks, cin = [], stem
     for i in range(len(ref.MOBILENET_CLS)):
-        expand = weights.count(f"blocks.{i}.expand_conv.bn.weight")
-        cout = weights.count(f"blocks.{i}.linear_conv.bn.weight")
+        expand = _out_channels(weights, f"blocks.{i}.expand_conv.conv.weight", cin)
+        cout = _out_channels(weights, f"blocks.{i}.linear_conv.conv.weight", expand)
         blocks.append((cin, expand, cout, _kernel(weights, f"blocks.{i}.bottleneck_conv.conv.weight", expand)))
         cin = cout
     return {"stage": "cls", "variant": variant, "stem": stem, "blocks": blocks,
-            "last": weights.count("conv2.bn.weight"), "classes": weights.count("fc.bias")}
+            "last": _out_channels(weights, "conv2.conv.weight", cin), "classes": weights.count("fc.bias")}
 
 
 class PPOCRModel(ZooModel):
