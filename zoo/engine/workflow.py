@@ -19,7 +19,6 @@ from . import quantization
 from .api import trt
 from .backends import BuildOptions, ReferenceBackend, choose_backend
 from .engine_file import EngineHeader, read_engine
-from .gpu import gpu_status
 from .model import ZooModel, load_state_into, state_dict_arrays
 from .precision import PRECISIONS, Precision
 from .quantization import load_cache
@@ -146,8 +145,9 @@ def add_common_flags(parser: argparse.ArgumentParser, model: ZooModel, weights: 
                             help="seed of the random weights (default 0)")
         model.add_arguments(parser)
     parser.add_argument("--backend", choices=("auto", "reference", "tensorrt", "onnx"), default="auto",
-                        help="auto: TensorRT where a GPU and TensorRT exist, else the CPU reference backend; onnx: "
-                             "the network written as ONNX and run by ONNX Runtime (CPU)")
+                        help="auto: TensorRT where a GPU and TensorRT exist, else ONNX Runtime (CPU) when installed, "
+                             "else the CPU reference backend; onnx: the network written as ONNX and run by ONNX "
+                             "Runtime (CPU, also for reference engine files)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="where the reference backend runs: cpu (default), or cuda (the network in PyTorch on "
                              "the GPU, plugins and pre-processing with their Triton kernels; no TensorRT needed)")
@@ -211,13 +211,12 @@ def define_network(model: ZooModel, backend, weights: WeightMap, config: dict, p
     return net, [t.name for t in outputs]
 
 
-def build_engine(model: ZooModel, args, backend=None) -> tuple[EngineHeader, bytes, object]:
+def build_engine(model: ZooModel, args, backend=None, run_on_onnx: bool = True) -> tuple[EngineHeader, bytes, object]:
+    """`run_on_onnx`: see choose_backend (False for engine files: `build` writes reference engines on a CPU)."""
     weights, config, _ = load_weights(model, args)
-    backend = backend or choose_backend(args.backend, getattr(args, "device", "cpu"))
+    backend = backend or choose_backend(args.backend, getattr(args, "device", "cpu"), run_on_onnx)
     precision = make_precision(model, args, weights, config)
     say(f"building {model.name} ({model.variant(config)}, {precision.mode}) on the {backend_label(backend)}")
-    if isinstance(backend, ReferenceBackend) and getattr(args, "backend", "auto") == "auto":
-        say(f"(TensorRT not used: {gpu_status()[1]})")
     started = time.perf_counter()
     net, outputs = define_network(model, backend, weights, config, precision)
     batch = getattr(args, "batch", None) or (1, 1, 8)
@@ -273,14 +272,18 @@ def sensitivity(model: ZooModel, weights: WeightMap, config: dict, scales: dict,
 
 
 def backend_label(backend) -> str:
+    """Which executor runs, and (`backend.reason`, set by choose_backend) why it was chosen."""
+    why = f" [{backend.reason}]" if getattr(backend, "reason", None) else ""
     if getattr(backend, "name", "") == "onnx":
-        return "ONNX backend (the network as ONNX, run by ONNX Runtime on the CPU)"
+        return "ONNX backend (the network as ONNX, run by ONNX Runtime on the CPU)" + why
     if isinstance(backend, ReferenceBackend) and backend.device == "cuda":
-        return REFERENCE_NOTE.replace("(CPU, PyTorch)", "(CUDA, PyTorch and Triton kernels)")
-    return REFERENCE_NOTE if isinstance(backend, ReferenceBackend) else "TensorRT backend"
+        return REFERENCE_NOTE.replace("(CPU, PyTorch)", "(CUDA, PyTorch and Triton kernels)") + why
+    return (REFERENCE_NOTE if isinstance(backend, ReferenceBackend) else "TensorRT backend") + why
 
 
-def open_engine(model: ZooModel, path: Path, device: str = "cpu"):
+def open_engine(model: ZooModel, path: Path, device: str = "cpu", choice: str = "auto"):
+    """(header, runner, backend). `choice` (--backend): auto or onnx run a reference engine on ONNX Runtime when it
+    is installed (the faster CPU executor; its optimised graph is cached beside the engine)."""
     header, payload = read_engine(path, expect_model=model.name)
     if header.backend == "tensorrt":
         try:
@@ -293,12 +296,21 @@ def open_engine(model: ZooModel, path: Path, device: str = "cpu"):
                             f"has TensorRT {here['tensorrt_version']} on {here['gpu']}: rebuild the engine here")
     elif header.backend == "onnx":
         backend = choose_backend("onnx")
+        backend.reason = "an ONNX engine"
     elif header.backend == "reference":
         backend = ReferenceBackend(device)
+        if choice in ("auto", "onnx"):
+            backend = choose_backend(choice, device)
+            backend = backend if getattr(backend, "name", "") == "onnx" else ReferenceBackend(device)
+        backend.reason = f"a reference engine; {getattr(backend, 'reason', None) or '--backend ' + choice}"
     else:
         raise UserError(f"{path}: damaged engine header (backend {cut(header.backend, 40)!r})")
     try:
-        runner = backend.load(payload)
+        if getattr(backend, "name", "") == "onnx":
+            load = backend.load if header.backend == "onnx" else backend.load_reference_engine
+            runner = load(payload, cache_beside=path)
+        else:
+            runner = backend.load(payload)
     except Exception as e:  # a damaged payload: name the file and what is wrong, whatever the backend said
         raise UserError(f"{path}: damaged engine payload ({cut(' '.join(str(e).split()), 200)})") from None
     _check_runner_matches_header(path, header, runner)
@@ -327,7 +339,8 @@ def _check_runner_matches_header(path: Path, header: EngineHeader, runner) -> No
 def engine_runner(model: ZooModel, args):
     """(header, runner) from --engine, or from the weights built in memory."""
     if getattr(args, "engine", None):
-        header, runner, backend = open_engine(model, args.engine, getattr(args, "device", "cpu"))
+        header, runner, backend = open_engine(model, args.engine, getattr(args, "device", "cpu"),
+                                              getattr(args, "backend", "auto"))
         say(f"engine {args.engine}: {header.variant} on the {backend_label(backend)}")
         return header, runner
     header, payload, backend = build_engine(model, args)

@@ -40,7 +40,7 @@ def run(model, args) -> int:
     reference = load_state_into(model.reference_module(config), WeightMap(weights.arrays(), weights.source))
     x = load_npy(args.input) if args.input else model.sample_input(config, args.batch, args.seed)
     expected = validation.reference_outputs(reference, torch.from_numpy(x))
-    backend = choose_backend(args.backend, args.device)
+    backend = choose_backend(args.backend, args.device, run_on_onnx=False)
     precision = make_precision(model, args, weights, config)
     say(f"validating {model.name} ({model.variant(config)}, {precision.mode}) against PyTorch FP32 on the "
         f"{backend_label(backend)}")
