@@ -16,12 +16,12 @@ import cv2
 import numpy as np
 import torch
 
-from zoo.engine.backends import ReferenceBackend, choose_backend
+from zoo.engine.backends import choose_backend
 from zoo.engine.files import write_bytes_atomic, write_text_atomic
-from zoo.engine.workflow import REFERENCE_NOTE, UserError, say
+from zoo.engine.workflow import UserError, backend_label, say
 
 from .cascade import CascadeParams, Faces
-from .pipeline import build_folder, in_memory, is_reference, make_cascade, open_folder
+from .pipeline import build_folder, in_memory, make_cascade, open_folder
 from .validation import compare_cascades, format_cascade_rows, torch_networks, validate_networks
 
 DEFAULT_PHOTOS = ("astronaut", "grace_hopper", "chelsea", "coffee", "china")
@@ -54,7 +54,8 @@ def _common(parser, engine: bool = False, precision: bool = False) -> None:
         parser.add_argument("--calib", type=Path,
                             help="int8: folder with pnet.calib, rnet.calib, onet.calib (tools/mtcnn_int8.py)")
     parser.add_argument("--backend", choices=("auto", "reference", "tensorrt"), default="auto",
-                        help="auto: TensorRT where a GPU and TensorRT exist, else the CPU reference backend")
+                        help="auto: TensorRT where a GPU and TensorRT exist, else ONNX Runtime when installed, else "
+                             "the CPU reference backend")
     parser.add_argument("--verbose", "-v", action="store_true", help="show tracebacks on errors")
 
 
@@ -95,13 +96,14 @@ def _runners(args, precision: bool = True):
     if getattr(args, "engine", None):
         if args.precision != "fp32" or args.calib:
             raise UserError("--precision and --calib choose how to build in memory; an --engine folder has its own")
-        runners = open_folder(args.engine)
-        say(f"engines {args.engine}: " + ", ".join(f"{s} {r.header.precision}" for s, r in runners.items()))
+        runners = open_folder(args.engine, args.backend)
+        say(f"engines {args.engine}: " + ", ".join(f"{s} {r.header.precision} on {type(r.runner).__name__}"
+                                                   for s, r in runners.items()))
     else:
         backend = choose_backend(args.backend)
         mode = args.precision if precision else "fp32"
         runners = in_memory(args.weights_dir, backend, mode, getattr(args, "calib", None))
-    say(f"running on the {REFERENCE_NOTE if is_reference(runners) else 'TensorRT backend'}")
+        say(f"running on the {backend_label(backend)}")
     return runners
 
 
@@ -125,9 +127,8 @@ def run_build(args) -> int:
         raise UserError(f"--output {args.output}: exists and is not a folder")
     if args.max_side < 12 or args.max_batch < 1 or args.min_face < 12:
         raise UserError("--max-side and --min-face must be at least 12, --max-batch at least 1")
-    backend = choose_backend(args.backend)
-    say(f"building MTCNN ({args.precision}) on the "
-        f"{REFERENCE_NOTE if isinstance(backend, ReferenceBackend) else 'TensorRT backend'}")
+    backend = choose_backend(args.backend, run_on_onnx=False)
+    say(f"building MTCNN ({args.precision}) on the {backend_label(backend)}")
     headers = build_folder(args.output, args.weights_dir, backend, args.precision, args.calib,
                            max_side=args.max_side, min_face=args.min_face, max_batch=args.max_batch)
     for stage, header in headers.items():
@@ -198,9 +199,8 @@ def add_validate(parser) -> None:
 
 
 def run_validate(args) -> int:
-    backend = choose_backend(args.backend)
-    say(f"validating MTCNN against PyTorch FP32 on the "
-        f"{REFERENCE_NOTE if isinstance(backend, ReferenceBackend) else 'TensorRT backend'}")
+    backend = choose_backend(args.backend, run_on_onnx=False)
+    say(f"validating MTCNN against PyTorch FP32 on the {backend_label(backend)}")
     ok = True
     for stage, table, passed in validate_networks(args.weights_dir, backend, args.tolerance):
         print(f"== {stage}\n{table}")

@@ -88,7 +88,7 @@ class StageRunner:
         return {name: out[tensor].to(batch.device) for name, tensor in zip(self.names, self.header.outputs)}
 
 
-def open_folder(folder: Path) -> dict[str, StageRunner]:
+def open_folder(folder: Path, choice: str = "auto") -> dict[str, StageRunner]:
     if not folder.is_dir():
         raise UserError(f"--engine {folder}: not a folder (build writes pnet.engine, rnet.engine, onet.engine "
                         f"into one)")
@@ -98,7 +98,7 @@ def open_folder(folder: Path) -> dict[str, StageRunner]:
         if not path.is_file():
             raise UserError(f"--engine {folder}: no {stage}.engine in it (run `python -m zoo.mtcnn build -o "
                             f"{folder}`)")
-        header, runner, _ = open_engine(model, path)
+        header, runner, _ = open_engine(model, path, choice=choice)
         if header.variant != stage:
             raise UserError(f"{path}: holds the {header.variant} network, not {stage}")
         runners[stage] = StageRunner(header, runner)
