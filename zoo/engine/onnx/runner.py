@@ -41,14 +41,18 @@ class OnnxModelError(ValueError):
 
 
 def check_self_contained(data: bytes, domains: tuple[str, ...] = _STANDARD_DOMAINS):
-    """The parsed ModelProto, or OnnxModelError saying why it is refused."""
+    """The parsed ModelProto, or OnnxModelError saying why it is refused. With other `domains` (the cache, which
+    ONNX Runtime wrote and which imports every operator set it knows), the operators used are what is checked."""
     import onnx
     from google.protobuf.message import DecodeError
     try:
         model = onnx.load_model_from_string(data)
     except (DecodeError, ValueError, RuntimeError) as e:
         raise OnnxModelError(f"not a valid ONNX model ({type(e).__name__}: {e})") from None
-    foreign = [o.domain for o in model.opset_import if o.domain not in domains]
+    if domains == _STANDARD_DOMAINS:
+        foreign = [o.domain for o in model.opset_import if o.domain not in domains]
+    else:
+        foreign = sorted({n.domain for n in _all_nodes(model.graph)} - set(domains))
     if foreign or model.functions:
         raise OnnxModelError(f"the ONNX model uses operator domains {foreign or 'with local functions'}; the zoo "
                              f"runs standard ONNX operators only")
@@ -62,6 +66,14 @@ def check_self_contained(data: bytes, domains: tuple[str, ...] = _STANDARD_DOMAI
         graphs += [a.g for n in graph.node for a in n.attribute if a.HasField("g")]
         graphs += [sub for n in graph.node for a in n.attribute for sub in a.graphs]
     return model
+
+
+def _all_nodes(graph):
+    for node in graph.node:
+        yield node
+        for attribute in node.attribute:
+            for sub in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs):
+                yield from _all_nodes(sub)
 
 
 def available_cores() -> int:
@@ -165,7 +177,7 @@ class OnnxRunner:
         header = json.dumps({"key": self.cache_key_value, "sha256": hashlib.sha256(optimised).hexdigest()})
         try:
             write_bytes_atomic(self.cache_file, CACHE_MAGIC, header.encode(), b"\n", optimised)
-            self.cache_state = "written"
+            self.cache_state = "rebuilt" if self.cache_state == "rebuilt" else "written"  # rebuilt: replaced a bad one
         except OSError:  # a read-only folder: run without a cache rather than fail
             self.cache_state = "not writable"
 

@@ -1,0 +1,303 @@
+"""ONNX Runtime as the CPU executor: which backend `auto` picks, the optimised-graph cache beside an engine, the
+overlapped infer loop, and progress output. Every result is checked against the reference backend or the plain loop.
+"""
+import io
+import json
+import sys
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime")
+
+from zoo.engine import backends  # noqa: E402
+from zoo.engine.backends import ReferenceBackend, choose_backend  # noqa: E402
+from zoo.engine.cli import main  # noqa: E402
+from zoo.engine.engine_file import read_engine  # noqa: E402
+from zoo.engine.onnx import runner as ort_runner  # noqa: E402
+from zoo.engine.onnx.backend import OnnxBackend  # noqa: E402
+from zoo.engine.progress import Progress  # noqa: E402
+from zoo.lenet.model import LeNetModel  # noqa: E402
+
+IMAGES = "tests/data/images"
+
+
+def run(model, *argv):
+    return main(model, [str(a) for a in argv])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# which executor auto picks
+
+
+class FakeTensorRT:
+    name = "tensorrt"
+
+
+@pytest.fixture
+def no_gpu(monkeypatch):
+    monkeypatch.setattr(backends, "gpu_status", lambda: (False, "the tensorrt package is not installed"))
+
+
+def test_auto_takes_onnxruntime_when_tensorrt_is_absent(no_gpu):
+    backend = choose_backend("auto")
+    assert backend.name == "onnx" and "TensorRT not used" in backend.reason and "ONNX Runtime" in backend.reason
+
+
+def test_auto_falls_back_to_the_reference_backend_without_onnxruntime(no_gpu, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` now raises ImportError
+    backend = choose_backend("auto")
+    assert isinstance(backend, ReferenceBackend) and "onnxruntime is not installed" in backend.reason
+
+
+def test_auto_takes_tensorrt_when_it_can_run(monkeypatch):
+    import types
+    fake = types.ModuleType("zoo.engine.tensorrt.backend")  # the real one imports tensorrt, absent here
+    fake.TensorRTBackend = FakeTensorRT
+    monkeypatch.setitem(sys.modules, "zoo.engine.tensorrt.backend", fake)
+    monkeypatch.setattr(backends, "gpu_status", lambda: (True, "1 CUDA device(s)"))
+    backend = choose_backend("auto")
+    assert isinstance(backend, FakeTensorRT) and "TensorRT can run here" in backend.reason
+
+
+def test_a_forced_backend_wins_and_build_and_validate_stay_on_the_reference(no_gpu):
+    assert isinstance(choose_backend("reference"), ReferenceBackend)
+    assert choose_backend("onnx").name == "onnx"
+    assert isinstance(choose_backend("auto", run_on_onnx=False), ReferenceBackend)
+    with pytest.raises(RuntimeError, match="cannot run here"):
+        choose_backend("tensorrt")
+
+
+def test_auto_with_device_cuda_keeps_the_reference_backend(no_gpu, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    backend = choose_backend("auto", device="cuda")
+    assert isinstance(backend, ReferenceBackend) and backend.device == "cuda"
+
+
+def test_the_first_line_says_which_executor_runs_and_why(tmp_path, capsys):
+    np.save(tmp_path / "x.npy", np.zeros((1, 1, 32, 32), np.float32))
+    assert run(LeNetModel(), "infer", "--source", tmp_path / "x.npy") == 0
+    first = capsys.readouterr().err.splitlines()[0]
+    assert "ONNX Runtime" in first and "auto: TensorRT not used" in first
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the optimised graph cached beside the engine
+
+
+@pytest.fixture(scope="module")
+def lenet_engines(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("engines")
+    for name, seed in (("a", 0), ("b", 1)):
+        assert run(LeNetModel(), "build", "-o", folder / f"{name}.engine", "--seed", seed, "--backend", "onnx") == 0
+    assert run(LeNetModel(), "build", "-o", folder / "ref.engine", "--batch", "1:2:4") == 0
+    return folder
+
+
+def _reference_outputs(payload_or_network, x):
+    return ReferenceBackend().runner_for(payload_or_network).run({"input": x})
+
+
+def _lenet_network(seed):
+    from zoo.engine.workflow import define_network
+    from zoo.engine.cli import make_parser
+    model = LeNetModel()
+    args = make_parser(model).parse_args(["validate", "--seed", str(seed)])
+    from zoo.engine.workflow import load_weights
+    weights, config, _ = load_weights(model, args)
+    return define_network(model, ReferenceBackend(), weights, config)
+
+
+def _fresh(folder, name, tmp_path):
+    """A copy of an engine with no cache beside it."""
+    target = tmp_path / name
+    target.write_bytes((folder / name).read_bytes())
+    return target
+
+
+def test_the_cache_is_written_then_used_and_gives_the_same_outputs(lenet_engines, tmp_path):
+    engine = _fresh(lenet_engines, "a.engine", tmp_path)
+    _, payload = read_engine(engine)
+    x = np.random.default_rng(0).random((3, 1, 32, 32), dtype=np.float32)
+    first = OnnxBackend().load(payload, cache_beside=engine)
+    assert first.cache_state == "written" and first.cache_file.is_file()
+    second = OnnxBackend().load(payload, cache_beside=engine)
+    assert second.cache_state == "used"
+    net, outputs = _lenet_network(0)
+    expected = _reference_outputs(net, x)[outputs[0]]
+    for runner in (first, second):
+        got = runner.run({"input": x})[outputs[0]]
+        assert (got - expected).abs().max().item() <= 1e-5
+
+
+def test_another_engine_never_reads_the_cache(lenet_engines, tmp_path):
+    a, b = _fresh(lenet_engines, "a.engine", tmp_path), _fresh(lenet_engines, "b.engine", tmp_path)
+    runner_a = OnnxBackend().load(read_engine(a)[1], cache_beside=a)
+    # b's cache name is its own; even a's cache copied under b's name is refused (its key is a's)
+    b_cache = ort_runner.cache_path(b, ort_runner.OnnxRunner.cache_key(read_engine(b)[1], "onnx"))
+    assert b_cache != runner_a.cache_file
+    b_cache.write_bytes(runner_a.cache_file.read_bytes())
+    runner_b = OnnxBackend().load(read_engine(b)[1], cache_beside=b)
+    assert runner_b.cache_state == "rebuilt"
+    x = np.random.default_rng(1).random((2, 1, 32, 32), dtype=np.float32)
+    net, outputs = _lenet_network(1)
+    expected = _reference_outputs(net, x)[outputs[0]]
+    assert (runner_b.run({"input": x})[outputs[0]] - expected).abs().max().item() <= 1e-5
+    assert OnnxBackend().load(read_engine(b)[1], cache_beside=b).cache_state == "used"  # rewritten, now b's
+
+
+@pytest.mark.parametrize("damage", ["flip a byte", "truncate", "not a cache"])
+def test_a_damaged_cache_is_rebuilt_never_trusted(lenet_engines, tmp_path, damage):
+    engine = _fresh(lenet_engines, "a.engine", tmp_path)
+    payload = read_engine(engine)[1]
+    cache = OnnxBackend().load(payload, cache_beside=engine).cache_file
+    blob = bytearray(cache.read_bytes())
+    if damage == "flip a byte":
+        blob[-100] ^= 0xFF
+    elif damage == "truncate":
+        del blob[len(blob) // 2:]
+    else:
+        blob = bytearray(b"garbage")
+    cache.write_bytes(bytes(blob))
+    runner = OnnxBackend().load(payload, cache_beside=engine)
+    x = np.random.default_rng(2).random((1, 1, 32, 32), dtype=np.float32)
+    net, outputs = _lenet_network(0)
+    expected = _reference_outputs(net, x)[outputs[0]]
+    assert runner.cache_state == "rebuilt"
+    assert (runner.run({"input": x})[outputs[0]] - expected).abs().max().item() <= 1e-5
+    assert OnnxBackend().load(payload, cache_beside=engine).cache_state == "used"
+
+
+def test_a_reference_engine_runs_on_onnxruntime_under_auto(lenet_engines, tmp_path, no_gpu):
+    from zoo.engine.workflow import open_engine
+    engine = _fresh(lenet_engines, "ref.engine", tmp_path)
+    header, runner, backend = open_engine(LeNetModel(), engine)
+    assert backend.name == "onnx" and runner.cache_state == "written" and "a reference engine" in backend.reason
+    _, reference, _ = open_engine(LeNetModel(), engine, choice="reference")
+    x = np.random.default_rng(3).random((4, 1, 32, 32), dtype=np.float32)
+    got, expected = runner.run({"input": x})["softmax"], reference.run({"input": x})["softmax"]
+    assert (got - expected).abs().max().item() <= 1e-5
+    assert open_engine(LeNetModel(), engine)[1].cache_state == "used"
+    with pytest.raises(ValueError, match="batch 5, outside the engine's optimization profile 1..4"):
+        runner.run({"input": np.zeros((5, 1, 32, 32), np.float32)})
+
+
+def test_every_batch_of_the_range_runs_on_one_session_with_bound_outputs(lenet_engines, tmp_path):
+    engine = _fresh(lenet_engines, "ref.engine", tmp_path)
+    runner = OnnxBackend().load_reference_engine(read_engine(engine)[1])
+    reference = ReferenceBackend().load(read_engine(engine)[1])
+    for batch in (1, 4, 2, 4, 1):  # the second run of a size goes through I/O binding
+        x = np.random.default_rng(batch).random((batch, 1, 32, 32), dtype=np.float32)
+        got = runner.run({"input": x})["softmax"]
+        assert got.shape == (batch, 10)
+        assert (got - reference.run({"input": x})["softmax"]).abs().max().item() <= 1e-5
+    kept = runner.run({"input": np.ones((1, 1, 32, 32), np.float32)})["softmax"].clone()
+    held = runner.run({"input": np.ones((1, 1, 32, 32), np.float32)})["softmax"]
+    runner.run({"input": np.zeros((1, 1, 32, 32), np.float32)})
+    assert torch.equal(held, kept)  # outputs handed back are the caller's: the next run does not overwrite them
+
+
+def test_threads_follow_the_cgroup_quota(tmp_path):
+    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    assert ort_runner._cgroup_quota(tmp_path) == 1.5
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert ort_runner._cgroup_quota(tmp_path) is None
+    (tmp_path / "cpu.max").unlink()
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("50000")
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000")
+    assert ort_runner._cgroup_quota(tmp_path) == 0.5
+    assert 1 <= ort_runner.available_cores() <= len(__import__("os").sched_getaffinity(0))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the overlapped infer loop
+
+
+@pytest.fixture
+def folder_with_a_bad_image(tmp_path):
+    import shutil
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, name in enumerate(["odd.jpg", "portrait.jpg", "square.jpg", "street.jpg", "tiny.jpg"]):
+        shutil.copyfile(f"{IMAGES}/{name}", folder / f"{i}_{name}")
+    shutil.copyfile("tests/data/bad_images/broken.jpg", folder / "2b_broken.jpg")
+    return folder
+
+
+@pytest.mark.parametrize("batch", [1, 2, 4])
+def test_the_overlapped_loop_gives_the_plain_loops_records_in_order(folder_with_a_bad_image, capsys, batch):
+    outputs = {}
+    for prefetch in (0, 2):
+        assert run(LeNetModel(), "infer", "--source", folder_with_a_bad_image, "--batch", batch,
+                   "--prefetch", prefetch) == 0
+        outputs[prefetch] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert outputs[0] == outputs[2]
+    names = [r["file"].rsplit("/", 1)[-1] for r in outputs[0]]
+    assert sorted(names) == sorted(p.name for p in folder_with_a_bad_image.iterdir())
+    assert "error" in outputs[0][names.index("2b_broken.jpg")]
+
+
+class _Header:
+    input_name, precision, config = "input", "fp32", {}
+
+
+def test_a_stage_that_raises_stops_the_loop_cleanly(tmp_path):
+    from zoo.engine.commands.infer import infer_folder
+    paths = [tmp_path / f"{i}.jpg" for i in range(12)]
+    ran = []
+
+    class Model:
+        def load_batch(self, chunk, config, device):
+            if chunk[0].name == "4.jpg":
+                raise OSError("disk gone")
+            return np.zeros((len(chunk), 1)), [{"file": str(p)} for p in chunk]
+
+        def records(self, outputs, contexts, config, args):
+            return [{"file": c["file"]} for c in contexts]
+
+    class Runner:
+        device = "cpu"
+
+        def run(self, feeds):
+            ran.append(len(feeds["input"]))
+            return {"out": torch.zeros(1)}
+
+    with pytest.raises(OSError, match="disk gone"):
+        infer_folder(Model(), Runner(), _Header(), paths, 2, None, prefetch=2)
+    assert len(ran) == 2  # batches 0 and 1 ran; nothing after the failed one
+    assert not [t for t in threading.enumerate() if t.name.startswith(("zoo-load", "zoo-post"))]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# progress
+
+
+def test_progress_is_plain_lines_when_not_a_terminal():
+    stream = io.StringIO()
+    with Progress(4, "calibrate", unit="img", stream=stream) as bar:
+        bar.update(2, note="a.jpg")
+        bar.update(2)
+    lines = stream.getvalue().splitlines()
+    assert "\r" not in stream.getvalue() and "\x1b" not in stream.getvalue()
+    assert lines[0].startswith("[2/4] calibrate a.jpg: ") and "img/s" in lines[0] and "s left" in lines[0]
+    assert lines[1].startswith("[4/4] calibrate: ")
+
+
+def test_progress_draws_a_bar_on_a_terminal():
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Terminal()
+    with Progress(4, "bench", stream=stream) as bar:
+        bar.update(4)
+    assert "\r" in stream.getvalue() and "4/4" in stream.getvalue()
+
+
+def test_infer_progress_goes_to_stderr_as_plain_lines(folder_with_a_bad_image, capsys):
+    assert run(LeNetModel(), "infer", "--source", folder_with_a_bad_image, "--batch", 3) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err and "[3/6] infer" in err and "[6/6] infer" in err
