@@ -125,9 +125,7 @@ class OnnxRunner:
             session = self._load_cache(key)
         if session is None:
             model = check_self_contained(translate(data) if translate else data)
-            from .cpu_plan import prepare_for_cpu
-            prepared = prepare_for_cpu(model).SerializeToString()
-            session = self._session(prepared, save_optimised=self.cache_file is not None)
+            session = self._prepared_session(model)
         self.session = session
         self.input_names = [i.name for i in session.get_inputs()]
         self.input_types = {i.name: _NUMPY_TYPES.get(i.type) for i in session.get_inputs()}
@@ -157,6 +155,22 @@ class OnnxRunner:
         options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimise else
                                             ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
         return options
+
+    def _prepared_session(self, model):
+        """A session on the model prepared for the CPU (cpu_plan); on the model as written if ONNX Runtime refuses
+        the prepared one (a pattern the plan did not foresee must cost speed, never a failure)."""
+        from .cpu_plan import prepare_for_cpu
+        save = self.cache_file is not None
+        try:
+            prepared = prepare_for_cpu(model)
+        except Exception:  # noqa: BLE001 - any surprise in the rewrite: run the model as written
+            prepared = model
+        if prepared is model:
+            return self._session(model.SerializeToString(), save)
+        try:
+            return self._session(prepared.SerializeToString(), save)
+        except Exception:  # noqa: BLE001
+            return self._session(model.SerializeToString(), save)
 
     def _session(self, model_bytes: bytes, save_optimised: bool):
         import onnxruntime as ort
