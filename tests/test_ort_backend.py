@@ -352,3 +352,28 @@ def test_int8_on_onnxruntime_equals_the_reference_backends_int8(family_name, fla
     assert ours <= int8_vs_fp32, (ours, int8_vs_fp32)
     cos = torch.nn.functional.cosine_similarity(got.flatten().double(), expected.flatten().double(), dim=0).item()
     assert cos >= 0.999
+
+
+def test_libpng_colour_profile_warnings_are_silenced(tmp_path, capfd):
+    """A PNG whose iCCP chunk libpng objects to decodes to the same pixels, without libpng's line on stderr."""
+    import struct
+    import zlib
+
+    import cv2
+
+    from zoo.vision.images import try_read_image
+    pixels = np.random.default_rng(0).integers(0, 255, (8, 8, 3), dtype=np.uint8)
+    png = cv2.imencode(".png", pixels)[1].tobytes()
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    profile = bytearray(132)
+    struct.pack_into(">I", profile, 0, len(profile))
+    struct.pack_into(">I", profile, 64, 7)  # rendering intent 7: invalid
+    (tmp_path / "p.png").write_bytes(png[:33] + chunk(b"iCCP", b"icc\0\0" + zlib.compress(bytes(profile))) + png[33:])
+    cv2.imdecode(np.fromfile(str(tmp_path / "p.png"), np.uint8), cv2.IMREAD_COLOR)
+    assert "libpng warning" in capfd.readouterr().err  # the file does provoke libpng
+    image, reason = try_read_image(tmp_path / "p.png")
+    assert reason is None and np.array_equal(image, pixels)
+    assert "libpng" not in capfd.readouterr().err

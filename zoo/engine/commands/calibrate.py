@@ -8,6 +8,7 @@ from .. import quantization
 from ..backends import choose_backend
 from ..calibration import CalibrationCache
 from ..files import refuse_overwrite
+from ..progress import Progress
 from ..workflow import (UserError, add_common_flags, backend_label, bounded, define_network, load_weights,
                         non_negative_int, positive_int, say)
 
@@ -42,15 +43,22 @@ def run(model, args) -> int:
     say(f"calibrating {model.variant(config)} ({args.method}) on {len(paths)} images, {backend_label(backend)}")
     started = time.perf_counter()
 
-    def batches():
-        for start in range(0, len(paths), args.batch):
-            batch, _ = model.load_batch(paths[start:start + args.batch], config)
-            if len(batch):
-                yield batch
+    phases = ["ranges"] if args.method == "max" else ["ranges", "histograms"]
+    passes = iter(phases)
+
+    def batches():  # called once per pass over the images; the bar replaces the per-batch log lines
+        phase = next(passes, "again")
+        with Progress(len(paths), f"calibration {phase}", unit="img") as bar:
+            for start in range(0, len(paths), args.batch):
+                chunk = paths[start:start + args.batch]
+                batch, _ = model.load_batch(chunk, config)
+                if len(batch):
+                    yield batch
+                bar.update(len(chunk), note=chunk[-1].name)
 
     scales, count = quantization.calibrate(
         lambda b, precision: define_network(model, b, weights, config, precision), backend, batches,
-        model.input_name, args.method, args.percentile, args.batch, log=say)
+        model.input_name, args.method, args.percentile, args.batch, log=lambda message: None)
     if not count:
         raise UserError(f"{args.images}: none of the images could be read")
     CalibrationCache(model.name, model.variant(config), args.method, count, model.input_shape(config),
