@@ -11,8 +11,11 @@ import time
 
 
 class Progress:
-    def __init__(self, total: int, description: str, unit: str = "it", stream=None, plain: bool | None = None):
-        self.total, self.description, self.unit = total, description, unit
+    def __init__(self, total: int, description: str, unit: str = "it", stream=None, plain: bool | None = None,
+                 every_s: float = 1.0):
+        """`every_s`: plain lines at most this often (the first and the last update always print)."""
+        self.total, self.description, self.unit, self.every_s = total, description, unit, every_s
+        self.printed_at = None
         self.stream = stream if stream is not None else sys.stderr
         self.plain = plain if plain is not None else not _is_terminal(self.stream)
         self.done = 0
@@ -29,7 +32,10 @@ class Progress:
             self.bar.set_postfix_str(note, refresh=False)
             self.bar.update(count)
             return
-        print(self.line(note), file=self.stream, flush=True)
+        now = time.perf_counter()
+        if self.printed_at is None or self.done >= self.total or now - self.printed_at >= self.every_s:
+            self.printed_at = now
+            print(self.line(note), file=self.stream, flush=True)
 
     def line(self, note: str = "") -> str:
         """`[done/total] description note: rate, time left` (what a plain output shows per update)."""
