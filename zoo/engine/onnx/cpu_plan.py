@@ -170,8 +170,8 @@ class _QuantizedConvs:
                 or u.output[0] in self.graph_outputs for u in users):
             return None
         scales = {self._scalar(u.input[1]) for u in users}
-        if len(scales) != 1:
-            return None
+        if len(scales) != 1 or not all(weights[1]) or not self._scalar(dqx.input[1]) or not min(scales) > 0:
+            return None  # a zero scale (an all-zero weight channel) has no integer form: the float path keeps it
         return qx, self._scalar(dqx.input[1]), weights, clamp, chain, users, scales.pop()
 
     def _quantized_weights(self, dqw):
