@@ -172,6 +172,10 @@ class _QuantizedConvs:
         scales = {self._scalar(u.input[1]) for u in users}
         if len(scales) != 1 or not all(weights[1]) or not self._scalar(dqx.input[1]) or not min(scales) > 0:
             return None  # a zero scale (an all-zero weight channel) has no integer form: the float path keeps it
+        if len(conv.input) > 2 and conv.input[2]:  # the bias must fit the int32 accumulator at scale x * w
+            bias = self.constants[conv.input[2]].astype(np.float64)
+            if not np.all(np.abs(bias / (self._scalar(dqx.input[1]) * weights[1].astype(np.float64))) < 2 ** 31 - 1):
+                return None
         return qx, self._scalar(dqx.input[1]), weights, clamp, chain, users, scales.pop()
 
     def _quantized_weights(self, dqw):
