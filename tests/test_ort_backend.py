@@ -377,3 +377,44 @@ def test_libpng_colour_profile_warnings_are_silenced(tmp_path, capfd):
     image, reason = try_read_image(tmp_path / "p.png")
     assert reason is None and np.array_equal(image, pixels)
     assert "libpng" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("weight_scale", ["normal", "a near-zero channel"])
+def test_the_cpu_plan_fuses_only_what_has_an_exact_integer_form(weight_scale):
+    """Q/DQ -> Conv -> Relu -> Q becomes QLinearConv, equal to the model as written within one output step; a
+    channel whose bias does not fit the int32 accumulator at its scale (near-zero weights, as EfficientNet-Lite0
+    has) keeps the float path, still equal."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from zoo.engine.onnx.cpu_plan import prepare_for_cpu
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(4, 3, 3, 3)).astype(np.float32)
+    w_scale = np.abs(w).reshape(4, -1).max(1) / 127
+    if weight_scale == "a near-zero channel":
+        w[2] *= 1e-30
+        w_scale[2] = np.abs(w[2]).max() / 127
+    inits = [numpy_helper.from_array(v, k) for k, v in {
+        "w": w, "w_scale": w_scale.astype(np.float32), "w_zero": np.zeros(4, np.int8),
+        "x_scale": np.array(0.02, np.float32), "y_scale": np.array(0.05, np.float32),
+        "zero": np.array(0, np.int8), "bias": rng.normal(size=4).astype(np.float32)}.items()]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "x_scale", "zero"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "x_scale", "zero"], ["xd"]),
+             helper.make_node("QuantizeLinear", ["w", "w_scale", "w_zero"], ["wq"], axis=0),
+             helper.make_node("DequantizeLinear", ["wq", "w_scale", "w_zero"], ["wd"], axis=0),
+             helper.make_node("Conv", ["xd", "wd", "bias"], ["y"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["y"], ["r"]),
+             helper.make_node("QuantizeLinear", ["r", "y_scale", "zero"], ["rq"]),
+             helper.make_node("DequantizeLinear", ["rq", "y_scale", "zero"], ["out"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 8, 8])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    plan = prepare_for_cpu(model)
+    ops = [n.op_type for n in plan.graph.node]
+    assert ("QLinearConv" in ops) == (weight_scale == "normal")
+    x = rng.normal(size=(2, 3, 8, 8)).astype(np.float32)
+    run = [ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+           for m in (model, plan)]
+    # ONNX Runtime fuses the model as written itself where it can, with its own rounding: two output steps at most
+    assert np.abs(run[0] - run[1]).max() <= 2 * 0.05 + 1e-6
+    assert np.mean(run[0] == run[1]) > 0.95

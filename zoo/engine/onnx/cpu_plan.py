@@ -179,12 +179,13 @@ class _QuantizedConvs:
         return qx, self._scalar(dqx.input[1]), weights, clamp, chain, users, scales.pop()
 
     def _quantized_weights(self, dqw):
-        """(int8 weights, per-output-channel scales) behind a weight DQ, or None."""
+        """(int8 weights, per-output-channel scales) behind a weight DQ, or None (also for a zero scale, which
+        QuantizeLinear divides by)."""
         if dqw is None or dqw.op_type != "DequantizeLinear" or not self._zero(dqw):
             return None
         scale = self.constants.get(dqw.input[1])
         source = self.producer.get(dqw.input[0])
-        if scale is None:
+        if scale is None or not np.all(scale):
             return None
         if dqw.input[0] in self.constants and self.constants[dqw.input[0]].dtype == np.int8:
             q = self.constants[dqw.input[0]]
@@ -295,7 +296,7 @@ def _fold_constant_dequantize(model) -> None:
     for node in graph.node:
         if node.op_type == "DequantizeLinear" and node.output[0] not in folder.graph_outputs:
             weights = folder._quantized_weights(node)
-            if weights is not None:
+            if weights is not None and all(weights[1]):
                 q, scale = weights
                 shape = [-1] + [1] * (q.ndim - 1)
                 added.append(numpy_helper.from_array(q.astype(np.float32) * scale.reshape(shape), node.output[0]))
