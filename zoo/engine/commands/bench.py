@@ -33,7 +33,7 @@ def run(model, args) -> int:
         return bench_pipeline(model, header, runner, args)
     x = model.sample_input(header.config, args.batch, args.seed)
     feed = {header.input_name: as_input(x, header.precision)}
-    label = BACKEND_LABELS.get(getattr(runner, "executor", None) or header.backend, header.backend)
+    label = BACKEND_LABELS.get(getattr(runner, "backend_name", None) or header.backend, header.backend)
     network_ms = timed(label, lambda: runner.run(feed), args.warmup, args.iterations)
     print(f"{model.name} {header.variant} batch {args.batch}: {label} {network_ms:.2f} ms/iter, "
           f"{1000 * args.batch / network_ms:.1f} items/s")
@@ -70,7 +70,7 @@ def bench_pipeline(model, header: EngineHeader, runner, args) -> int:
         raise UserError(f"{model.name} has no per-stage benchmark; run bench without --source")
     images = [im for im in (read_image(p) for p in list_images(args.source)) if im is not None]
     device = runner.device
-    label = BACKEND_LABELS.get(getattr(runner, "executor", None) or header.backend, header.backend)
+    label = BACKEND_LABELS.get(getattr(runner, "backend_name", None) or header.backend, header.backend)
     rows = {label: model.bench_stages(lambda b: runner.run({header.input_name: as_input(b, header.precision)}),
                                       images, header.config, args, device)}
     if args.compare_torch:

@@ -110,7 +110,7 @@ def cache_path(engine: Path, key: str) -> Path:
 
 class OnnxRunner:
     device = "cpu"
-    executor = "onnx"  # what runs a reference engine handed to ONNX Runtime (bench labels its rows by it)
+    backend_name = "onnx"  # what runs a reference engine handed to ONNX Runtime (bench labels its rows by it)
 
     def __init__(self, data: bytes, threads: int = 0, cache_beside: Path | None = None,
                  translate: Callable[[bytes], bytes] | None = None):
