@@ -60,10 +60,11 @@ demo: setup
 test: setup
 	TRITON_INTERPRET=1 $(PY) -m pytest -q
 
+# One table, one run: every family's smallest variant at batch 1 on the reference backend, ONNX Runtime FP32 and
+# INT8, and PyTorch eager (few iterations: a few minutes on 2 cores).
 bench: setup
 	$(PY) tools/bench_wts.py
-	$(PY) -m zoo.resnet bench --depth 50 --batch 1 --compare-torch
-	$(PY) -m zoo.resnet bench --depth 50 --batch 8 --compare-torch
+	$(PY) tools/bench_onnx.py --iterations 3 --warmup 1
 
 bench-serve: setup
 	$(PY) tools/bench_serve.py

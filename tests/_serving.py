@@ -25,9 +25,10 @@ def run_cli(name: str, *argv) -> None:
     assert code == 0, f"python -m zoo.{name} {' '.join(map(str, argv))} exited {code}"
 
 
-def infer_records(name: str, engine: Path, out: Path) -> dict[str, dict]:
-    """`infer`'s records for the project's images, by file name: the reference every served answer must equal."""
-    run_cli(name, "infer", "--engine", engine, "--source", IMAGES, "--out", out,
+def infer_records(name: str, engine: Path, out: Path, backend: str = "auto") -> dict[str, dict]:
+    """`infer`'s records for the project's images, by file name: the reference every served answer must equal
+    (`backend`: the executor the server runs, as random weights leave detections on a knife's edge)."""
+    run_cli(name, "infer", "--engine", engine, "--source", IMAGES, "--out", out, "--backend", backend,
             *(["--no-draw"] if name == "yolov5" else []))
     records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     return {Path(r["file"]).name: r for r in records}

@@ -88,11 +88,13 @@ def test_validate_from_a_checkpoint_file(tmp_path, capsys):
     assert run(LeNetModel(), "validate", "--weights", tmp_path / "lenet.pt") == 0
 
 
-def test_bench_reports_the_ratio_against_pytorch(capsys):
+@pytest.mark.parametrize("backend, label", [("auto", "ONNX Runtime"), ("reference", "reference backend")])
+def test_bench_reports_the_ratio_against_pytorch(capsys, backend, label):
+    """auto runs ONNX Runtime where TensorRT is absent (onnxruntime is in the test extra)."""
     assert run(ResNetModel(), "bench", "--input-size", 64, "--iterations", 2, "--warmup", 1,
-               "--compare-torch") == 0
+               "--compare-torch", "--backend", backend) == 0
     out = capsys.readouterr().out
-    assert "ms/iter" in out and "ratio reference backend / PyTorch" in out
+    assert "ms/iter" in out and f"ratio {label} / PyTorch" in out
 
 
 @pytest.mark.parametrize("argv, message", [

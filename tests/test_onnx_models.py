@@ -206,5 +206,5 @@ def test_the_batch_range_is_enforced_like_an_optimization_profile():
     runner = OnnxRunner(to_onnx(net, batch=(1, 1, 2)).SerializeToString())
     (name, x), = feeds.items()
     assert runner.run({name: x[:2]})[outputs[0]].shape[0] == 2
-    with pytest.raises(ValueError, match="batch 3; this model was built for batch 1..2"):
+    with pytest.raises(ValueError, match="batch 3, outside the engine.s optimization profile 1..2"):
         runner.run({name: x[[0, 1, 1]]})

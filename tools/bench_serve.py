@@ -3,10 +3,13 @@ on vs off, measured in one run so the ratios compare like with like.
 
     python tools/bench_serve.py                       # built-in service and Triton, yolov5n at 160 px
     python tools/bench_serve.py --routes builtin --input-size 320 --requests 64
+    python tools/bench_serve.py --routes builtin --backends reference auto --concurrency 32 --requests 32
 
 The images are the project's own (tests/data/images), sent round-robin; every request is one encoded image. Each
 configuration starts its own server on a free loopback port, and the server is stopped at the end. Random YOLOv5n
-weights on the CPU reference backend: the figures measure the serving machinery, not a deployed GPU engine.
+weights, a reference engine file; the built-in service runs it with each of `--backends` (auto: ONNX Runtime
+where TensorRT is absent), the Triton python step with auto. The figures measure the serving machinery on a CPU,
+not a deployed GPU engine.
 """
 from __future__ import annotations
 
@@ -65,11 +68,11 @@ def load(send, concurrency: int, requests: int) -> dict:
     return result
 
 
-def builtin_route(engine: Path, batching: bool, concurrencies, requests: int) -> dict:
+def builtin_route(engine: Path, batching: bool, concurrencies, requests: int, backend: str = "auto") -> dict:
     port = free_port()
     flags = ["--max-batch", 8, "--max-delay-ms", 5] if batching else ["--max-batch", 1]
     command = ["serve", "--engine", engine, "--port", port, "--workers", 1, "--threads", 64, "--max-queue", 256,
-               *flags]
+               "--backend", backend, *flags]
     server = subprocess.Popen([sys.executable, "-m", "zoo.yolov5", *map(str, command)], cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -132,22 +135,37 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--requests", type=int, default=64, help="requests per concurrency level (default 64)")
     parser.add_argument("--input-size", type=int, default=160, help="YOLOv5n input size (default 160)")
+    parser.add_argument("--backends", nargs="+", choices=("auto", "reference", "onnx"), default=["auto"],
+                        help="executors of the built-in service, each a row (default auto)")
     args = parser.parse_args()
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         work = Path(tmp)
         engine = work / "y5n.engine"
         zoo("build", "--input-size", args.input_size, "--batch", "1:8:8", "-o", engine)
+        load_before = os.getloadavg()[0]
         for route in args.routes:
-            results[route] = {}
-            for batching in (False, True):
-                print(f"{route}, batching {'on' if batching else 'off'} ...", file=sys.stderr, flush=True)
-                results[route][batching] = (builtin_route(engine, batching, args.concurrency, args.requests)
-                                            if route == "builtin" else
-                                            triton_route(engine, batching, args.concurrency, args.requests, work))
-    print(f"yolov5n (random weights) at {args.input_size} px, reference backend on {os.cpu_count()} CPU cores, "
-          f"{args.requests} requests per level over the project's {len(IMAGES)} images")
+            for backend in (args.backends if route == "builtin" else ["auto"]):
+                row = f"{route} ({backend})"
+                results[row] = {}
+                for batching in (False, True):
+                    print(f"{row}, batching {'on' if batching else 'off'} ...", file=sys.stderr, flush=True)
+                    results[row][batching] = (
+                        builtin_route(engine, batching, args.concurrency, args.requests, backend)
+                        if route == "builtin" else
+                        triton_route(engine, batching, args.concurrency, args.requests, work))
+    print(f"yolov5n (random weights) at {args.input_size} px on {os.cpu_count()} CPU cores, {args.requests} requests "
+          f"per level over the project's {len(IMAGES)} images; load average {load_before:.1f} before, "
+          f"{os.getloadavg()[0]:.1f} after")
     print(table(results, args.concurrency))
+    if "builtin (reference)" in results and len(args.backends) > 1:
+        base = results["builtin (reference)"][True]
+        for backend in args.backends:
+            if backend != "reference":
+                mine = results[f"builtin ({backend})"][True]
+                print(f"builtin, batching on, {backend} / reference requests/s: " +
+                      ", ".join(f"concurrency {c} **{mine[c]['rps'] / base[c]['rps']:.2f}x**"
+                                for c in args.concurrency))
     return 0
 
 

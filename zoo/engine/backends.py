@@ -1,13 +1,15 @@
 """The executors of one network definition (TensorRT, the reference backend, ONNX Runtime), behind one interface.
 
-    backend = choose_backend("auto")            # TensorRT where a GPU and TensorRT exist, else the reference
+    backend = choose_backend("auto")            # TensorRT, else ONNX Runtime, else the reference backend
     net = backend.create_network()              # builders write into this, whatever it is
     payload = backend.build(net, BuildOptions(...))
     runner = backend.load(payload)              # runner.run({"input": batch}) -> {"output": tensor}
 
 The interface every backend implements (BuildOptions, Runner, Backend) is `backend_api`, which the TensorRT and ONNX
 backends import; this module holds the reference backend and the choice between the three. The reference backend is
-a development and validation executor (CPU, PyTorch), not a production path; the CLI says which backend it uses. `--backend onnx` (zoo.engine.onnx) writes the network as ONNX and runs it with ONNX Runtime.
+a development and validation executor (CPU, PyTorch), not a production path; the CLI says which backend it uses and
+why (`backend.reason`). `--backend onnx` (zoo.engine.onnx) writes the network as ONNX and runs it with ONNX Runtime,
+the fastest executor on a machine without TensorRT, which is why `auto` prefers it there.
 """
 from __future__ import annotations
 
@@ -68,22 +70,48 @@ class ReferenceBackend:
         return {"tensorrt_version": None, "gpu": None}
 
 
-def choose_backend(name: str = "auto", device: str = "cpu") -> Backend:
-    """'auto' takes TensorRT when it can run here, otherwise the reference backend (on `device`)."""
+def onnxruntime_status() -> tuple[bool, str]:
+    """(importable, reason): ONNX Runtime is an optional extra (`pip install .[onnx]`)."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return False, "onnxruntime is not installed"
+    return True, f"ONNX Runtime {onnxruntime.__version__} is installed"
+
+
+def choose_backend(name: str = "auto", device: str = "cpu", run_on_onnx: bool = True) -> Backend:
+    """The backend `name` asks for; 'auto' takes the fastest that can run here: TensorRT (NVIDIA GPU + TensorRT),
+    else ONNX Runtime, else the reference backend. `--device cuda` asks for the reference backend on the GPU, so auto
+    keeps it when TensorRT is absent. `run_on_onnx=False` (build, validate) makes auto skip ONNX Runtime: engine
+    files for the CPU stay reference engines, which the running commands hand to ONNX Runtime themselves, and
+    validate keeps comparing the reference executor. The returned backend's `reason` says why it was chosen."""
     if name == "reference":
-        return ReferenceBackend(device)
+        return _because(ReferenceBackend(device), "--backend reference")
     if name == "onnx":
         from .onnx.backend import OnnxBackend
-        return OnnxBackend()
+        return _because(OnnxBackend(), "--backend onnx")
     available, reason = gpu_status()
     if name == "tensorrt":
         if not available:
             raise RuntimeError(f"the TensorRT backend cannot run here: {reason}")
         from .tensorrt.backend import TensorRTBackend
-        return TensorRTBackend()
+        return _because(TensorRTBackend(), "--backend tensorrt")
     if name != "auto":
         raise ValueError(f"unknown backend {name!r} (auto, reference, tensorrt, onnx)")
     if available:
         from .tensorrt.backend import TensorRTBackend
-        return TensorRTBackend()
-    return ReferenceBackend(device)
+        return _because(TensorRTBackend(), f"auto: TensorRT can run here ({reason})")
+    if device == "cuda":
+        return _because(ReferenceBackend(device), f"auto with --device cuda; TensorRT not used: {reason}")
+    has_onnxruntime, why = onnxruntime_status() if run_on_onnx else (False, "")
+    if not run_on_onnx:
+        return _because(ReferenceBackend(device), f"auto: TensorRT not used ({reason})")
+    if has_onnxruntime:
+        from .onnx.backend import OnnxBackend
+        return _because(OnnxBackend(), f"auto: TensorRT not used ({reason}); {why}")
+    return _because(ReferenceBackend(device), f"auto: TensorRT not used ({reason}); {why}")
+
+
+def _because(backend, reason: str):
+    backend.reason = reason
+    return backend

@@ -19,7 +19,6 @@ from .backend_api import BuildOptions
 from .backends import ReferenceBackend, choose_backend
 from .engine_file import EngineHeader, read_engine
 from .errors import UserError, cut, say
-from .gpu import gpu_status
 from .model import ZooModel, load_state_into
 from .networks import define_network, load_weights, model_stages
 from .pipeline import PipelineRunner, Stage, StageRunner, is_pipeline, pack_stages, unpack_stages
@@ -54,9 +53,10 @@ def build_stage(stage: Stage, backend, precision: Precision, args) -> tuple[Engi
     return header, payload
 
 
-def build_engine(model: ZooModel, args, backend=None) -> tuple[EngineHeader, bytes, object]:
-    """Every stage of the model built: (the engine file's header, its payload, the backend)."""
-    backend = backend or choose_backend(args.backend, getattr(args, "device", "cpu"))
+def build_engine(model: ZooModel, args, backend=None, run_on_onnx: bool = True) -> tuple[EngineHeader, bytes, object]:
+    """Every stage of the model built: (the engine file's header, its payload, the backend). `run_on_onnx`: see
+    choose_backend (False for engine files: `build` writes reference engines on a CPU)."""
+    backend = backend or choose_backend(args.backend, getattr(args, "device", "cpu"), run_on_onnx)
     stages = model_stages(model, args)
     pipeline = is_pipeline(model)
     built = []
@@ -65,8 +65,6 @@ def build_engine(model: ZooModel, args, backend=None) -> tuple[EngineHeader, byt
         what = f"{stage.name} of {model.name}" if pipeline else model.name
         say(f"building {what} ({stage.network.variant(stage.config)}, {precision.mode}) on the "
             f"{backend_label(backend)}")
-        if isinstance(backend, ReferenceBackend) and getattr(args, "backend", "auto") == "auto" and not built:
-            say(f"(TensorRT not used: {gpu_status()[1]})")
         started = time.perf_counter()
         built.append((stage.name, *build_stage(stage, backend, precision, args)))
         say(f"built in {time.perf_counter() - started:.1f} s")
@@ -128,21 +126,26 @@ def _check_layer_names(model: ZooModel, weights: WeightMap, config: dict, keep: 
 
 
 def backend_label(backend) -> str:
+    """Which executor runs, and (`backend.reason`, set by choose_backend) why it was chosen."""
+    why = f" [{backend.reason}]" if getattr(backend, "reason", None) else ""
     if getattr(backend, "name", "") == "onnx":
-        return "ONNX backend (the network as ONNX, run by ONNX Runtime on the CPU)"
+        return "ONNX backend (the network as ONNX, run by ONNX Runtime on the CPU)" + why
     if isinstance(backend, ReferenceBackend) and backend.device == "cuda":
-        return REFERENCE_NOTE.replace("(CPU, PyTorch)", "(CUDA, PyTorch and Triton kernels)")
-    return REFERENCE_NOTE if isinstance(backend, ReferenceBackend) else "TensorRT backend"
+        return REFERENCE_NOTE.replace("(CPU, PyTorch)", "(CUDA, PyTorch and Triton kernels)") + why
+    return (REFERENCE_NOTE if isinstance(backend, ReferenceBackend) else "TensorRT backend") + why
 
 
-def open_stages(model: ZooModel, path: Path, device: str = "cpu") -> tuple[EngineHeader, dict, object]:
-    """An engine file opened: (its header, {stage: StageRunner}, backend). A single network is its one stage."""
+def open_stages(model: ZooModel, path: Path, device: str = "cpu",
+                choice: str = "auto") -> tuple[EngineHeader, dict, object]:
+    """An engine file opened: (its header, {stage: StageRunner}, backend). A single network is its one stage.
+    `choice` (--backend): auto or onnx run a reference engine on ONNX Runtime when it is installed (the faster CPU
+    executor; its optimised graph is cached beside the engine, keyed by each stage's payload)."""
     header, payload = read_engine(path, expect_model=model.name)
-    backend = _backend_for(path, header, device)
+    backend = _backend_for(path, header, device, choice)
     stages = {}
     for name, (stage_header, stage_payload) in unpack_stages(path, header, payload).items():
         try:
-            runner = backend.load(stage_payload)
+            runner = _load(backend, header, stage_payload, path)
         except Exception as e:  # a damaged payload: name the file and what is wrong, whatever the backend said
             where = f" (stage {name})" if header.stages else ""
             raise UserError(f"{path}: damaged engine payload{where} ({cut(' '.join(str(e).split()), 200)})") from None
@@ -153,8 +156,16 @@ def open_stages(model: ZooModel, path: Path, device: str = "cpu") -> tuple[Engin
     return header, stages, backend
 
 
-def _backend_for(path: Path, header: EngineHeader, device: str):
-    """The backend that runs an engine file, checked to be able to run it here."""
+def _load(backend, header: EngineHeader, payload: bytes, path: Path):
+    """A runner of one payload; ONNX Runtime keeps its optimised graph beside the engine file."""
+    if getattr(backend, "name", "") != "onnx":
+        return backend.load(payload)
+    load = backend.load if header.backend == "onnx" else backend.load_reference_engine
+    return load(payload, cache_beside=path)
+
+
+def _backend_for(path: Path, header: EngineHeader, device: str, choice: str = "auto"):
+    """The backend that runs an engine file, checked to be able to run it here, with the reason it was chosen."""
     if header.backend == "tensorrt":
         try:
             backend = choose_backend("tensorrt")  # raises with the reason when no GPU/TensorRT is here
@@ -166,15 +177,24 @@ def _backend_for(path: Path, header: EngineHeader, device: str):
                             f"has TensorRT {here['tensorrt_version']} on {here['gpu']}: rebuild the engine here")
         return backend
     if header.backend == "onnx":
-        return choose_backend("onnx")
+        backend = choose_backend("onnx")
+        backend.reason = "an ONNX engine"
+        return backend
     if header.backend == "reference":
-        return ReferenceBackend(device)
+        backend = ReferenceBackend(device)
+        if choice in ("auto", "onnx"):
+            chosen = choose_backend(choice, device)
+            backend = chosen if getattr(chosen, "name", "") == "onnx" else backend
+            backend.reason = f"a reference engine; {getattr(chosen, 'reason', None) or '--backend ' + choice}"
+        else:
+            backend.reason = f"a reference engine; --backend {choice}"
+        return backend
     raise UserError(f"{path}: damaged engine header (backend {cut(header.backend, 40)!r})")
 
 
-def open_engine(model: ZooModel, path: Path, device: str = "cpu"):
+def open_engine(model: ZooModel, path: Path, device: str = "cpu", choice: str = "auto"):
     """A single network's engine file: (header, runner, backend)."""
-    header, stages, backend = open_stages(model, path, device)
+    header, stages, backend = open_stages(model, path, device, choice)
     if header.stages is not None:
         raise UserError(f"{path}: a pipeline of {len(stages)} networks; open it with open_stages")
     return header, stages[header.model].runner, backend
@@ -217,7 +237,8 @@ def connect(model: ZooModel, header: EngineHeader, stages: dict[str, StageRunner
 def engine_runner(model: ZooModel, args):
     """(header, runner) from --engine, or from the weights built in memory."""
     if getattr(args, "engine", None):
-        header, stages, backend = open_stages(model, args.engine, getattr(args, "device", "cpu"))
+        header, stages, backend = open_stages(model, args.engine, getattr(args, "device", "cpu"),
+                                              getattr(args, "backend", "auto"))
         say(f"engine {args.engine}: {header.variant} on the {backend_label(backend)}")
     else:
         header, payload, backend = build_engine(model, args)

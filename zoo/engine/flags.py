@@ -101,8 +101,9 @@ def add_common_flags(parser: argparse.ArgumentParser, model: ZooModel, weights: 
                             help="seed of the random weights (default 0)")
         model.add_arguments(parser)
     parser.add_argument("--backend", choices=("auto", "reference", "tensorrt", "onnx"), default="auto",
-                        help="auto: TensorRT where a GPU and TensorRT exist, else the CPU reference backend; onnx: "
-                             "the network written as ONNX and run by ONNX Runtime (CPU)")
+                        help="auto: TensorRT where a GPU and TensorRT exist, else ONNX Runtime (CPU) when installed, "
+                             "else the CPU reference backend; onnx: the network written as ONNX and run by ONNX "
+                             "Runtime (CPU, also for reference engine files)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="where the reference backend runs: cpu (default), or cuda (the network in PyTorch on "
                              "the GPU, plugins and pre-processing with their Triton kernels; no TensorRT needed)")

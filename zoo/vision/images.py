@@ -80,12 +80,34 @@ def decode_image(data: bytes | np.ndarray, max_pixels: int = DEFAULT_MAX_PIXELS
     if reason is not None:
         return None, reason
     try:
-        image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        image = cv2.imdecode(_without_color_profile(data), cv2.IMREAD_COLOR)
     except cv2.error as e:
         return None, f"cannot decode: {str(e).strip().splitlines()[-1]}"
     if image is None or image.size == 0:
         return None, "not a decodable image (corrupt or unsupported format)"
     return image, None
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _without_color_profile(data: np.ndarray) -> np.ndarray:
+    """A PNG without its iCCP chunks. OpenCV ignores colour profiles, but libpng checks them and prints warnings
+    that mean nothing to a user ("iCCP: invalid rendering intent", "known incorrect sRGB profile") straight to the
+    terminal; the pixels are the same without the chunk. Anything that is not a well-formed PNG is left alone."""
+    raw = data.tobytes() if data[:8].tobytes() == _PNG_SIGNATURE else None
+    if raw is None or b"iCCP" not in raw:
+        return data
+    kept, position = [raw[:8]], 8
+    while position + 12 <= len(raw):
+        length = int.from_bytes(raw[position:position + 4], "big")
+        end = position + 12 + length
+        if end > len(raw):
+            return data
+        if raw[position + 4:position + 8] != b"iCCP":
+            kept.append(raw[position:end])
+        position = end
+    return np.frombuffer(b"".join(kept) + raw[position:], np.uint8)
 
 
 def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray | None:

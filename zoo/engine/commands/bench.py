@@ -6,6 +6,7 @@ from pathlib import Path
 import torch
 
 from ..engine_file import EngineHeader
+from ..progress import Progress
 from ..quantization import as_input
 from ..engines import engine_runner, reference_for
 from ..errors import UserError
@@ -34,8 +35,8 @@ def run(model, args) -> int:
         return bench_pipeline(model, header, runner, args)
     x = model.sample_input(header.config, args.batch, args.seed)
     feed = {header.input_name: as_input(x, header.precision)}
-    network_ms = median_ms(lambda: runner.run(feed), args.warmup, args.iterations)
-    label = BACKEND_LABELS.get(header.backend, header.backend)
+    label = BACKEND_LABELS.get(getattr(runner, "backend_name", None) or header.backend, header.backend)
+    network_ms = timed(label, lambda: runner.run(feed), args.warmup, args.iterations)
     print(f"{model.name} {header.variant} batch {args.batch}: {label} {network_ms:.2f} ms/iter, "
           f"{1000 * args.batch / network_ms:.1f} items/s")
     if args.compare_torch:  # on the engine's device: GPU against GPU, CPU against CPU
@@ -49,10 +50,19 @@ def run(model, args) -> int:
             sync()  # CUDA launches are asynchronous: time the work, not the launch
 
         with torch.inference_mode():
-            torch_ms = median_ms(eager, args.warmup, args.iterations)
+            torch_ms = timed("PyTorch eager", eager, args.warmup, args.iterations)
         print(f"{model.name} {header.variant} batch {args.batch}: PyTorch eager ({device}) {torch_ms:.2f} ms/iter; "
               f"ratio {label} / PyTorch = {network_ms / torch_ms:.2f}")
     return 0
+
+
+def timed(label: str, run, warmup: int, iterations: int) -> float:
+    """median_ms with a progress bar (rate and time left) over the warm-up and timed runs."""
+    with Progress(warmup + iterations, f"bench {label}", unit="run") as bar:
+        def step():
+            run()
+            bar.update(1)
+        return median_ms(step, warmup, iterations)
 
 
 def bench_pipeline(model, header: EngineHeader, runner, args) -> int:
@@ -60,7 +70,7 @@ def bench_pipeline(model, header: EngineHeader, runner, args) -> int:
     from zoo.vision.images import list_images, read_image
     images = [im for im in (read_image(p) for p in list_images(args.source)) if im is not None]
     device = runner.device
-    label = BACKEND_LABELS.get(header.backend, header.backend)
+    label = BACKEND_LABELS.get(getattr(runner, "backend_name", None) or header.backend, header.backend)
     rows = {label: model.bench_stages(lambda b: runner.run({header.input_name: as_input(b, header.precision)}),
                                       images, header.config, args, device)}
     if rows[label] is None:

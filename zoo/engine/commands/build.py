@@ -27,7 +27,7 @@ def add_arguments(parser, model) -> None:
 
 def run(model, args) -> int:
     refuse_overwrite({"--output": args.output}, {"--weights": args.weights, "--calib": args.calib})
-    header, payload, _ = build_engine(model, args)
+    header, payload, _ = build_engine(model, args, run_on_onnx=False)
     write_engine(args.output, header, payload)
     say(f"wrote {args.output} ({len(payload) / 1e6:.1f} MB, {header.backend} backend, batch "
         f"{':'.join(map(str, header.batch))}, outputs {header.outputs})")

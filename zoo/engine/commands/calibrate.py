@@ -14,6 +14,7 @@ from ..engines import backend_label, build_stage
 from ..errors import say, UserError
 from ..flags import add_common_flags, bounded, non_negative_int, positive_int
 from ..networks import define_network, load_weights, model_stages
+from ..progress import Progress
 
 HELP = "INT8 calibration over a folder of images -> cache file"
 
@@ -59,15 +60,22 @@ def calibrate_network(model, args, backend, paths) -> CalibrationCache:
     weights, config, _ = load_weights(model, args)
     say(f"calibrating {model.variant(config)} ({args.method}) on {len(paths)} images, {backend_label(backend)}")
 
-    def batches():
-        for start in range(0, len(paths), args.batch):
-            batch, _ = model.load_batch(paths[start:start + args.batch], config)
-            if len(batch):
-                yield batch
+    phases = ["ranges"] if args.method == "max" else ["ranges", "histograms"]
+    passes = iter(phases)
+
+    def batches():  # called once per pass over the images; the bar replaces the per-batch log lines
+        phase = next(passes, "again")
+        with Progress(len(paths), f"calibration {phase}", unit="img") as bar:
+            for start in range(0, len(paths), args.batch):
+                chunk = paths[start:start + args.batch]
+                batch, _ = model.load_batch(chunk, config)
+                if len(batch):
+                    yield batch
+                bar.update(len(chunk), note=chunk[-1].name)
 
     scales, count = quantization.calibrate(
         lambda b, precision: define_network(model, b, weights, config, precision), backend, batches,
-        model.input_name, args.method, args.percentile, args.batch, log=say)
+        model.input_name, args.method, args.percentile, args.batch, log=lambda message: None)
     return CalibrationCache(model.name, model.variant(config), args.method, count, model.input_shape(config),
                             scales, percentile=recorded_percentile(args))
 

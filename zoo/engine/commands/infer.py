@@ -11,7 +11,8 @@ from ..files import refuse_overwrite, refuse_write_over, write_bytes_atomic, wri
 from ..quantization import as_input
 from ..engines import check_batch_in_profile, engine_runner
 from ..errors import say, UserError
-from ..flags import add_common_flags, load_npy, positive_int
+from ..flags import add_common_flags, bounded, load_npy, positive_int
+from ..progress import Progress
 
 HELP = "run an engine (or weights) on images, a folder or a .npy tensor"
 
@@ -22,6 +23,9 @@ def add_arguments(parser, model) -> None:
     parser.add_argument("--source", "-s", type=Path, required=True, help="image file, folder of images, or .npy")
     parser.add_argument("--out", type=Path, help="folder for predictions.jsonl (and annotated images)")
     parser.add_argument("--batch", type=positive_int, help="images per batch (default: the engine's max batch)")
+    parser.add_argument("--prefetch", type=bounded(int, 0, 16), default=2,
+                        help="batches decoded ahead while the network runs, and post-processed (NMS, drawing, "
+                             "writing) behind it (default 2; 0: one step after another)")
     parser.add_argument("--triton", metavar="URL",
                         help="send the images to a Triton server running `export triton`'s ensemble instead "
                              "(e.g. http://127.0.0.1:8000); its post-processing flags are those of the export")
@@ -66,17 +70,66 @@ def run(model, args) -> int:
     else:
         size = args.batch or header.batch[2]
         check_batch_in_profile(size, header.batch, f"--batch {size}")
-        for start in range(0, len(paths), size):
-            chunk = paths[start:start + size]
-            say(f"[{min(start + size, len(paths))}/{len(paths)}] {chunk[0].name} ...")
-            batch, contexts = model.load_batch(chunk, config, runner.device, max_pixels=args.max_pixels)
-            if not len(batch):
-                records += [c for c in contexts if isinstance(c, dict) and "error" in c]
-                continue
-            outputs = runner.run({header.input_name: as_input(batch, header.precision)})
-            records += model.records(outputs, contexts, config, args)
+        records = infer_folder(model, runner, header, paths, size, args, args.prefetch)
     report(records, out_dir)
     return 0
+
+
+def infer_folder(model, runner, header, paths: list[Path], size: int, args, prefetch: int = 2) -> list[dict]:
+    """The records of every image, in the order of `paths`, with the network never waiting on files.
+
+    Three stages: decoding + letterbox (`model.load_batch`) in a loader thread, up to `prefetch` batches ahead; the
+    network on this thread; post-processing (`model.records`: NMS, drawing and writing annotated images) in one
+    writer thread, at most `prefetch` batches behind. Both queues are bounded, so memory stays at about
+    2 * prefetch + 1 batches whatever the folder's size. cv2, numpy, torch and ONNX Runtime release the GIL in
+    their kernels, which is what lets the stages overlap. prefetch 0 runs the stages one after another (the same
+    records, in the same order). An exception in any stage stops the loop: queued work is cancelled, the threads
+    are joined, and the exception propagates.
+    """
+    from collections import deque
+    from concurrent.futures import Future, ThreadPoolExecutor
+    config = header.config
+    chunks = [paths[start:start + size] for start in range(0, len(paths), size)]
+
+    def load(chunk):
+        return model.load_batch(chunk, config, runner.device, max_pixels=args.max_pixels)
+
+    def post(batch_outputs, contexts):
+        if batch_outputs is None:  # nothing in the batch could be read: its error records only
+            return [c for c in contexts if isinstance(c, dict) and "error" in c]
+        return model.records(batch_outputs, contexts, config, args)
+
+    def done(value):
+        future = Future()
+        future.set_result(value)
+        return future
+
+    records: list[dict] = []
+    with Progress(len(paths), "infer", unit="img") as bar, \
+            ThreadPoolExecutor(1, thread_name_prefix="zoo-load") as loader, \
+            ThreadPoolExecutor(1, thread_name_prefix="zoo-post") as writer:
+        loads: deque = deque()
+        posts: deque = deque()
+        try:
+            for index, chunk in enumerate(chunks):
+                if prefetch:
+                    while len(loads) < prefetch and index + len(loads) < len(chunks):  # keep the loader ahead
+                        loads.append(loader.submit(load, chunks[index + len(loads)]))
+                    batch, contexts = loads.popleft().result()
+                else:
+                    batch, contexts = load(chunk)
+                outputs = runner.run({header.input_name: as_input(batch, header.precision)}) if len(batch) else None
+                posts.append(writer.submit(post, outputs, contexts) if prefetch else done(post(outputs, contexts)))
+                while len(posts) > prefetch:  # the writer at most `prefetch` batches behind
+                    records += posts.popleft().result()
+                bar.update(len(chunk), note=chunk[0].name)
+            while posts:
+                records += posts.popleft().result()
+        except BaseException:
+            for future in (*loads, *posts):
+                future.cancel()
+            raise
+    return records
 
 
 def run_triton(model, args) -> int:

@@ -41,7 +41,7 @@ def add_arguments(parser, model) -> None:
 
 def run(model, args) -> int:
     """Each network of the model (a pipeline's stages in order) layer by layer, then a pipeline end to end."""
-    backend = choose_backend(args.backend, args.device)
+    backend = choose_backend(args.backend, args.device, run_on_onnx=False)
     pipeline = is_pipeline(model)
     if pipeline and (args.input or args.sensitivity or args.images):
         raise UserError(f"--input, --sensitivity and --images check one network; {model.name} is a pipeline of "
