@@ -25,6 +25,7 @@ from zoo.registry import families
 # families whose variants are not chosen by --variant, and why (any other family without the flag fails the test)
 NO_VARIANT_FLAG = {
     "mtcnn": "a cascade of three fixed networks (pnet, rnet, onet), not alternatives",
+    "ppocr": "v5 and v4 are pipelines of three trained networks read from their files (tests/test_ppocr_*.py)",
     "yolov8": "the scale is read from the checkpoint's own table (tests/test_yolov8_config.py)",
     "yolo11": "the scale is read from the checkpoint's own table (tests/test_yolov8_config.py)",
 }

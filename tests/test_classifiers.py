@@ -149,7 +149,7 @@ def test_validate_passes_every_layer(family, flags, capsys):
 def test_efficientnet_v2_runs_on_onnx_runtime():
     """The registry-driven ONNX test runs each family's default variant (B0); V2's Fused-MBConv blocks get their
     own run: the ONNX writer's file on ONNX Runtime equals the PyTorch reference module (FP32, 1e-4)."""
-    from zoo.engine.onnx.graph import to_onnx
+    from zoo.engine.onnx.writer import to_onnx
     from zoo.engine.onnx.runner import OnnxRunner
     model = EfficientNetModel()
     module = model.random_module(_args("efficientnet_v2_s"), seed=3)

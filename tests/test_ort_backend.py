@@ -250,7 +250,7 @@ def test_a_stage_that_raises_stops_the_loop_cleanly(tmp_path):
     ran = []
 
     class Model:
-        def load_batch(self, chunk, config, device):
+        def load_batch(self, chunk, config, device, max_pixels=None):
             if chunk[0].name == "4.jpg":
                 raise OSError("disk gone")
             return np.zeros((len(chunk), 1)), [{"file": str(p)} for p in chunk]
@@ -316,7 +316,7 @@ def test_int8_on_onnxruntime_equals_the_reference_backends_int8(family_name, fla
     from zoo.engine import quantization
     from zoo.engine.cli import make_parser
     from zoo.engine.onnx.cpu_plan import prepare_for_cpu
-    from zoo.engine.onnx.graph import to_onnx
+    from zoo.engine.onnx.writer import to_onnx
     from zoo.engine.onnx.runner import OnnxRunner
     from layers.precision import Precision
     from zoo.engine.quantization import as_input

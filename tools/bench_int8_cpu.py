@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     from zoo.engine.backends import ReferenceBackend
     from zoo.engine.calibration import compute_scales
     from zoo.engine.onnx.backend import OnnxBackend
-    from zoo.engine.onnx.graph import to_onnx
+    from zoo.engine.onnx.writer import to_onnx
     from zoo.engine.onnx.runner import OnnxRunner
     from layers.precision import Precision
     from zoo.engine.quantization import as_input

@@ -61,7 +61,7 @@ def int8_runner(model, weights, config, x, max_batch: int):
     """INT8 on ONNX Runtime, scales from the max of the FP32 activations on `x` (speed only)."""
     from zoo.engine import quantization
     from zoo.engine.onnx.backend import OnnxBackend
-    from zoo.engine.onnx.graph import to_onnx
+    from zoo.engine.onnx.writer import to_onnx
     from zoo.engine.onnx.runner import OnnxRunner
     from layers.precision import Precision
     from zoo.engine.networks import define_network

@@ -44,7 +44,7 @@ import torch
 
 import wts
 
-from .checkpoint_types import Checkpoint, CheckpointError
+from .checkpoint_types import Checkpoint, CheckpointError, refuse_nonfinite
 from .onnx_weights import load_onnx_weights
 
 __all__ = ["Checkpoint", "CheckpointError", "load_state_dict"]
@@ -509,14 +509,6 @@ def _to_numpy(path: str, tensors: dict[str, Any]) -> dict[str, np.ndarray]:
     return out
 
 
-def refuse_nonfinite(path: str, name: str, array: np.ndarray) -> np.ndarray:
-    """The same rule as wts.load: NaN or Inf weights are refused, whatever the format."""
-    finite = np.isfinite(array)
-    if not finite.all():
-        index = int(np.flatnonzero(~finite.ravel())[0])
-        raise CheckpointError(f"{path}: key {_cut(name)!r}: value at index {index} is {array.ravel()[index]} "
-                              f"({int((~finite).sum())} non-finite value(s))")
-    return array
 
 
 def _class_names(names: Any) -> list[str] | dict[int, str] | None:

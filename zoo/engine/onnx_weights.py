@@ -15,7 +15,7 @@ import re
 
 import numpy as np
 
-from .checkpoint_types import Checkpoint, CheckpointError
+from .checkpoint_types import Checkpoint, CheckpointError, refuse_nonfinite
 
 STATE_KEY = re.compile(r"^[A-Za-z_][\w]*(\.[\w]+)*\.(weight|bias|running_mean|running_var)$")
 _PARAMETER_INPUTS = {"Conv": (None, "weight", "bias"), "ConvTranspose": (None, "weight", "bias"),
@@ -67,7 +67,6 @@ def _initializers(path: str, graph) -> dict:
     """name -> TensorProto, refusing what has no single meaning: a name given twice, data kept in other files."""
     from onnx import TensorProto
 
-    from .checkpoint import CheckpointError
     arrays = {}
     for proto in graph.initializer:
         if proto.name in arrays:
@@ -94,7 +93,6 @@ class _Budget:
         self.path, self.left = path, max_weight_bytes()
 
     def take(self, name: str, dims: list[int]) -> int:
-        from .checkpoint import CheckpointError
         count = 1
         for d in dims:
             count *= d
@@ -109,7 +107,6 @@ def _float32_array(path: str, proto, budget: _Budget) -> np.ndarray:
     """One initializer as float32, or one line naming the file and the tensor."""
     from onnx import numpy_helper
 
-    from .checkpoint import CheckpointError, refuse_nonfinite
     dims = list(proto.dims)
     if any(d < 0 for d in dims):
         raise CheckpointError(f"{path}: initializer {proto.name!r}: negative dimension in dims {dims}")

@@ -27,6 +27,7 @@ from zoo.engine.checkpoint import CheckpointError
 from zoo.engine.onnx_weights import read_onnx_model
 
 from . import reference as ref
+from .config import STAGE_NAMES
 
 # Paddle's parameter names: `conv2d_157.w_0` (newer exports) or `conv2_expand_bn_scale` (older ones). What the
 # exporter made up itself (shapes, scalars, temporaries) is not a parameter.
@@ -197,7 +198,7 @@ def import_paddle_onnx(path: str, stage: str | None = None) -> tuple[dict[str, n
     """(structured state_dict, configuration) of a PP-OCR ONNX file; `stage` (det, cls, rec) checks what it is."""
     tensors, found = paddle_tensors(path)
     if stage is not None and found != stage:
-        raise CheckpointError(f"{path}: a {_STAGE_NAMES[found]} network, but a {_STAGE_NAMES[stage]} was expected")
+        raise CheckpointError(f"{path}: a {STAGE_NAMES[found]} network, but a {STAGE_NAMES[stage]} was expected")
     convs = [t.array.shape for t in tensors if t.array.ndim == 4 and t.op in ("Conv", "ConvTranspose")]
     linears = [tuple(reversed(t.array.shape)) for t in tensors if t.array.ndim == 2 and t.op == "MatMul"]
     config = config_from_shapes(found, convs, linears, path)
@@ -233,4 +234,3 @@ def reference_from_state(state: dict[str, np.ndarray], config: dict) -> nn.Modul
     return module.eval()
 
 
-_STAGE_NAMES = {"det": "text detection", "cls": "direction classification", "rec": "text recognition"}

@@ -45,7 +45,7 @@ def stage_files(variant: str, weights_dir: Path | None) -> tuple[dict[str, Path]
 
 def load_stage_weights(path: Path, stage: str, variant: str) -> tuple[WeightMap, dict]:
     """Structured weights and configuration of one stage from a PP-OCR ONNX file or a .wts file."""
-    from .model import config_from_weights
+    from .config import config_from_weights
     try:
         if path.suffix == ".onnx":
             from .onnx_import import import_paddle_onnx

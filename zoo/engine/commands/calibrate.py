@@ -96,7 +96,7 @@ def calibrate_pipeline(model, args, backend, paths) -> CalibrationCache:
         found, _ = quantization.calibrate(
             lambda b, precision: define_network(stage.network, b, stage.weights, stage.config, precision), backend,
             lambda: model.calibration_batches(stage.name, fp32, images), stage.network.input_name, args.method,
-            args.percentile, args.batch, log=say)
+            args.percentile, stage.batch[2], log=say)  # the stage's own batches (crops), up to its profile's max
         scales.update({f"{stage.name}/{name}": scale for name, scale in found.items()})
     return CalibrationCache(model.name, model.name, args.method, len(images), model.input_shape({}), scales,
                             percentile=recorded_percentile(args))

@@ -88,11 +88,11 @@ def infer_folder(model, runner, header, paths: list[Path], size: int, args, pref
     """
     from collections import deque
     from concurrent.futures import Future, ThreadPoolExecutor
-    config = header.config
+    config, max_pixels = header.config, getattr(args, "max_pixels", None)
     chunks = [paths[start:start + size] for start in range(0, len(paths), size)]
 
     def load(chunk):
-        return model.load_batch(chunk, config, runner.device, max_pixels=args.max_pixels)
+        return model.load_batch(chunk, config, runner.device, max_pixels=max_pixels)
 
     def post(batch_outputs, contexts):
         if batch_outputs is None:  # nothing in the batch could be read: its error records only

@@ -39,7 +39,7 @@ class OnnxBackend:
 
 def _reference_payload_to_onnx(payload: bytes) -> bytes:
     from ..reference.serialize import loads
-    from .graph import to_onnx
+    from .writer import to_onnx
     network = loads(payload)
     batch = getattr(network, "_profile", None)
     return to_onnx(network, batch=tuple(batch) if batch else None).SerializeToString()
