@@ -304,7 +304,7 @@ def test_weights_of_another_architecture_or_with_a_missing_key_are_one_line(tmp_
     torch.save(state, tmp_path / "broken.pt")
     assert main(V8, ["build", "--weights", str(tmp_path / "broken.pt"), "-o", str(tmp_path / "e")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert "row 12 (C2f): model.12.m.0.cv2.bn.running_var [32] is missing from the weights" in err[-1]
+    assert "row 12 (C2f): model.12.m.0.cv2.bn.running_var [64] is missing from the weights" in err[-1]
     assert not (tmp_path / "e").exists()
 
 

@@ -134,20 +134,12 @@ class YoloModel(ZooModel):
     def random_module(self, args, seed):
         from .random import randomize
         name, table, scale = self._random_table(args)
-        try:
-            options = Options(activation=default_activation(table, name),
-                              sppf_act=SPPF_ACTS[getattr(args, "sppf_act", None) or "silu"])
-            module = walker.build_module(walker.resolve(table, scale), options)
-        except TableError as e:
-            raise UserError(str(e)) from None
-        return randomize(module, seed).eval()
+        options = Options(activation=default_activation(table, name),
+                          sppf_act=SPPF_ACTS[getattr(args, "sppf_act", None) or "silu"])
+        return randomize(walker.build_module(walker.resolve(table, scale), options), seed).eval()
 
     def config_from_weights(self, weights, args):
-        try:
-            config = self._config(weights, args)
-        except TableError as e:
-            raise UserError(str(e)) from None
-        return config.to_dict()
+        return self._config(weights, args).to_dict()
 
     def _config(self, weights, args) -> YoloConfig:
         arrays, source = weights.arrays(), weights.source
@@ -224,7 +216,10 @@ class YoloModel(ZooModel):
         if found:
             more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
             raise TableError(f"{source}: the checkpoint's own table: {found[0]}{more}")
-        return Match(table, "checkpoint", scale)
+        rows = (table.get("backbone"), table.get("head"))
+        official = [name for name in line_tables(self.line)
+                    if (lambda t: (t.get("backbone"), t.get("head")) == rows)(walker.official_table(name))]
+        return Match(table, official[0] if official else "checkpoint", scale)
 
     def _check_flags(self, config: YoloConfig, args, source: str) -> None:
         """One rule for every model: a flag that disagrees with the weights is an error, never ignored."""
@@ -268,10 +263,7 @@ class YoloModel(ZooModel):
 
     def define(self, net, weights, config, x):
         typed = self.typed(config)
-        try:
-            return walker.define(net, weights, typed.layers, typed.options, x)
-        except TableError as e:
-            raise UserError(str(e)) from None
+        return walker.define(net, weights, typed.layers, typed.options, x)
 
     # --- what the task part does
     def output_name(self, config) -> str:
