@@ -245,3 +245,21 @@ def test_table_rows_that_are_not_rows_are_refused():
                         ([[-1, 1, "Conv", ["sixteen"]]], r"row 0 \(Conv\): the first argument must be an output")):
         with pytest.raises(TableError, match=match):
             walker.resolve({"nc": 1, "backbone": rows, "head": []})
+
+
+def test_pose_visibility_is_the_sigmoid_of_its_raw_channel():
+    """A (K, 3) head: every third keypoint value is sigmoid(raw), written out here from the raw branch outputs (the
+    block test holds the network to this module, so a raw visibility in either is caught)."""
+    k, strides = 5, (8, 16)
+    with using(Options(strides=strides)):
+        head = lookup("Pose", "test").module(2, [k, 3], [16, 32], False, 16)
+    randomize_batchnorm(head, torch.Generator().manual_seed(1))
+    head.eval()
+    xs = [torch.randn(1, 16, 8, 8), torch.randn(1, 32, 4, 4)]
+    with torch.no_grad():
+        out = head(xs)
+        raw = torch.cat([branch(x).flatten(2) for branch, x in zip(head.cv4, xs)], 2)  # (1, K*3, anchors)
+    visibility = out[:, -k * 3:][:, 2::3]
+    # raw values that a missing sigmoid would leave visibly different (sigmoid has a fixed point near 0.659)
+    assert (torch.sigmoid(raw[:, 2::3]) - raw[:, 2::3]).abs().max() > 0.1
+    torch.testing.assert_close(visibility, torch.sigmoid(raw[:, 2::3]), rtol=0, atol=1e-6)
