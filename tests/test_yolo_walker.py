@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
 import pytest
 import torch
 
@@ -163,6 +164,19 @@ def test_each_official_table_is_found_again_from_flat_weights(name):
     config = YoloModel("yolov5" if name.startswith("yolov5v7") else "yolo11")._config(
         WeightMap(flat, "w.wts"), argparse.Namespace(decode="layers"))
     assert (config.table_name, config.scale, config.num_classes) == (name, scale, 3)
+
+
+@pytest.mark.parametrize("name", ["yolo11", "yolov8"])
+def test_every_official_scale_is_found_again_from_its_own_counts(name):
+    """Each scale of a table from value counts alone (meta device: no memory). yolo11 m and l share their width and
+    max_channels and differ only in depth (inner blocks per C3k2), so a match on widths alone would confuse them."""
+    table = walker.official_table(name)
+    for scale in table["scales"]:
+        with torch.device("meta"):
+            module = walker.build_module(walker.resolve(table, scale), Options())
+        counts = {k: np.broadcast_to(np.float32(0), (v.numel(),)) for k, v in module.state_dict().items()}
+        config = YoloModel(name)._config(WeightMap(counts, "w.wts"), argparse.Namespace(decode="layers"))
+        assert (config.table_name, config.scale) == (name, scale)
 
 
 def user_table() -> dict:
