@@ -47,8 +47,12 @@ def backend_line() -> str:
     available, reason = gpu_status()
     if available:
         return f"backend: TensorRT ({reason})"
-    return (f"backend: reference (CPU), because TensorRT cannot run here: {reason}. On a machine with an NVIDIA "
-            f"driver, `make setup` installs TensorRT and cuda-python for the driver's CUDA version")
+    from zoo.engine.backends import onnxruntime_status
+    has_onnxruntime, _ = onnxruntime_status()
+    runs = "run by ONNX Runtime (CPU)" if has_onnxruntime else "run by the reference backend (CPU)"
+    return (f"backend: engines built for the reference backend (CPU) and {runs}, because TensorRT cannot run "
+            f"here: {reason}. On a machine with an NVIDIA driver, `make setup` installs TensorRT and cuda-python "
+            f"for the driver's CUDA version")
 
 
 def main(out: Path = ROOT / "runs" / "demo") -> int:
