@@ -224,6 +224,19 @@ def transpose(net, x, perm, name: str):
     return named(layer, name)
 
 
+def shuffle(net, x, name: str, reshape=None, first=None, second=None):
+    """One shuffle layer with whichever of TensorRT's three steps are given: first transpose, reshape (0 copies
+    a dimension), second transpose."""
+    layer = net.add_shuffle(x)
+    if first is not None:
+        layer.first_transpose = tuple(first)
+    if reshape is not None:
+        layer.reshape_dims = tuple(reshape)
+    if second is not None:
+        layer.second_transpose = tuple(second)
+    return named(layer, name)
+
+
 def constant(net, array: np.ndarray, name: str):
     return named(net.add_constant(array.shape, np.ascontiguousarray(array)), name)
 

@@ -20,24 +20,13 @@ from wts.weight_map import WeightMap
 from zoo.trt_api import trt
 
 from .core import (activation, add, avg_pool, batch_norm, constant, conv2d, conv_bn, linear, multiply, named, rename,
-                   split, weight_dtype)
+                   shuffle, split, weight_dtype)
 from .mobile import squeeze_excitation
 from .swin import relative_position_index
 from .transformer import layer_norm
 
 BN_EPS = 1e-3  # torchvision's MaxVit: BatchNorm2d(eps=1e-3)
 LN_EPS = 1e-5
-
-
-def _shuffle(net, x, name: str, reshape=None, second=None, first=None):
-    layer = net.add_shuffle(x)
-    if first is not None:
-        layer.first_transpose = tuple(first)
-    if reshape is not None:
-        layer.reshape_dims = tuple(reshape)
-    if second is not None:
-        layer.second_transpose = tuple(second)
-    return named(layer, name)
 
 
 def mbconv(net, weights: WeightMap, prefix: str, x, out_channels: int, stride: int):
@@ -74,7 +63,7 @@ def relative_attention(net, weights: WeightMap, prefix: str, x, heads: int, part
     parts["k"] = multiply(net, parts["k"], constant(net, np.full((1, 1, 1, 1), c ** -0.5, dtype), f"{prefix}/scale"),
                           f"{prefix}/k_scaled")
     for part in "qkv":
-        parts[part] = _shuffle(net, parts[part], f"{prefix}/{part}_heads", reshape=(0, 0, 0, heads, d),
+        parts[part] = shuffle(net, parts[part], f"{prefix}/{part}_heads", reshape=(0, 0, 0, heads, d),
                                second=(0, 1, 3, 2, 4))
     scores = named(net.add_matrix_multiply(parts["q"], trt.MatrixOperation.NONE, parts["k"],
                                            trt.MatrixOperation.TRANSPOSE), f"{prefix}/scores")
@@ -91,7 +80,7 @@ def relative_attention(net, weights: WeightMap, prefix: str, x, heads: int, part
     softmax.axes = 1 << 4
     y = named(net.add_matrix_multiply(named(softmax, f"{prefix}/softmax"), trt.MatrixOperation.NONE, parts["v"],
                                       trt.MatrixOperation.NONE), f"{prefix}/context")
-    y = _shuffle(net, y, f"{prefix}/merge_heads", first=(0, 1, 3, 2, 4), reshape=(0, 0, 0, c))
+    y = shuffle(net, y, f"{prefix}/merge_heads", first=(0, 1, 3, 2, 4), reshape=(0, 0, 0, c))
     return linear(net, weights, f"{prefix}.merge", y, c)
 
 
@@ -102,12 +91,12 @@ def partition_attention(net, weights: WeightMap, prefix: str, x, partition: int,
     _, c, h, w = x.shape
     tile = h // partition if grid else partition
     gh, gw = h // tile, w // tile
-    y = _shuffle(net, x, f"{prefix}/tiles", reshape=(0, c, gh, tile, gw, tile),
+    y = shuffle(net, x, f"{prefix}/tiles", reshape=(0, c, gh, tile, gw, tile),
                  second=(0, 3, 5, 2, 4, 1) if grid else (0, 2, 4, 3, 5, 1))
     if grid:  # [N, tile, tile, gh, gw, C] -> [N, tile^2, gh*gw, C]: attention among pixels `tile` apart
-        y = _shuffle(net, y, f"{prefix}.partition_swap", reshape=(0, tile * tile, gh * gw, c))
+        y = shuffle(net, y, f"{prefix}.partition_swap", reshape=(0, tile * tile, gh * gw, c))
     else:
-        y = _shuffle(net, y, f"{prefix}.partition_op", reshape=(0, gh * gw, tile * tile, c))
+        y = shuffle(net, y, f"{prefix}.partition_op", reshape=(0, gh * gw, tile * tile, c))
     a = layer_norm(net, weights, f"{prefix}.attn_layer.0", y, LN_EPS)
     a = rename(relative_attention(net, weights, f"{prefix}.attn_layer.1", a, heads, partition),
                f"{prefix}.attn_layer")
@@ -118,10 +107,10 @@ def partition_attention(net, weights: WeightMap, prefix: str, x, partition: int,
     m = rename(linear(net, weights, f"{prefix}.mlp_layer.3", m, c), f"{prefix}.mlp_layer")
     y = add(net, y, m, f"{prefix}/mlp_residual")
     if grid:  # [N, tile^2, gh*gw, C] -> [N, tile, tile, gh, gw, C] -> [N, C, gh, tile, gw, tile]
-        y = _shuffle(net, y, f"{prefix}/untiles", reshape=(0, tile, tile, gh, gw, c), second=(0, 5, 3, 1, 4, 2))
+        y = shuffle(net, y, f"{prefix}/untiles", reshape=(0, tile, tile, gh, gw, c), second=(0, 5, 3, 1, 4, 2))
     else:  # [N, gh*gw, tile^2, C] -> [N, gh, gw, tile, tile, C] -> [N, C, gh, tile, gw, tile]
-        y = _shuffle(net, y, f"{prefix}/untiles", reshape=(0, gh, gw, tile, tile, c), second=(0, 5, 1, 3, 2, 4))
-    return _shuffle(net, y, prefix, reshape=(0, c, h, w))
+        y = shuffle(net, y, f"{prefix}/untiles", reshape=(0, gh, gw, tile, tile, c), second=(0, 5, 1, 3, 2, 4))
+    return shuffle(net, y, prefix, reshape=(0, c, h, w))
 
 
 def maxvit_layer(net, weights: WeightMap, prefix: str, x, out_channels: int, stride: int, partition: int,

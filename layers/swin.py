@@ -23,7 +23,7 @@ import numpy as np
 from wts.weight_map import WeightMap
 from zoo.trt_api import trt
 
-from .core import activation, add, constant, linear, linear_from_arrays, multiply, named, rename, weight_dtype
+from .core import activation, add, constant, linear, linear_from_arrays, multiply, named, rename, shuffle, weight_dtype
 from .transformer import layer_norm
 
 MASKED = -100.0  # torchvision's value for token pairs of different regions of a shifted window
@@ -100,17 +100,6 @@ def gather_positions(net, x, axis: int, sources, name: str):
     return multiply(net, out, keep, name)
 
 
-def _shuffle(net, x, name: str, reshape=None, first=None, second=None):
-    layer = net.add_shuffle(x)
-    if first is not None:
-        layer.first_transpose = tuple(first)
-    if reshape is not None:
-        layer.reshape_dims = tuple(reshape)
-    if second is not None:
-        layer.second_transpose = tuple(second)
-    return named(layer, name)
-
-
 def l2_normalize(net, x, name: str, eps: float = 1e-12):
     """F.normalize(x, dim=-1): x / max(sqrt(sum x^2), eps)."""
     rank = len(x.shape)
@@ -152,11 +141,11 @@ def _v2_position_bias(net, weights: WeightMap, prefix: str, window: int, heads: 
     y = constant(net, coordinates.astype(dtype), key)
     y = activation(net, linear(net, weights, f"{prefix}.cpb_mlp.0", y, CPB_HIDDEN), "relu", f"{prefix}.cpb_mlp.1")
     y = rename(linear(net, weights, f"{prefix}.cpb_mlp.2", y, heads, bias=False), f"{prefix}.cpb_mlp")
-    table = _shuffle(net, y, f"{prefix}/bias_table", reshape=(side * side, heads))
+    table = shuffle(net, y, f"{prefix}/bias_table", reshape=(side * side, heads))
     length = window * window
     index = constant(net, relative_position_index(window).astype(np.int32), f"{prefix}/bias_index")
     bias = named(net.add_gather(table, index, 0), f"{prefix}/bias_gather")              # [L*L, heads]
-    bias = _shuffle(net, bias, f"{prefix}/bias_layout", reshape=(1, length, length, heads), second=(0, 3, 1, 2))
+    bias = shuffle(net, bias, f"{prefix}/bias_layout", reshape=(1, length, length, heads), second=(0, 3, 1, 2))
     bias = activation(net, bias, "sigmoid", f"{prefix}/bias_sigmoid")
     return multiply(net, bias, constant(net, np.full((1, 1, 1, 1), 16, dtype), f"{prefix}/sixteen"),
                     f"{prefix}/position_bias")
@@ -175,9 +164,9 @@ def window_attention(net, weights: WeightMap, prefix: str, x, heads: int, window
     if (wp, sw) != (w, 0):
         y = gather_positions(net, y, 2, [(i + sw) % wp if (i + sw) % wp < w else -1 for i in range(wp)],
                              f"{prefix}/roll_pad_w")
-    y = _shuffle(net, y, f"{prefix}/partition", reshape=(0, hp // window, window, wp // window, window, c),
+    y = shuffle(net, y, f"{prefix}/partition", reshape=(0, hp // window, window, wp // window, window, c),
                  second=(0, 1, 3, 2, 4, 5))
-    tokens = _shuffle(net, y, f"{prefix}/windows", reshape=(-1, length, c))
+    tokens = shuffle(net, y, f"{prefix}/windows", reshape=(-1, length, c))
     qkv_w = weights.take(f"{prefix}.qkv.weight", (3 * c, c))
     qkv_b = weights.take(f"{prefix}.qkv.bias", (3 * c,))
     parts = {}
@@ -188,7 +177,7 @@ def window_attention(net, weights: WeightMap, prefix: str, x, heads: int, window
         if part == "k" and v2:  # V2 ignores the key's bias
             bi = np.zeros_like(bi)
         y = linear_from_arrays(net, weights, f"{prefix}/{part}", tokens, np.ascontiguousarray(wi), bi)
-        y = _shuffle(net, y, f"{prefix}/{part}_heads", reshape=(0, 0, heads, d), second=(0, 2, 1, 3))
+        y = shuffle(net, y, f"{prefix}/{part}_heads", reshape=(0, 0, heads, d), second=(0, 2, 1, 3))
         parts[part] = l2_normalize(net, y, f"{prefix}/{part}_normalized") if v2 and part != "v" else y
     scores = named(net.add_matrix_multiply(parts["q"], trt.MatrixOperation.NONE, parts["k"],
                                            trt.MatrixOperation.TRANSPOSE), f"{prefix}/scores")
@@ -204,19 +193,19 @@ def window_attention(net, weights: WeightMap, prefix: str, x, heads: int, window
     if sh or sw:
         windows = (hp // window) * (wp // window)
         mask = shift_mask(hp, wp, window, (sh, sw)).reshape(1, windows, 1, length, length).astype(dtype)
-        y = _shuffle(net, scores, f"{prefix}/scores_per_window", reshape=(-1, windows, heads, length, length))
+        y = shuffle(net, scores, f"{prefix}/scores_per_window", reshape=(-1, windows, heads, length, length))
         y = add(net, y, constant(net, mask, f"{prefix}/shift_mask"), f"{prefix}/masked_scores")
-        scores = _shuffle(net, y, f"{prefix}/masked_scores_per_head", reshape=(-1, heads, length, length))
+        scores = shuffle(net, y, f"{prefix}/masked_scores_per_head", reshape=(-1, heads, length, length))
     softmax = net.add_softmax(scores)
     softmax.axes = 1 << 3
     attention = named(softmax, f"{prefix}/softmax")
     y = named(net.add_matrix_multiply(attention, trt.MatrixOperation.NONE, parts["v"], trt.MatrixOperation.NONE),
               f"{prefix}/context")
-    y = _shuffle(net, y, f"{prefix}/merge_heads", first=(0, 2, 1, 3), reshape=(0, 0, c))
+    y = shuffle(net, y, f"{prefix}/merge_heads", first=(0, 2, 1, 3), reshape=(0, 0, c))
     y = linear(net, weights, f"{prefix}.proj", y, c)
-    y = _shuffle(net, y, f"{prefix}/unpartition", reshape=(-1, hp // window, wp // window, window, window, c),
+    y = shuffle(net, y, f"{prefix}/unpartition", reshape=(-1, hp // window, wp // window, window, window, c),
                  second=(0, 1, 3, 2, 4, 5))
-    y = _shuffle(net, y, f"{prefix}/map", reshape=(0, hp, wp, c))
+    y = shuffle(net, y, f"{prefix}/map", reshape=(0, hp, wp, c))
     if (hp, sh) != (h, 0):
         y = gather_positions(net, y, 1, [(i - sh) % hp for i in range(h)], f"{prefix}/unroll_h")
     if (wp, sw) != (w, 0):
@@ -252,8 +241,8 @@ def patch_merging(net, weights: WeightMap, prefix: str, x, v2: bool, eps: float)
     _, h, w, c = x.shape
     if h % 2 or w % 2:
         raise ValueError(f"{prefix}: patch merging of an odd {h}x{w} map (the input size must be a multiple of 32)")
-    y = _shuffle(net, x, f"{prefix}/cells", reshape=(0, h // 2, 2, w // 2, 2, c), second=(0, 1, 3, 4, 2, 5))
-    y = _shuffle(net, y, f"{prefix}/merge", reshape=(0, h // 2, w // 2, 4 * c))
+    y = shuffle(net, x, f"{prefix}/cells", reshape=(0, h // 2, 2, w // 2, 2, c), second=(0, 1, 3, 4, 2, 5))
+    y = shuffle(net, y, f"{prefix}/merge", reshape=(0, h // 2, w // 2, 4 * c))
     if v2:
         y = linear(net, weights, f"{prefix}.reduction", y, 2 * c, bias=False)
         return rename(layer_norm(net, weights, f"{prefix}.norm", y, eps), prefix)
