@@ -10,7 +10,7 @@ import torch
 from zoo.vision.imagenet import CropSpec, center_crop, center_crop_torch, imagenet_classes
 
 from .files import refuse_write_over, write_bytes_atomic
-from .model import ZooModel
+from .model import ZooModel, readable_images
 
 
 def add_classifier_flags(parser, variants, default_variant: str | None, input_note: str = "") -> None:
@@ -67,13 +67,7 @@ class ClassifierModel(ZooModel):
 
     def load_images(self, images, config: dict, device: str = "cpu") -> tuple[Any, list[Any]]:
         """A float32 batch: numpy from the CPU reference, or a torch tensor pre-processed on `device` (CUDA)."""
-        decoded, contexts = [], []
-        for name, image, reason in images:
-            if image is None:
-                contexts.append({"file": name, "error": f"{reason}, skipped"})
-                continue
-            decoded.append(image)
-            contexts.append({"file": name, "image": image})  # for drawing; not part of the record
+        decoded, contexts = readable_images(images)  # the contexts' images are for drawing, not the record
         if decoded and device != "cpu":
             batch = self.preprocess_on_device(decoded, config, device)
             if batch is not None:

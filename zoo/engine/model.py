@@ -96,6 +96,20 @@ class ZooModel:
         return None
 
 
+
+def readable_images(items) -> tuple[list[np.ndarray], list[dict]]:
+    """`load_images` items (name, image or None, reason) split into the decoded images and one context per item:
+    {"file", "image"} for a decoded one, {"file", "error"} for one that could not be read (an error record, left
+    out of the batch)."""
+    images, contexts = [], []
+    for name, image, reason in items:
+        if image is None:
+            contexts.append({"file": name, "error": f"{reason}, skipped"})
+            continue
+        images.append(image)
+        contexts.append({"file": name, "image": image})
+    return images, contexts
+
 def load_state_into(module: torch.nn.Module, weights: WeightMap) -> torch.nn.Module:
     """Copy a weight map (flat or shaped) into a module's state_dict, checking every key and shape. Folded weights
     (conv biases, no BatchNorm keys) first fold the module's matching BatchNorms (zoo.engine.folding)."""

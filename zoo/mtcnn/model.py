@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from wts.weight_map import WeightMap
-from zoo.engine.model import ZooModel, load_state_into
+from zoo.engine.model import ZooModel, load_state_into, readable_images
 from zoo.engine.pipeline import Pipeline, Stage, StageRunner
 from zoo.engine.errors import UserError
 from zoo.engine.flags import bounded
@@ -134,13 +134,10 @@ class MTCNN(Pipeline):
 
     def load_images(self, items, config: dict, device: str = "cpu"):
         """RGB photos for the cascade (any size); unreadable ones become error records."""
-        images, contexts = [], []
-        for name, image, reason in items:
-            if image is None:
-                contexts.append({"file": name, "error": f"{reason}, skipped"})
-                continue
-            images.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
-            contexts.append({"file": name, "image": images[-1]})
+        images, contexts = readable_images(items)
+        images = [cv2.cvtColor(image, cv2.COLOR_BGR2RGB) for image in images]
+        for context, image in zip([c for c in contexts if "image" in c], images):
+            context["image"] = image
         return images, contexts
 
     def records(self, outputs, contexts, config: dict, args) -> list[dict]:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from wts.weight_map import WeightMap
-from zoo.engine.model import ZooModel
+from zoo.engine.model import ZooModel, readable_images
 from zoo.engine.pipeline import Pipeline, Stage, StageRunner
 from zoo.engine.errors import UserError
 from zoo.engine.flags import bounded
@@ -125,14 +125,7 @@ class PPOCR(Pipeline):
 
     def load_images(self, items, config: dict, device: str = "cpu"):
         """BGR photos for the pipeline (any size); unreadable ones become error records."""
-        images, contexts = [], []
-        for name, image, reason in items:
-            if image is None:
-                contexts.append({"file": name, "error": f"{reason}, skipped"})
-                continue
-            images.append(image)
-            contexts.append({"file": name, "image": image})
-        return images, contexts
+        return readable_images(items)
 
     def records(self, outputs, contexts, config: dict, args) -> list[dict]:
         records = [c for c in contexts if "error" in c]

@@ -14,6 +14,7 @@ import torch
 from zoo.engine.files import atomic_path, refuse_write_over
 from zoo.engine.errors import UserError
 from zoo.engine.flags import bounded, non_negative_int, probability
+from zoo.engine.model import readable_images
 from zoo.vision.coco import COCO_NAMES
 from zoo.vision.draw import draw_record
 from zoo.vision.letterbox import letterbox_params, preprocess, scale_boxes
@@ -59,13 +60,7 @@ class Detect:
         return preprocess(scenes, config.input_size)[0]
 
     def load_images(self, items, config, device="cpu"):
-        images, contexts = [], []
-        for name, image, reason in items:
-            if image is None:
-                contexts.append({"file": name, "error": f"{reason}, skipped"})
-                continue
-            images.append(image)
-            contexts.append({"file": name, "image": image})
+        images, contexts = readable_images(items)
         good = [c for c in contexts if "image" in c]
         if not images:
             return np.zeros((0, 3, *config.input_size), np.float32), contexts
