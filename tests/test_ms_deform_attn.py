@@ -1,0 +1,152 @@
+"""zoo::ms_deform_attn: the PyTorch reference against multi-scale deformable attention written out corner by corner
+(tests/bilinear_sampling.py, numpy float64, no grid_sample), and every other form held to the reference: the plugin
+on the reference backend (built, saved and loaded, dynamic batch), the plain-layer form (a grid sample per level) on
+the reference backend and on ONNX Runtime, the plugin's ONNX form on ONNX Runtime, and the Triton kernel under
+TRITON_INTERPRET=1. Sampling points include points far outside the maps, on their outer edges (0 and 1), on pixel
+centres and on pixel edges; several levels of different sizes; B = 1 and 2; FP32 and FP16."""
+import numpy as np
+import pytest
+import torch
+
+import bilinear_sampling
+from plugins.ms_deform_attn import OP_ID, add_ms_deform_attn, ms_deform_attn_reference
+from plugins.ms_deform_attn.reference import attention_shapes, level_shapes
+from zoo.trt_api import trt
+from zoo.trt_api import plugins as ref_plugin
+from zoo.trt_api.plugins import TensorSpec
+
+needs_interpreter = pytest.mark.skipif(
+    not __import__("os").environ.get("TRITON_INTERPRET"), reason="kernel tests run under TRITON_INTERPRET=1")
+
+LEVELS = ((5, 6), (3, 3), (1, 2))   # three levels of different sizes, one of a single row
+TORCH_TYPES = {torch.float32: trt.float32, torch.float16: trt.float16}
+
+
+def inputs(batch, queries, heads, channels, points, levels=LEVELS, dtype=torch.float32, seed=0):
+    """value, sampling locations and softmaxed weights; a quarter of the points on special coordinates: the maps'
+    outer edges (0, 1), pixel centres ((k + 0.5) / W), pixel edges (k / W), and far outside (-1.5, 2.5)."""
+    g = torch.Generator().manual_seed(seed)
+    cells = sum(h * w for h, w in levels)
+    value = torch.randn(batch, cells, heads, channels, generator=g)
+    loc = torch.rand(batch, queries, heads, len(levels), points, 2, generator=g) * 1.6 - 0.3
+    for level, (h, w) in enumerate(levels):
+        for axis, size in ((0, w), (1, h)):
+            special = torch.tensor([0.0, 1.0, -1.5, 2.5, *[(k + 0.5) / size for k in range(size)],
+                                    *[k / size for k in range(size + 1)]])
+            view = loc[..., level, :, axis]
+            pick = torch.rand(view.shape, generator=g) < 0.25
+            view[pick] = special[torch.randint(len(special), (int(pick.sum()),), generator=g)]
+    weights = torch.randn(batch, queries, heads, len(levels), points, generator=g)
+    weights = weights.flatten(3).softmax(-1).view_as(weights)
+    return value.to(dtype), loc.to(dtype), weights.to(dtype)
+
+
+def independent(value, loc, weights, levels=LEVELS) -> torch.Tensor:
+    return torch.from_numpy(bilinear_sampling.ms_deform_attn(value.double().numpy(), loc.double().numpy(),
+                                                             weights.double().numpy(), levels))
+
+
+@pytest.mark.parametrize("batch,queries,heads,channels,points,levels", [
+    (1, 9, 2, 4, 3, LEVELS), (2, 5, 3, 8, 4, LEVELS), (2, 4, 1, 2, 1, ((4, 4),)),
+    (1, 6, 2, 3, 2, ((2, 7), (6, 1), (3, 4), (1, 1)))])
+def test_reference_equals_the_definition_written_out(batch, queries, heads, channels, points, levels):
+    value, loc, weights = inputs(batch, queries, heads, channels, points, levels, seed=batch * 7 + heads)
+    got = ms_deform_attn_reference(value, loc, weights, levels)
+    assert got.shape == (batch, queries, heads * channels) and got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), independent(value, loc, weights, levels), rtol=1e-5, atol=1e-5)
+
+
+def test_reference_in_fp16_computes_in_fp32_and_rounds_once():
+    value, loc, weights = inputs(2, 6, 2, 4, 3, dtype=torch.float16, seed=3)
+    got = ms_deform_attn_reference(value, loc, weights, LEVELS)
+    assert got.dtype == torch.float16
+    expected = independent(value, loc, weights)  # from the same FP16 inputs, in float64
+    torch.testing.assert_close(got.double(), expected, rtol=2 ** -10, atol=2 ** -10)
+
+
+@pytest.mark.parametrize("shapes,match", [((), "1..4"), (((4, 4), (2, 2), (1, 1), (1, 1), (1, 1)), "1..4"),
+                                          (((4, 0),), "integers in 1"), (((4, 2.0),), "integers in 1"),
+                                          (((True, 2),), "integers in 1"), ((4, 4, 2), "1..4")])
+def test_bad_spatial_shapes_are_named(shapes, match):
+    with pytest.raises(ValueError, match=match):
+        level_shapes(shapes)
+
+
+def test_shape_and_dtype_checks_name_the_mismatch():
+    value = TensorSpec((1, 41, 2, 4), trt.float32)
+    loc, weights = TensorSpec((1, 5, 2, 3, 4, 2), trt.float32), TensorSpec((1, 5, 2, 3, 4), trt.float32)
+    assert attention_shapes([value, loc, weights], spatial_shapes=np.int32([5, 6, 3, 3, 1, 2])) == [
+        TensorSpec((1, 5, 8), trt.float32)]
+    with pytest.raises(ValueError, match="do not fit 3 levels"):
+        attention_shapes([TensorSpec((1, 40, 2, 4), trt.float32), loc, weights], spatial_shapes=LEVELS)
+    with pytest.raises(ValueError, match="do not fit 3 levels"):
+        attention_shapes([value, TensorSpec((1, 5, 2, 2, 4, 2), trt.float32), weights], spatial_shapes=LEVELS)
+    with pytest.raises(ValueError, match="must all be FP32 or all FP16"):
+        attention_shapes([value, TensorSpec((1, 5, 2, 3, 4, 2), trt.float16), weights], spatial_shapes=LEVELS)
+    with pytest.raises(ValueError, match="must be value \\(B, S, M, D\\)"):
+        ms_deform_attn_reference(torch.zeros(1, 41, 8), torch.zeros(1, 5, 2, 3, 4, 2), torch.zeros(1, 5, 2, 3, 4),
+                                 LEVELS)
+
+
+def _network(backend_net, value, loc, weights, form, levels=LEVELS):
+    dtype = TORCH_TYPES[value.dtype]
+    tv = backend_net.add_input("value", dtype, (-1, *value.shape[1:]))
+    tl = backend_net.add_input("locations", dtype, (-1, *loc.shape[1:]))
+    tw = backend_net.add_input("weights", dtype, (-1, *weights.shape[1:]))
+    y = add_ms_deform_attn(backend_net, tv, tl, tw, spatial_shapes=levels, name="decoder.layers.0.cross_attn",
+                           form=form)
+    assert tuple(y.shape) == (-1, loc.shape[1], value.shape[2] * value.shape[3]) and y.dtype == dtype
+    assert y.name == "decoder.layers.0.cross_attn"
+    backend_net.mark_output(y)
+    return {"value": value, "locations": loc, "weights": weights}
+
+
+@pytest.mark.parametrize("form", ["plugin", "layers"])
+def test_both_forms_on_the_reference_backend_saved_loaded_with_dynamic_batch(form):
+    from zoo.engine.backend_api import BuildOptions
+    from zoo.engine.backends import ReferenceBackend
+
+    assert ref_plugin.lookup(OP_ID).forward.__module__ == "plugins.ms_deform_attn.reference"
+    backend = ReferenceBackend()
+    net = backend.create_network()
+    value, loc, weights = inputs(2, 7, 2, 4, 3, seed=11)
+    _network(net, value, loc, weights, form)
+    runner = backend.load(backend.build(net, BuildOptions(input_name="value", batch=(1, 2, 2))))
+    for batch in (1, 2):
+        feeds = {"value": value[:batch], "locations": loc[:batch], "weights": weights[:batch]}
+        (got,) = runner.run(feeds).values()
+        torch.testing.assert_close(got, ms_deform_attn_reference(*feeds.values(), LEVELS), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("form", ["plugin", "layers"])
+def test_onnx_runtime_runs_both_forms(form, dtype):
+    """`plugin`: the ONNX form written for the plugin layer; `layers`: the grid-sample layers' translations."""
+    import onnx
+
+    from zoo.engine.onnx.network import INetworkDefinition
+    from zoo.engine.onnx.runner import OnnxRunner
+    from zoo.engine.onnx.writer import to_onnx
+
+    net = INetworkDefinition()
+    value, loc, weights = inputs(2, 6, 2, 4, 3, dtype=dtype, seed=5)
+    _network(net, value, loc, weights, form)
+    model = to_onnx(net)
+    onnx.checker.check_model(model, full_check=True)
+    assert ("GridSample" in {n.op_type for n in model.graph.node})
+    runner = OnnxRunner(model.SerializeToString())
+    for batch in (1, 2):
+        feeds = {"value": value[:batch], "locations": loc[:batch], "weights": weights[:batch]}
+        (got,) = runner.run(feeds).values()
+        assert got.dtype == dtype
+        tol = 1e-5 if dtype == torch.float32 else 2 ** -9
+        torch.testing.assert_close(got, ms_deform_attn_reference(*feeds.values(), LEVELS), rtol=tol, atol=tol)
+
+
+def test_unknown_form_is_named():
+    from zoo.engine.reference.network import INetworkDefinition
+
+    net = INetworkDefinition()
+    value, loc, weights = inputs(1, 2, 1, 2, 1)
+    with pytest.raises(ValueError, match="form must be one of \\('plugin', 'layers'\\), got 'grid'"):
+        _network(net, value, loc, weights, "grid")
