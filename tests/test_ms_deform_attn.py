@@ -150,3 +150,91 @@ def test_unknown_form_is_named():
     value, loc, weights = inputs(1, 2, 1, 2, 1)
     with pytest.raises(ValueError, match="form must be one of \\('plugin', 'layers'\\), got 'grid'"):
         _network(net, value, loc, weights, "grid")
+
+
+@needs_interpreter
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("batch,queries,heads,channels,points,levels", [
+    (1, 20, 2, 4, 3, LEVELS),                     # queries beyond one block, a partial last block
+    (2, 5, 3, 5, 2, ((2, 7), (6, 1), (3, 4), (1, 1))),   # four levels, channels not a power of two
+    (2, 3, 1, 1, 1, ((1, 1),))])                  # one cell, one channel
+def test_kernel_equals_reference(batch, queries, heads, channels, points, levels, dtype, monkeypatch):
+    """Every output element written (the output is allocated full of NaN), FP16 rounded once from FP32."""
+    from plugins.ms_deform_attn.kernel import ms_deform_attn_triton
+
+    empty = torch.empty
+    monkeypatch.setattr(torch, "empty", lambda *s, **k: empty(*s, **k).fill_(float("nan")))
+    value, loc, weights = inputs(batch, queries, heads, channels, points, levels, dtype=dtype, seed=queries)
+    got = ms_deform_attn_triton(value, loc, weights, levels)
+    assert got.dtype == dtype and not got.isnan().any()
+    expected = ms_deform_attn_reference(value, loc, weights, levels)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=2 ** -10, atol=2 ** -10)
+    torch.testing.assert_close(got.float(), expected.float(), **tol)
+
+
+@needs_interpreter
+def test_kernel_reads_far_away_points_as_zero():
+    """Locations of +-1e9 and beyond the int32 range of pixel coordinates contribute nothing (no wrap-around)."""
+    from plugins.ms_deform_attn.kernel import ms_deform_attn_triton
+
+    value, loc, weights = inputs(1, 4, 1, 3, 2, ((3, 3),), seed=2)
+    loc[0, :2, 0, 0, 0] = torch.tensor([[1e9, 0.5], [-3e9, 1e12]])
+    got = ms_deform_attn_triton(value, loc, weights, ((3, 3),))
+    torch.testing.assert_close(got, ms_deform_attn_reference(value, loc, weights, ((3, 3),)), rtol=1e-5, atol=1e-5)
+
+
+def test_tensorrt_registration_and_sm90_ptx_against_a_stand_in(run_fresh):
+    """Without TensorRT or a GPU: trt_plugin.py's shape function, autotune and AOT implementation, and
+    add_ms_deform_attn's TensorRT branch, against the stand-in `tensorrt.plugin` of test_yolo_decode (annotations as
+    objects, exact attribute types and keyword order, shape expressions on the left). The AOT implementation
+    compiles the kernel for sm_90 with the PTX ISA capped at 9.0; the entry takes exactly (value, locations,
+    weights, Q, out), TensorRT's order of inputs, int32 scalars, outputs; the launch grid is (Q blocks, heads, B)."""
+    pytest.importorskip("triton", reason="triton is not installed")
+    from test_yolo_decode import _TENSORRT_STAND_IN
+    stand_in = _TENSORRT_STAND_IN.replace('DEFS["zoo::yolo_decode"]', 'DEFS["zoo::ms_deform_attn"]').replace(
+        "yolo_decode=op_call", "ms_deform_attn=op_call").replace(
+        "import plugins.yolo_decode,", "import plugins.ms_deform_attn,").replace(
+        "parameters.values())[1:]", "parameters.values())[3:]")  # three tensor inputs before the attribute
+    proc = run_fresh("import os\nos.environ['ZOO_PTX_VERSION'] = '90'\n" + stand_in + """
+import re
+from plugins.ms_deform_attn import add_ms_deform_attn, trt_plugin
+from plugins.yolo_decode.kernel import entry_params
+trt_plugin._device_cc = lambda: 90
+d = DEFS["zoo::ms_deform_attn"]
+assert list(inspect.signature(d["aot_impl"]).parameters) == [
+    "value", "sampling_locations", "attention_weights", "spatial_shapes", "outputs", "tactic"]
+shapes = np.array([2, 3, 1, 1], np.int32)
+value = TensorDesc((2, 7, 4, 8), trt.float16)
+loc, weights = TensorDesc((2, 37, 4, 2, 1, 2), trt.float16), TensorDesc((2, 37, 4, 2, 1), trt.float16)
+out = d["register"](value, loc, weights, shapes)
+print([e.v for e in out.shape_expr], out.dtype)
+print(len(d["autotune"](value, loc, weights, (out,))))
+name, ptx, launch, extra = d["aot_impl"](value, loc, weights, shapes, (out,), 0)
+grid_block = [getattr(getattr(launch, k), "v", getattr(launch, k)) for k in ("grid_x", "grid_y", "grid_z", "block_x")]
+print(name, grid_block, [e.v for e in extra], [p.split()[1] for p in entry_params(ptx, name)],
+      re.search(r"\\.version (\\S+)", ptx).group(1), re.search(r"\\.target (\\S+)", ptx).group(1), ".b16" in ptx)
+try:
+    d["register"](TensorDesc((2, 8, 4, 8), trt.float16), loc, weights, shapes)
+except ValueError as e:
+    print(e)
+
+class Layer:
+    name = None
+    def get_output(self, i):
+        return types.SimpleNamespace(name=None)
+class Net:
+    def add_plugin(self, request, aot=None):
+        self.request, self.aot = request, aot
+        return Layer()
+net = Net()
+y = add_ms_deform_attn(net, "value", "loc", "weights", spatial_shapes=((2, 3), (1, 1)), name="decoder.layers.0")
+print(y.name, net.aot, net.request[2]["spatial_shapes"].tolist())
+""")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.splitlines() == [
+        "[2, 37, 32] HALF",
+        "2",
+        "ms_deform_attn_kernel [3, 4, 2, 128] [37] ['.u64', '.u64', '.u64', '.u32', '.u64'] 9.0 sm_90a True",
+        "ms_deform_attn: value has 8 cells, the levels [(2, 3), (1, 1)] have 7",
+        "decoder.layers.0 True [2, 3, 1, 1]",
+    ], proc.stdout
