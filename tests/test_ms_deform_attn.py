@@ -238,3 +238,55 @@ print(y.name, net.aot, net.request[2]["spatial_shapes"].tolist())
         "ms_deform_attn: value has 8 cells, the levels [(2, 3), (1, 1)] have 7",
         "decoder.layers.0 True [2, 3, 1, 1]",
     ], proc.stdout
+
+
+RTDETR_LEVELS = ((80, 80), (40, 40), (20, 20))  # RT-DETR-l at 640: Q=300, M=8, L=3, P=4, D=32
+
+
+@pytest.mark.cuda
+def test_kernel_and_reference_backend_on_cuda_equal_the_reference():
+    """The kernel compiled for the device at RT-DETR-l's shapes (FP32, FP16) and a small odd case, and the reference
+    backend on CUDA running the plugin layer through the kernel (its cuda_forward)."""
+    from test_yolo_decode import _cuda_reason
+    if _cuda_reason():
+        pytest.skip(_cuda_reason())
+    from plugins.ms_deform_attn.kernel import ms_deform_attn_triton
+    from zoo.engine.reference.executor import ReferenceExecutor
+    from zoo.engine.reference.network import INetworkDefinition
+
+    for args, levels in (((2, 300, 8, 32, 4), RTDETR_LEVELS), ((3, 20, 2, 5, 3), LEVELS)):
+        for dtype in (torch.float32, torch.float16):
+            value, loc, weights = inputs(*args, levels, dtype=dtype, seed=1)
+            got = ms_deform_attn_triton(value.cuda(), loc.cuda(), weights.cuda(), levels).cpu()
+            tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=2 ** -10, atol=2 ** -10)
+            torch.testing.assert_close(got.float(), ms_deform_attn_reference(value, loc, weights, levels).float(),
+                                       **tol)
+    value, loc, weights = inputs(2, 30, 8, 32, 4, RTDETR_LEVELS, seed=2)
+    net = INetworkDefinition()
+    feeds = _network(net, value, loc, weights, "plugin", RTDETR_LEVELS)
+    got = ReferenceExecutor(net, "cuda").run({k: v.cuda() for k, v in feeds.items()})
+    torch.testing.assert_close(got["decoder.layers.0.cross_attn"].cpu(),
+                               ms_deform_attn_reference(value, loc, weights, RTDETR_LEVELS), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.tensorrt
+def test_tensorrt_engine_runs_both_forms_like_the_reference():
+    """Where a user has TensorRT: the AOT plugin (PTX embedded) and the grid-sample layers in real engines, FP32
+    and FP16, dynamic batch."""
+    from test_yolo_decode import _cuda_reason, _tensorrt_reason
+    if _tensorrt_reason() or _cuda_reason():
+        pytest.skip(_tensorrt_reason() or _cuda_reason())
+    from zoo.engine.backend_api import BuildOptions
+    from zoo.engine.backends import choose_backend
+
+    for form in ("plugin", "layers"):
+        for dtype in (torch.float32, torch.float16):
+            backend = choose_backend("tensorrt")
+            net = backend.create_network()
+            value, loc, weights = inputs(3, 50, 8, 32, 4, RTDETR_LEVELS, dtype=dtype, seed=3)
+            feeds = _network(net, value, loc, weights, form, RTDETR_LEVELS)
+            runner = backend.load(backend.build(net, BuildOptions(input_name="value", batch=(1, 2, 3))))
+            got = runner.run({k: v.cuda() for k, v in feeds.items()})["decoder.layers.0.cross_attn"].cpu()
+            tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else dict(rtol=2 ** -8, atol=2 ** -8)
+            torch.testing.assert_close(got.float(), ms_deform_attn_reference(value, loc, weights,
+                                                                             RTDETR_LEVELS).float(), **tol)

@@ -70,7 +70,8 @@ def ms_deform_attn_layers(net, value, sampling_locations, attention_weights, *, 
         rows = _gather(net, value, np.arange(start, start + h * w), 1, f"{at}/value")           # (B, HW, M, D)
         cells = _shuffle(net, rows, f"{at}/cells", first=(0, 2, 3, 1), reshape=(-1, channels, h, w))
         picked = _gather(net, grid, np.array(level), 3, f"{at}/grid")                         # (B, Q, M, P, 2)
-        level_grid = _shuffle(net, picked, f"{at}/grid_per_head", first=(0, 2, 1, 3, 4), reshape=(-1, queries, points, 2))
+        level_grid = _shuffle(net, picked, f"{at}/grid_per_head", first=(0, 2, 1, 3, 4),
+                              reshape=(-1, queries, points, 2))
         sample = net.add_grid_sample(cells, level_grid)
         sample.interpolation_mode = trt.InterpolationMode.LINEAR
         sample.align_corners = False
