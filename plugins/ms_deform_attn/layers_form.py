@@ -3,7 +3,7 @@ without the plugin is one flag away. The same computation as `reference.ms_defor
 
     grid     = 2 * sampling_locations - 1                                  (B, Q, M, L, P, 2)
     level l: cells_l = value[:, start_l : start_l + H_l W_l]  -> (B*M, D, H_l, W_l)   (a gather of constant rows)
-             grid_l  = grid[:, :, :, l]                        -> (B*M, Q, P, 2)       (a gather of one index)
+             grid_l  = grid[:, :, :, l]                        -> (B*M, Q, P, 2)       (a gather of [l])
              s_l     = grid_sample(cells_l, grid_l)            -> (B*M, D, Q, P)       LINEAR, FILL, no align_corners
     out      = sum over (l, p) of concat_l(s_l) * weights      -> (B*M, D, Q) -> (B, Q, M*D)
 
@@ -69,8 +69,8 @@ def ms_deform_attn_layers(net, value, sampling_locations, attention_weights, *, 
         at = f"{name}/level{level}"
         rows = _gather(net, value, np.arange(start, start + h * w), 1, f"{at}/value")           # (B, HW, M, D)
         cells = _shuffle(net, rows, f"{at}/cells", first=(0, 2, 3, 1), reshape=(-1, channels, h, w))
-        picked = _gather(net, grid, np.array(level), 3, f"{at}/grid")                         # (B, Q, M, P, 2)
-        level_grid = _shuffle(net, picked, f"{at}/grid_per_head", first=(0, 2, 1, 3, 4),
+        picked = _gather(net, grid, np.array([level]), 3, f"{at}/grid")                     # (B, Q, M, 1, P, 2)
+        level_grid = _shuffle(net, picked, f"{at}/grid_per_head", first=(0, 2, 1, 3, 4, 5),
                               reshape=(-1, queries, points, 2))
         sample = net.add_grid_sample(cells, level_grid)
         sample.interpolation_mode = trt.InterpolationMode.LINEAR
