@@ -12,6 +12,7 @@ The PTX helpers (hidden-parameter stripping) are plugins.yolo_decode.kernel's.
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -143,20 +144,28 @@ def compile_ms_deform_attn_ptx(*, dtype: str, spatial_shapes, heads: int, channe
                                ptx_version: int | None = None) -> CompiledKernel:
     """PTX for compute capability `cc` with parameters (value, locations, weights: *dtype, Q: i32, out: *dtype),
     TensorRT's AOT order. Needs triton without the interpreter, but no GPU. `ptx_version` (e.g. 90 for ISA 9.0) caps
-    the PTX ISA version for older drivers."""
+    the PTX ISA version for older drivers. Compiled once per process for each set of arguments: a decoder's six
+    layers share one kernel, and TensorRT asks each layer's AOT implementation."""
     if dtype not in ("fp32", "fp16"):
         raise ValueError(f"ms_deform_attn: dtype must be 'fp32' or 'fp16', got {dtype!r}")
     if interpreting():
         raise RuntimeError("ms_deform_attn: AOT compilation needs triton imported without TRITON_INTERPRET=1")
+    return _compile(dtype, level_shapes(spatial_shapes), int(heads), int(channels), int(points), int(cc),
+                    None if ptx_version is None else int(ptx_version))
+
+
+@functools.lru_cache(maxsize=32)
+def _compile(dtype: str, levels: tuple, heads: int, channels: int, points: int, cc: int,
+             ptx_version: int | None) -> CompiledKernel:
     from triton.backends.compiler import GPUTarget
 
-    meta = _constexprs(spatial_shapes, heads, channels, points)
+    meta = _constexprs(levels, heads, channels, points)
     signature = {"value_ptr": f"*{dtype}", "loc_ptr": f"*{dtype}", "weight_ptr": f"*{dtype}", "Q": "i32",
                  "out_ptr": f"*{dtype}", **{k: "constexpr" for k in meta}}
     src = triton.compiler.ASTSource(fn=ms_deform_attn_kernel, signature=signature, constexprs=meta)
     options = {"num_warps": NUM_WARPS, "enable_fp_fusion": ENABLE_FP_FUSION}
     if ptx_version is not None:
-        options["ptx_version"] = int(ptx_version)
+        options["ptx_version"] = ptx_version
     compiled = triton.compile(src, target=GPUTarget("cuda", int(cc), 32), options=options)
     md = compiled.metadata
     scratch = getattr(md, "global_scratch_size", 0) + getattr(md, "profile_scratch_size", 0)
