@@ -46,7 +46,7 @@ class AIFI(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c, h, w = x.shape[1:]
         src = x.flatten(2).permute(0, 2, 1)
-        q = src + sincos_position_embedding(h, w, c).to(x.dtype)
+        q = src + sincos_position_embedding(h, w, c).to(x.device, x.dtype)
         src = self.norm1(src + self.ma(q, q, src)[0])
         src = self.norm2(src + self.fc2(self.act(self.fc1(src))))
         return src.permute(0, 2, 1).reshape(-1, c, h, w)
