@@ -578,6 +578,53 @@ def test_resize_dynamic_batch_scales():
     assert layer.get_output(0).shape == (-1, 3, 8, 8)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("align", [False, True])
+@pytest.mark.parametrize("mode", ["FILL", "CLAMP", "REFLECT"])
+def test_grid_sample(mode, align, dtype):
+    """Against bilinear sampling written out corner by corner (tests/bilinear_sampling.py) for FILL (zeros outside)
+    and CLAMP (border); REFLECT against torch's reflection padding. Grid points reach beyond [-1, 1] and sit on
+    pixel centres and edges."""
+    import bilinear_sampling
+
+    x = rand(2, 3, 4, 5, seed=70)
+    grid = rand(2, 6, 7, 2, seed=71, low=-1.4, high=1.4)
+    grid[0, 0, :5, 0] = torch.tensor([-1.0, 1.0, -0.6, 0.2, 0.0])  # edges, pixel edges, a pixel centre
+    x, grid = x.to(dtype), grid.to(dtype)
+    trt_type = {torch.float32: trt.float32, torch.float16: trt.float16}[dtype]
+    net, tx, tg = network(("x", trt_type, (-1, 3, 4, 5)), ("grid", trt_type, (-1, 6, 7, 2)))
+    layer = net.add_grid_sample(tx, tg)
+    assert (layer.interpolation_mode, layer.align_corners, layer.sample_mode) == (
+        trt.InterpolationMode.LINEAR, False, trt.SampleMode.FILL)  # TensorRT's defaults
+    layer.sample_mode = getattr(trt.SampleMode, mode)
+    layer.align_corners = align
+    assert tuple(layer.get_output(0).shape) == (-1, 3, 6, 7)
+    y = execute(net, layer.get_output(0), {"x": x, "grid": grid})[0]
+    assert y.dtype == dtype
+    if mode == "REFLECT":
+        expected = F.grid_sample(x.float(), grid.float(), padding_mode="reflection", align_corners=align)
+    else:
+        expected = torch.from_numpy(bilinear_sampling.grid_sample(
+            x.double().numpy(), grid.double().numpy(), align_corners=align,
+            border="zeros" if mode == "FILL" else "clamp")).float()
+    tol = TOL if dtype == torch.float32 else dict(rtol=2 ** -10, atol=2 ** -9)
+    torch.testing.assert_close(y.float(), expected, **tol)
+
+
+def test_grid_sample_checks_shapes_and_modes():
+    net, tx, tg = network(("x", trt.float32, (2, 3, 4, 5)), ("grid", trt.float32, (3, 6, 7, 2)))
+    with pytest.raises(NetworkError, match="input batch 2 differs from grid batch 3"):
+        net.add_grid_sample(tx, tg).get_output(0).shape
+    net, tx, tg = network(("x", trt.float32, (2, 3, 4, 5)), ("grid", trt.float16, (2, 6, 7, 2)))
+    with pytest.raises(NetworkError, match="strongly typed"):
+        net.add_grid_sample(tx, tg).get_output(0).shape
+    net, tx, tg = network(("x", trt.float32, (2, 3, 4, 5)), ("grid", trt.float32, (2, 6, 7, 2)))
+    layer = net.add_grid_sample(tx, tg)
+    layer.sample_mode = trt.SampleMode.WRAP
+    with pytest.raises(NetworkError, match="sample_mode .*WRAP"):
+        execute(net, layer.get_output(0), {"x": rand(2, 3, 4, 5), "grid": rand(2, 6, 7, 2)})
+
+
 @pytest.mark.parametrize("batch", BATCHES)
 def test_shuffle_transpose_reshape_transpose(batch):
     x = rand(batch, 3, 4, 5, seed=26)

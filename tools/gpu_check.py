@@ -12,7 +12,9 @@ off (TRITON_INTERPRET is removed before anything imports triton). The checks, ea
 3. yolov5n end to end (letterbox kernel, network, decode kernel, NMS) with `infer --backend reference --device
    cuda`, against the same command on the CPU;
 4. GPU-vs-GPU timings: the decode kernel against its PyTorch reference on CUDA, NMS on CUDA against the CPU;
-5. the `tensorrt` tests, when `tensorrt` imports.
+5. zoo::ms_deform_attn's AOT PTX at RT-DETR-l's shapes, launched as TensorRT launches it, against the reference,
+   and its time against the PyTorch reference on CUDA;
+6. the `tensorrt` tests, when `tensorrt` imports.
 
 It prints one table (check, result, seconds). Where there is no GPU, or no torch, Triton or cuda-python for this
 python, every check says why it was skipped and the exit status is 0; otherwise it is 1 when a check failed.
@@ -250,11 +252,76 @@ def check_gpu_timings() -> str:
             f"NMS CUDA {nms_cuda:.2f} ms vs CPU {nms_cpu:.2f} ms ({nms_cuda / nms_cpu:.2f}x); batch 16, 80x80")
 
 
+def check_ms_deform_attn() -> str:
+    """zoo::ms_deform_attn's AOT PTX at RT-DETR-l's shapes (Q=300, M=8, L=3, P=4, D=32, levels 80/40/20), loaded
+    with cuModuleLoadData and launched as TensorRT launches it ((value, locations, weights, Q, out), grid (Q / 16,
+    heads, batch)) into a NaN-filled output, against the PyTorch reference; then the kernel's time against the
+    reference's (grid_sample per level), both on CUDA in this run."""
+    torch = _cuda_or_skip()
+    if os.environ.get("TRITON_INTERPRET"):
+        raise Skip("TRITON_INTERPRET is set in this process: run tools/gpu_check.py as a script")
+    import ctypes
+    try:
+        from cuda.bindings import driver
+    except ImportError as e:
+        raise Skip(f"cuda-python is not installed for {sys.executable} ({e}): the driver API loads the PTX") from None
+
+    from plugins.ms_deform_attn import ms_deform_attn_reference
+    from plugins.ms_deform_attn.kernel import compile_ms_deform_attn_ptx, ms_deform_attn_triton
+    from plugins.ptx import ptx_version
+    from zoo.engine.timing import median_ms
+
+    levels, (heads, channels, points, queries) = ((80, 80), (40, 40), (20, 20)), (8, 32, 4, 300)
+    cc = torch.cuda.get_device_capability()
+    cc = cc[0] * 10 + cc[1]
+    torch.zeros(1, device="cuda")  # makes the primary context current on this thread
+    g = torch.Generator().manual_seed(0)
+    results = []
+    for dtype, name in ((torch.float32, "fp32"), (torch.float16, "fp16")):
+        kernel = compile_ms_deform_attn_ptx(dtype=name, spatial_shapes=levels, heads=heads, channels=channels,
+                                            points=points, cc=cc, ptx_version=ptx_version(cc=cc))
+        module = _driver_check(driver.cuModuleLoadData(kernel.ptx.encode() + b"\0"))
+        function = _driver_check(driver.cuModuleGetFunction(module, kernel.name.encode()))
+        for batch in (1, 4):
+            value = torch.randn(batch, sum(h * w for h, w in levels), heads, channels, generator=g).to(dtype)
+            loc = (torch.rand(batch, queries, heads, len(levels), points, 2, generator=g) * 1.4 - 0.2).to(dtype)
+            weights = torch.rand(batch, queries, heads, len(levels), points, generator=g).to(dtype)
+            device = [t.cuda() for t in (value, loc, weights)]
+            out = torch.full((batch, queries, heads * channels), float("nan"), dtype=dtype, device="cuda")
+            params = ((*(t.data_ptr() for t in device), queries, out.data_ptr()),
+                      (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p))
+            grid = (-(-queries // kernel.block_queries), heads, batch)
+            _driver_check(driver.cuLaunchKernel(function, *grid, kernel.threads, 1, 1, kernel.shared_mem,
+                                                driver.CUstream(torch.cuda.current_stream().cuda_stream), params,
+                                                0))
+            torch.cuda.synchronize()
+            if torch.isnan(out).any():
+                raise AssertionError(f"{name} batch {batch}: the kernel left outputs unwritten (NaN)")
+            tol = 1e-5 if dtype == torch.float32 else 2 ** -9
+            torch.testing.assert_close(out.cpu().float(), ms_deform_attn_reference(value, loc, weights, levels).float(),
+                                       rtol=tol, atol=tol)
+            results.append(f"{name} b{batch}")
+        _driver_check(driver.cuModuleUnload(module))
+
+    def timed(fn):
+        def run():
+            fn()
+            torch.cuda.synchronize()
+        return median_ms(run, 3, 20)
+
+    value, loc, weights = device
+    kernel_ms = timed(lambda: ms_deform_attn_triton(value, loc, weights, levels))
+    reference_ms = timed(lambda: ms_deform_attn_reference(value, loc, weights, levels))
+    return (", ".join(results) + f" equal the reference; batch 4 fp16: kernel {kernel_ms:.3f} ms vs torch on CUDA "
+            f"{reference_ms:.3f} ms ({kernel_ms / reference_ms:.2f}x)")
+
+
 CHECKS = [
     ("cuda tests", check_cuda_tests),
     ("AOT plugin PTX (cuModuleLoadData)", check_aot_ptx),
     ("yolov5n CUDA vs CPU reference", check_yolov5n_end_to_end),
     ("GPU timings", check_gpu_timings),
+    ("ms_deform_attn PTX and timing", check_ms_deform_attn),
     ("tensorrt tests", check_tensorrt_tests),
 ]
 

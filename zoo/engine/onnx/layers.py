@@ -357,6 +357,21 @@ def resize(g: OnnxGraph, layer, xs, ys):
     g.node("Resize", [xs[0], "", "", sizes], name, outputs=ys, **attrs)
 
 
+def grid_sample(g: OnnxGraph, layer, xs, ys):
+    """GridSample (opset 16): TensorRT's sample modes FILL, CLAMP, REFLECT are ONNX's zeros, border, reflection.
+    ONNX Runtime's CPU kernel reads FP32 only, so FP16 runs in FP32 between casts (one rounding, as in TensorRT)."""
+    a = layer._attrs
+    if a["interpolation_mode"] != trt.InterpolationMode.LINEAR:
+        raise _fail(layer, f"grid sample interpolation {a['interpolation_mode']} has no ONNX form in the zoo's "
+                           f"writer (LINEAR has)")
+    padding = {trt.SampleMode.FILL: "zeros", trt.SampleMode.CLAMP: "border", trt.SampleMode.REFLECT: "reflection"}
+    if a["sample_mode"] not in padding:
+        raise _fail(layer, f"sample_mode {a['sample_mode']} is not one TensorRT's grid sample accepts")
+    xs, ys, _ = _computed_in_fp32(g, layer, xs, ys)
+    g.node("GridSample", xs, layer.name, outputs=ys, mode="bilinear", padding_mode=padding[a["sample_mode"]],
+           align_corners=int(a["align_corners"]))
+
+
 def matrix_multiply(g: OnnxGraph, layer, xs, ys):
     """TRANSPOSE swaps the last two axes; VECTOR operands are unsqueezed into matrices and squeezed back."""
     name, ops = layer.name, (layer._attrs["op0"], layer._attrs["op1"])
@@ -522,4 +537,5 @@ TRANSLATORS = {
     "IQuantizeLayer": quantize,
     "IDequantizeLayer": dequantize,
     "IPluginV3Layer": plugin,
+    "IGridSampleLayer": grid_sample,
 }

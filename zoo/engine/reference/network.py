@@ -777,6 +777,41 @@ class IResizeLayer(ILayer):
         return [F.interpolate(x, size=tuple(a["shape"][2:]), **self._kwargs)]
 
 
+class IGridSampleLayer(ILayer):
+    """TensorRT's grid sample: input (N, C, H, W), grid (N, H_out, W_out, 2) of normalised (x, y) in [-1, 1] ->
+    (N, C, H_out, W_out). Defaults as TensorRT's: LINEAR interpolation, align_corners False, FILL (zeros outside).
+    The reference backend implements LINEAR with the three sample modes TensorRT accepts (FILL, CLAMP, REFLECT),
+    which are ONNX GridSample's padding modes zeros, border and reflection (TensorRT's ONNX parser maps them so)."""
+
+    _TYPE, _TYPE_LABEL = "GRID_SAMPLE", "GridSample"
+    interpolation_mode = _setting("interpolation_mode")
+    align_corners = _setting("align_corners", bool)
+    sample_mode = _setting("sample_mode")
+
+    def _infer(self, shapes, dtypes):
+        (x, grid), dtype = shapes, _same_float_dtype(self, dtypes)
+        if len(x) != 4 or len(grid) != 4 or grid[3] not in (2, -1):
+            raise self._fail(f"input must be (N, C, H, W) and grid (N, H_out, W_out, 2), got {tuple(x)} and "
+                             f"{tuple(grid)}")
+        if x[0] >= 0 and grid[0] >= 0 and x[0] != grid[0]:
+            raise self._fail(f"input batch {x[0]} differs from grid batch {grid[0]}")
+        return [(Dims((x[0] if x[0] >= 0 else grid[0], x[1], grid[1], grid[2])), dtype)]
+
+    def _prepare(self):
+        a = self._attrs
+        if a["interpolation_mode"] != trt.InterpolationMode.LINEAR:
+            raise NotImplementedError(f"grid sample interpolation {a['interpolation_mode']} is not implemented by "
+                                      f"the reference backend (LINEAR is)")
+        padding = {trt.SampleMode.FILL: "zeros", trt.SampleMode.CLAMP: "border", trt.SampleMode.REFLECT: "reflection"}
+        if a["sample_mode"] not in padding:
+            raise self._fail(f"sample_mode {a['sample_mode']} is not one TensorRT's grid sample accepts "
+                             f"(FILL, CLAMP, REFLECT)")
+        self._kwargs = dict(mode="bilinear", padding_mode=padding[a["sample_mode"]], align_corners=a["align_corners"])
+
+    def _run(self, xs):
+        return [F.grid_sample(xs[0], xs[1], **self._kwargs)]
+
+
 class IShuffleLayer(ILayer):
     _TYPE, _TYPE_LABEL = "SHUFFLE", "Shuffle"
     first_transpose = _setting("first_transpose", tuple)
@@ -1219,7 +1254,8 @@ LAYER_CLASSES = {cls.__name__: cls for cls in (
     IElementWiseLayer, ISelectLayer, IConcatenationLayer, IResizeLayer, IParametricReLULayer, IShuffleLayer,
     ISliceLayer, IMatrixMultiplyLayer, IConstantLayer, IReduceLayer, ISoftMaxLayer, ITopKLayer, IGatherLayer,
     ICastLayer, IIdentityLayer, IQuantizeLayer, IDequantizeLayer, IPluginV3Layer, INormalizationLayer,
-    IPaddingLayer)}
+    IPaddingLayer,
+    IGridSampleLayer)}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -1379,6 +1415,10 @@ class INetworkDefinition:
                          coordinate_transformation=trt.ResizeCoordinateTransformation.ASYMMETRIC,
                          selector_for_single_pixel=trt.ResizeSelector.FORMULA,
                          nearest_rounding=trt.ResizeRoundMode.FLOOR, exclude_outside=False, cubic_coeff=-0.75)
+
+    def add_grid_sample(self, input, grid) -> IGridSampleLayer:
+        return self._add(IGridSampleLayer, [input, grid], interpolation_mode=trt.InterpolationMode.LINEAR,
+                         align_corners=False, sample_mode=trt.SampleMode.FILL)
 
     def add_shuffle(self, input) -> IShuffleLayer:
         identity = tuple(range(Dims.MAX_DIMS))
