@@ -31,6 +31,7 @@ from torch import nn
 from torch.nn import functional as F
 
 import layers
+from plugins.ms_deform_attn import add_ms_deform_attn, ms_deform_attn_reference
 from layers.core import shuffle as core_shuffle
 from layers.transformer import layer_norm, multi_head_attention
 from zoo.trt_api import trt
@@ -41,20 +42,6 @@ EPS = 1e-5              # inverse_sigmoid's clamp
 
 
 # ------------------------------------------------------------------------------------------- reference modules
-
-
-def ms_deform_attn_reference(value, sampling_locations, attention_weights, spatial_shapes):
-    """TEMPORARY until plugins.ms_deform_attn lands: (B, S, M, D), (B, Q, M, L, P, 2) in [0, 1], (B, Q, M, L, P),
-    ((H, W), ...) -> (B, Q, M * D), bilinear sampling with zeros outside (grid_sample, align_corners False)."""
-    b, _, m, d = value.shape
-    q, n_levels, n_points = sampling_locations.shape[1], sampling_locations.shape[3], sampling_locations.shape[4]
-    values = value.permute(0, 2, 3, 1).flatten(0, 1).split([h * w for h, w in spatial_shapes], dim=-1)
-    grids = (2 * sampling_locations - 1).permute(0, 2, 1, 3, 4, 5).flatten(0, 1)     # (B*M, Q, L, P, 2)
-    sampled = [F.grid_sample(values[i].reshape(b * m, d, h, w), grids[:, :, i], mode="bilinear",
-                             padding_mode="zeros", align_corners=False) for i, (h, w) in enumerate(spatial_shapes)]
-    weights = attention_weights.permute(0, 2, 1, 3, 4).reshape(b * m, 1, q, n_levels * n_points)
-    out = (torch.cat(sampled, -1) * weights).sum(-1).view(b, m * d, q)
-    return out.transpose(1, 2)
 
 
 def inverse_sigmoid(x: torch.Tensor, eps: float = EPS) -> torch.Tensor:
@@ -111,8 +98,10 @@ class MSDeformAttn(nn.Module):
         weights = F.softmax(self.attention_weights(query).view(b, q, m, n_levels * n_points), -1)
         boxes = boxes[:, :, None, None, None, :]
         locations = boxes[..., :2] + offsets / n_points * boxes[..., 2:] * 0.5
-        out = ms_deform_attn_reference(value, locations, weights.view(b, q, m, n_levels, n_points), shapes)
-        return self.output_proj(out)
+        inputs = (value, locations, weights.view(b, q, m, n_levels, n_points))
+        if value.dtype == torch.float64:  # the op is FP32/FP16; random weights calibrate BatchNorm in float64
+            inputs = tuple(t.float() for t in inputs)
+        return self.output_proj(ms_deform_attn_reference(*inputs, shapes).to(value.dtype))
 
 
 class DecoderLayer(nn.Module):
@@ -263,7 +252,6 @@ def _sigmoid(net, x, name: str):
 def ms_deform_attn(net, weights, prefix: str, query, boxes, value, shapes, n_heads: int, n_levels: int,
                    n_points: int):
     """MSDeformAttn on the network: query (B, Q, C), boxes (B, Q, 4), value (B, A, C) -> (B, Q, C)."""
-    from plugins.ms_deform_attn import add_ms_deform_attn
     c = query.shape[-1]
     dtype = layers.weight_dtype(query)
     m, d = n_heads, c // n_heads
