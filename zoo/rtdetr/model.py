@@ -10,6 +10,8 @@ import copy
 from dataclasses import asdict, dataclass
 from typing import Mapping
 
+import torch
+
 from zoo.engine.errors import say
 from zoo.engine.flags import bounded
 from zoo.yolo import walker
@@ -96,7 +98,8 @@ class RtdetrModel(YoloModel):
         from zoo.yolo.random import randomize
         _, table, scale = self._random_table(args)
         options = Options(attention=getattr(args, "attention", "plugin"))
-        return randomize(walker.build_module(walker.resolve(table, scale), options), seed).eval()
+        module = randomize(walker.build_module(walker.resolve(table, scale), options), seed).eval()
+        return condition_attention(module, seed, getattr(args, "input_size", None) or (640, 640))
 
     def _config(self, weights, args) -> RtdetrConfig:
         arrays, source = weights.arrays(), weights.source
@@ -160,6 +163,42 @@ class RtdetrModel(YoloModel):
 
     def check_infer_arguments(self, args, config):
         self.part(None).check_infer_arguments(args, self.typed(config))
+
+
+@torch.no_grad()
+def condition_attention(module, seed: int, size=(640, 640)):
+    """Random weights give AIFI inputs in the hundreds, so its attention logits are in the tens of thousands: a
+    softmax so sharp that FP32 rounding (any summation order) moves its output by 1e-3, which no trained model
+    does (its AIFI input is a normalised projection). Scale AIFI's query and key projections so that the logits of
+    a seeded random image have unit spread, as a trained model's roughly have."""
+    from zoo.yolo.blocks.transformer import AIFI, sincos_position_embedding
+    blocks = [m for m in module.modules() if isinstance(m, AIFI)]
+    seen = {}
+
+    def measure(block, inputs):
+        x = inputs[0]
+        c, h, w = x.shape[1:]
+        tokens = x.flatten(2).permute(0, 2, 1) + sincos_position_embedding(h, w, c)
+        d = c // block.ma.num_heads
+        q, k = (tokens @ block.ma.in_proj_weight[i * c:(i + 1) * c].T + block.ma.in_proj_bias[i * c:(i + 1) * c]
+                for i in range(2))
+        logits = (q.view(-1, h * w, block.ma.num_heads, d).transpose(1, 2)
+                  @ k.view(-1, h * w, block.ma.num_heads, d).permute(0, 2, 3, 1)) / d ** 0.5
+        seen[id(block)] = float(logits.std())
+
+    hooks = [block.register_forward_pre_hook(measure) for block in blocks]
+    try:
+        image = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(seed))
+        module(image)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    for block in blocks:
+        c = block.ma.embed_dim
+        factor = max(seen[id(block)], 1e-6) ** -0.5   # logits scale with the product of q and k
+        block.ma.in_proj_weight[:2 * c] *= factor
+        block.ma.in_proj_bias[:2 * c] *= factor
+    return module
 
 
 def _same_rows(a: dict, b: dict) -> bool:

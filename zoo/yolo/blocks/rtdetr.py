@@ -23,7 +23,6 @@ for the engine's input size. The deformable attention is `plugins.ms_deform_attn
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import torch
@@ -39,6 +38,7 @@ from zoo.yolo.registry import Block, TableError, options, register
 
 INVALID_LOGIT = 1e4     # the network's stand-in for upstream's +inf logit of an invalid anchor
 EPS = 1e-5              # inverse_sigmoid's clamp
+DECODER_FP32 = True      # FP16 builds: the decoder after input_proj in FP32 (docs/rtdetr.md, Precision)
 
 
 # ------------------------------------------------------------------------------------------- reference modules
@@ -316,8 +316,10 @@ def rtdetr_decoder(net, weights, prefix: str, xs, nc: int = 80, ch=(512, 1024, 2
         raise TableError(f"{prefix}: RTDETRDecoder with eval_idx {eval_idx} (not the last decoder layer) is not "
                          "supported")
     eval_idx = ndl - 1
-    dtype = layers.weight_dtype(xs[0])
     feats, shapes = encoder_input(net, weights, prefix, xs, hd)
+    if DECODER_FP32 and feats.dtype != trt.float32:
+        feats = layers.cast(net, feats, trt.float32, f"{prefix}/feats_fp32")
+    dtype = layers.weight_dtype(feats)
     count = sum(h * w for h, w in shapes)
     logits, valid = anchor_logits(shapes)
     anchors = _constant(net, np.where(np.isinf(logits), INVALID_LOGIT, logits), f"{prefix}/anchors", dtype)
@@ -362,8 +364,7 @@ def postprocess(net, prefix: str, boxes, scores, k: int, nq: int, nc: int):
     parts = [picked, layers.reshape(net, values, (0, 0, 1), f"{prefix}/score"),
              layers.reshape(net, layers.cast(net, cls, boxes.dtype, f"{prefix}/class_float"), (0, 0, 1),
                             f"{prefix}/class_column")]
-    out = layers.concat(net, parts, prefix, axis=2)
-    return out if out.dtype == trt.float32 else layers.cast(net, out, trt.float32, f"{prefix}/fp32")
+    return layers.concat(net, parts, prefix, axis=2)
 
 
 def _read_training_weights(weights, prefix: str, nc: int, hd: int, ndl: int) -> None:

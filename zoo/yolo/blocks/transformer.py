@@ -10,7 +10,6 @@ Table row: [cm, num_heads] (feed-forward width, heads); the input's channels com
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
