@@ -8,6 +8,7 @@ Sizes are tiny: 64 px inputs, a decoder of hidden size 32 with 30 queries (or 16
 and right columns at stride 8 are invalid anchors)."""
 from __future__ import annotations
 
+import argparse
 import json
 
 import numpy as np
@@ -191,3 +192,22 @@ def test_a_wrong_variant_or_class_count_is_one_line(tiny, tmp_path, capsys):
     assert main(RtdetrModel(), ["validate", "--weights", str(tmp_path / "state.pt")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert "no RT-DETR decoder" in err[-1] and "rtdetr-l" in err[-1] and len(err) == 2  # progress, then one error
+
+
+def test_fp16_builds_keep_the_decoder_in_fp32(tiny):
+    """FP16 backbone and neck, the decoder (top-k selection, attention, box refinement) in FP32 after input_proj."""
+    from layers.precision import Precision
+    from zoo.engine.networks import define_network
+    path, module = tiny
+    weights = WeightMap(state_dict_arrays(module), str(path))
+    model = RtdetrModel()
+    config = model.config_from_weights(weights, argparse.Namespace(model_yaml=TINY, input_size=(64, 64)))
+    net, outputs = define_network(model, ReferenceBackend(), weights, config, Precision("fp16"))
+    dtypes = {}
+    for i in range(net.num_layers):  # by tensor name
+        layer = net.get_layer(i)
+        for j in range(layer.num_outputs):
+            dtypes[layer.get_output(j).name] = layer.get_output(j).dtype
+    assert dtypes["model.26"] == trt.float16 and dtypes["model.27.input_proj.2"] == trt.float16
+    assert dtypes["model.27.decoder.layers.1.cross_attn.attention_weights"] == trt.float32
+    assert dtypes["model.27/query_topk/values"] == trt.float32 and dtypes[outputs[0]] == trt.float32
