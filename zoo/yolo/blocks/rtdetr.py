@@ -317,8 +317,8 @@ def rtdetr_decoder(net, weights, prefix: str, xs, nc: int = 80, ch=(512, 1024, 2
                          "supported")
     eval_idx = ndl - 1
     feats, shapes = encoder_input(net, weights, prefix, xs, hd)
-    if DECODER_FP32 and feats.dtype != trt.float32:
-        feats = layers.cast(net, feats, trt.float32, f"{prefix}/feats_fp32")
+    if DECODER_FP32 and feats.dtype != trt.float32:  # the FP32 tensor keeps the name (INT8 scales are by name)
+        feats = layers.cast(net, layers.rename(feats, f"{prefix}/feats_fp16"), trt.float32, f"{prefix}/feats")
     dtype = layers.weight_dtype(feats)
     count = sum(h * w for h, w in shapes)
     logits, valid = anchor_logits(shapes)
