@@ -4,7 +4,7 @@ from zoo.registry import Family
 
 FAMILY = Family("rtdetr", "RT-DETR transformer detector (HGNetV2 or ResNet backbone, AIFI encoder, deformable-attention "
                 "decoder), NMS-free; table and classes from the weights",
-                "zoo.rtdetr:Model", tasks=("detect",), variants=("l", "x", "resnet50", "resnet101"))
+                "zoo.rtdetr:Model", tasks=("detect",), variants=("rtdetr-l", "rtdetr-x", "rtdetr-resnet50", "rtdetr-resnet101"))
 
 
 def Model():  # noqa: N802 - the registry calls "module:Class" to get an instance

@@ -21,7 +21,7 @@ from zoo.yolo.registry import Options, TableError
 
 from .part import DetrDetect
 
-VARIANTS = ("l", "x", "resnet50", "resnet101")
+VARIANTS = ("rtdetr-l", "rtdetr-x", "rtdetr-resnet50", "rtdetr-resnet101")   # = the official tables' names
 ATTENTION_FORMS = ("plugin", "layers")
 
 
@@ -70,7 +70,7 @@ class RtdetrModel(YoloModel):
     # --- flags
     def add_arguments(self, parser):
         parser.add_argument("--variant", choices=VARIANTS,
-                            help="random-weight variant when no --weights are given (default l); with --weights it "
+                            help="random-weight variant when no --weights are given (default rtdetr-l); with --weights it "
                                  "must agree with them")
         parser.add_argument("--num-classes", type=bounded(int, 1, 100_000),
                             help="classes of random weights (default 80); with --weights it must agree with them")
@@ -89,7 +89,7 @@ class RtdetrModel(YoloModel):
 
     # --- configuration
     def _random_table(self, args):
-        name = f"rtdetr-{getattr(args, 'variant', None) or 'l'}"
+        name = getattr(args, "variant", None) or VARIANTS[0]
         table = walker.read_table(args.model_yaml) if getattr(args, "model_yaml", None) else walker.official_table(name)
         table["nc"] = getattr(args, "num_classes", None) or int(table.get("nc", 80))
         return name, table, next(iter(table["scales"])) if table.get("scales") else None
@@ -98,7 +98,10 @@ class RtdetrModel(YoloModel):
         from zoo.yolo.random import randomize
         _, table, scale = self._random_table(args)
         options = Options(attention=getattr(args, "attention", "plugin"))
-        module = randomize(walker.build_module(walker.resolve(table, scale), options), seed).eval()
+        module = walker.build_module(walker.resolve(table, scale), options).eval()
+        if next(module.parameters()).is_meta:  # made on the meta device for its shapes only: nothing to draw
+            return module
+        module = randomize(module, seed).eval()
         with torch.no_grad():  # as the YOLO heads' random weights: a few queries score above 0.25, not all
             module.model[-1].dec_score_head[-1].bias -= 4.5
         return condition_attention(module, seed, getattr(args, "input_size", None) or (640, 640))
@@ -157,7 +160,7 @@ class RtdetrModel(YoloModel):
         if source.startswith("random "):
             return
         variant = getattr(args, "variant", None)
-        if variant and config.table_name != f"rtdetr-{variant}":
+        if variant and config.table_name != variant:
             raise TableError(f"--variant {variant} disagrees with {source}, which holds {config.variant} weights")
         if getattr(args, "num_classes", None) and args.num_classes != config.num_classes:
             raise TableError(f"--num-classes {args.num_classes} disagrees with {source}, which has "
@@ -175,6 +178,8 @@ def condition_attention(module, seed: int, size=(640, 640)):
     a seeded random image have unit spread, as a trained model's roughly have."""
     from zoo.yolo.blocks.transformer import AIFI, sincos_position_embedding
     blocks = [m for m in module.modules() if isinstance(m, AIFI)]
+    if not blocks:
+        return module
     seen = {}
 
     def measure(block, inputs):
