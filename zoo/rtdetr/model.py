@@ -45,6 +45,21 @@ class RtdetrConfig(YoloConfig):
         return cls(**asdict(base), attention=attention)
 
 
+def folded_input_proj(expected: dict, arrays: Mapping) -> dict:
+    """The decoder's input projections are nn.Sequential(Conv2d, BatchNorm2d) (`input_proj.<i>.0`, `.1`), not Conv
+    blocks: folded weights (an ONNX export) hold `input_proj.<i>.0.bias` and no BatchNorm, which the builder reads
+    (layers.conv_bn) as it reads a folded Conv."""
+    expected = dict(expected)
+    for key in [k for k in expected if ".input_proj." in k and k.endswith(".0.weight")]:
+        conv = key[:-len(".weight")]
+        bn = conv[:-len(".0")] + ".1"
+        if f"{conv}.bias" in arrays and f"{bn}.weight" not in arrays:
+            for leaf in ("weight", "bias", "running_mean", "running_var"):
+                expected.pop(f"{bn}.{leaf}", None)
+            expected[f"{conv}.bias"] = (expected[key][0],)
+    return expected
+
+
 def class_count(arrays: Mapping, table: dict) -> int | None:
     """Classes of the decoder at the table's last row, from its encoder score head; None if it has none."""
     head = len(table.get("backbone") or []) + len(table.get("head") or []) - 1
@@ -144,7 +159,7 @@ class RtdetrModel(YoloModel):
             table["nc"] = nc
             scale = table.get("scale") or next(iter(table.get("scales") or [None]))
             layers = walker.resolve(table, scale)
-            found = problems(expected_shapes(layers, Options()), arrays, layers)
+            found = problems(folded_input_proj(expected_shapes(layers, Options()), arrays), arrays, layers)
             if not found:
                 official = [n for n in line_tables("rtdetr") if own and _same_rows(walker.official_table(n), table)]
                 return Match(table, official[0] if official else name, scale)

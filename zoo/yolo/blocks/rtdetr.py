@@ -189,13 +189,15 @@ def _constant(net, array: np.ndarray, name: str, dtype):
 
 
 def mlp(net, weights, prefix: str, x, hidden: int, out: int, num_layers: int, name: str | None = None):
-    """MLP on the network; the outputs are named as the module's on its first call (`name` for a later call)."""
+    """MLP on the network, named as the module's outputs: `prefix` on its first call, `name` (`prefix#k`) on the
+    k-th, so that every layer of a reused MLP keeps a distinct name."""
     name = name or prefix
     suffix = name[len(prefix):]
     for i in range(num_layers):
         last = i == num_layers - 1
-        x = layers.linear(net, weights, f"{prefix}.layers.{i}", x, out if last else hidden)
-        layers.rename(x, f"{prefix}.layers.{i}{suffix}")
+        key = f"{prefix}.layers.{i}"
+        w = weights.take(f"{key}.weight", (out if last else hidden, x.shape[-1]))
+        x = layers.linear_from_arrays(net, weights, f"{key}{suffix}", x, w, weights.take(f"{key}.bias", (len(w),)))
         if not last:
             x = layers.activation(net, x, "relu", f"{prefix}/relu{i}{suffix}")
     return layers.rename(x, name)
