@@ -51,9 +51,10 @@ def _heads(net, x, num_heads: int, name: str):
     return named(layer, name)
 
 
-def multi_head_attention(net, weights: WeightMap, prefix: str, x, num_heads: int):
+def multi_head_attention(net, weights: WeightMap, prefix: str, x, num_heads: int, query_key=None):
     """nn.MultiheadAttention(D, heads, batch_first=True)(x, x, x) on [N, L, D]: its output (the first element of the
     module's tuple), named `<prefix>`. Keys: in_proj_weight [3D, D], in_proj_bias, out_proj.weight, out_proj.bias.
+    With `query_key` (a DETR's x + position embedding), queries and keys are projected from it, values from x.
 
     softmax(q k^T / sqrt(d)) v per head, with the 1/sqrt(d) folded into the query projection (exact for d = 64 and
     any power of four)."""
@@ -68,7 +69,8 @@ def multi_head_attention(net, weights: WeightMap, prefix: str, x, num_heads: int
     for i, part in enumerate("qkv"):
         rows = slice(i * d_model, (i + 1) * d_model)
         wi, bi = (w[rows] * scaling, b[rows] * scaling) if part == "q" else (w[rows], b[rows])
-        y = linear_from_arrays(net, weights, f"{prefix}/{part}", x, np.ascontiguousarray(wi), bi)
+        source = x if part == "v" or query_key is None else query_key
+        y = linear_from_arrays(net, weights, f"{prefix}/{part}", source, np.ascontiguousarray(wi), bi)
         projections[part] = _heads(net, y, num_heads, f"{prefix}/{part}_heads")
     scores = named(net.add_matrix_multiply(projections["q"], trt.MatrixOperation.NONE, projections["k"],
                                            trt.MatrixOperation.TRANSPOSE), f"{prefix}/scores")

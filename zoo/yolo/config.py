@@ -355,9 +355,10 @@ def official_tables(names: Sequence[str]) -> list[tuple[str, dict]]:
 
 
 def line_tables(line: str) -> list[str]:
-    """The official tables a command takes: YOLOv5 v7.0's, or the ultralytics line's."""
+    """The official tables a command takes: YOLOv5 v7.0's, RT-DETR's (zoo.rtdetr), or the ultralytics line's."""
     v5 = [n for n in table_names() if n.startswith("yolov5v7")]
-    return v5 if line == "yolov5" else [n for n in table_names() if n not in v5]
+    detr = [n for n in table_names() if n.startswith("rtdetr")]
+    return v5 if line == "yolov5" else detr if line == "rtdetr" else [n for n in table_names() if n not in v5 + detr]
 
 
 def recorded_sppf_act(meta: Mapping | None, layers: list[Layer]) -> bool | None:

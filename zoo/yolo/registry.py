@@ -11,7 +11,8 @@ The contract of a block (one `Block`, registered from one file under zoo/yolo/bl
 - `resolve(row) -> (args, out_channels)`: how a table row becomes constructor args, as the upstream table walker
   does it: `scaled` (c1 = input channels, c2 = the yaml channels scaled by width and capped by max_channels, the
   rest of the yaml args after them), `same` (no channel change, yaml args as they are), `concat`, or a head's own.
-- `repeats`: True when the block takes the row's scaled repeat count as its third argument (C2f, C3, C3k2 ...);
+- `repeats`: True when the block takes the row's scaled repeat count as its third argument (C2f, C3, C3k2 ...; at
+  `repeats_at` for HGBlock);
   otherwise a row with n > 1 becomes nn.Sequential of n blocks (keys `model.<i>.<j>....`).
 - `head`: True for the last row's blocks that decode outputs (Detect and its task variants, Classify); the walker
   gives them `Options.strides` and returns their outputs as the network's.
@@ -52,6 +53,7 @@ class Options:
     sppf_act: bool = True
     decode: str = "plugin"
     strides: tuple[int, ...] = ()
+    attention: str = "plugin"   # RT-DETR's deformable attention: the plugin op or plain layers
 
 
 _OPTIONS: contextvars.ContextVar[Options] = contextvars.ContextVar("yolo_options", default=Options())
@@ -125,6 +127,7 @@ class Block:
     resolve: Callable[[Row], tuple[list, int]] = scaled
     repeats: bool = False
     head: bool = False
+    repeats_at: int = 2     # where the repeat count goes among the args (HGBlock takes it after k, at 4)
 
 
 REGISTRY: dict[str, Block] = {}

@@ -134,7 +134,7 @@ def resolve(table: dict, scale: str | None = None, in_channels: int = 3) -> list
                   tuple(layer.block.name for layer in resolved), table)
         block_args, c2 = block.resolve(row)
         if block.repeats:
-            block_args.insert(2, n)
+            block_args.insert(block.repeats_at, n)
             n = 1
         resolved.append(Layer(i, source, n, block, block_args, c2))
         channels.append(c2)
