@@ -14,6 +14,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
+from zoo.engine.folding import match_reparameterized
 from zoo.yolo.activation import default_activation
 from zoo.yolo.registry import Options, TableError, has, lookup
 from zoo.yolo.walker import (Layer, YoloNet, build_module, head_strides, is_yolov5, official_table, resolve,
@@ -220,9 +221,11 @@ def with_anchors(table: dict, scale: str | None, options: Options) -> dict:
     return table
 
 
-def expected_shapes(layers: list[Layer], options: Options) -> dict[str, tuple[int, ...]]:
+def expected_shapes(layers: list[Layer], options: Options, keys=()) -> dict[str, tuple[int, ...]]:
+    """The state_dict shapes of the table's module, with its re-parameterised blocks (RepConv, RepVGGDW) in the
+    form `keys` hold them (branches or fused)."""
     with using(options), torch.device("meta"):
-        module = YoloNet(layers)
+        module = match_reparameterized(YoloNet(layers), keys)
     return {k: tuple(v.shape) for k, v in module.state_dict().items() if not k.endswith(IGNORED)}
 
 
@@ -327,7 +330,7 @@ def solve(arrays: Mapping, tables: Sequence[tuple[str, dict]], options: Options,
             stem = _conv_out(arrays, "model.0")
             if stem is not None and layers[0].out_channels != stem and best is not None:
                 continue  # a quick no: the first row's width differs
-            found = problems(expected_shapes(layers, options), arrays, layers)
+            found = problems(expected_shapes(layers, options, arrays), arrays, layers)
             if not found:
                 return Match(t, name, s)
             if best is None or len(found) < len(best.problems):
@@ -341,7 +344,7 @@ def solve(arrays: Mapping, tables: Sequence[tuple[str, dict]], options: Options,
             table["scales"] = {"custom": custom}
             t = with_anchors(table, "custom", options)
             layers = resolve(t, "custom")
-            if not problems(expected_shapes(layers, options), arrays, layers):
+            if not problems(expected_shapes(layers, options, arrays), arrays, layers):
                 return Match(t, name, "custom")
     if best is None:
         raise TableError(f"{source}: no table of {', '.join(n for n, _ in tables)} has the head these weights hold")

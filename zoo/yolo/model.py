@@ -213,7 +213,7 @@ class YoloModel(ZooModel):
         if kpt_flag is not None and table.get("kpt_shape") and tuple(kpt_flag) != tuple(table["kpt_shape"]):
             raise TableError(f"--kpt-shape {list(kpt_flag)} contradicts the checkpoint's kpt_shape "
                              f"{list(table['kpt_shape'])}")
-        found = problems(expected_shapes(layers, options), arrays, layers)
+        found = problems(expected_shapes(layers, options, arrays), arrays, layers)
         if found:
             more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
             raise TableError(f"{source}: the checkpoint's own table: {found[0]}{more}")

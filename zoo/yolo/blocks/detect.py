@@ -27,7 +27,7 @@ from zoo.yolo.registry import Block, TableError, options, register
 from .conv import Conv, DWConv, conv, dwconv
 
 DECODES = ("plugin", "layers")
-MODERN = ("C3k2", "A2C2f")  # a table with one of these has YOLO11's depthwise class branch
+MODERN = ("C3k2", "A2C2f", "C2fCIB")  # a table with one of these has YOLO11's depthwise class branch
 
 
 # ----------------------------------------------------------------------------------------- reference modules
