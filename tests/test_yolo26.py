@@ -8,14 +8,21 @@ import numpy as np
 import pytest
 import torch
 
+from layerwise import args
 from test_yolo_blocks_extra import check_block
+from upstream_pickle import save_upstream_checkpoint
 from wts.weight_map import WeightMap
 from zoo.engine.backends import ReferenceBackend
+from zoo.engine.checkpoint import load_state_dict
+from zoo.engine.cli import main
+from zoo.engine.networks import define_network
 from zoo.engine.model import randomize_batchnorm, state_dict_arrays
 from zoo.engine.onnx.backend import OnnxBackend
 from zoo.trt_api import trt
 from zoo.yolo import walker
 from zoo.yolo.blocks.end2end import select_rows
+from zoo.yolo.model import YoloModel
+from zoo.yolo.random import randomize
 from zoo.yolo.registry import Options, TableError, lookup, using
 
 
@@ -46,7 +53,8 @@ def test_yolo26_tables_have_upstreams_parameter_counts():
     """ultralytics 8.4.190 cfg/models/26/<table>.yaml, scale n (nc 80, kpt 17x3 for pose): "... N parameters",
     the model as built (both branches, training's parts)."""
     counts = {"yolo26": 2_572_280, "yolo26-p2": 2_662_400, "yolo26-p6": 4_063_872, "yolo26-pose": 3_747_554,
-              "yolo26-obb": 2_715_614, "yolo26-seg": 3_126_280, "yolo26-cls": 2_812_104}
+              "yolo26-obb": 2_715_614, "yolo26-seg": 3_126_280,
+              "yolo11-cls": 2_812_104}   # yolo26-cls's table is yolo11-cls's, row for row
     for name, count in counts.items():
         table = walker.official_table(name)
         with torch.device("meta"):
@@ -170,3 +178,81 @@ def test_each_task_head_end_to_end_is_upstreams_selection(name):
         torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(np.asarray(got[names[0]]), expected.numpy(), rtol=1e-4, atol=1e-4 * float(
             expected.abs().max()))
+
+
+# ------------------------------------------------------------------------------- checkpoints and the commands
+
+
+def random_yolo26(name: str = "yolo26", nc: int = 3) -> tuple[dict, torch.nn.Module]:
+    table = walker.official_table(name)
+    table.update(nc=nc, scale="n")
+    module = walker.build_module(walker.resolve(table, "n"), Options(sppf_act=False))
+    return table, randomize(module, seed=0).eval()
+
+
+def network_rows(model, weights: WeightMap, args, x: torch.Tensor, backend=None) -> tuple[dict, dict]:
+    """(config, outputs) of the model's network built from `weights` as the commands do."""
+    backend = backend or ReferenceBackend()
+    config = model.config_from_weights(weights, args)
+    net, names = define_network(model, backend, weights, config)
+    return config, backend.runner_for(net).run({model.input_name: x.numpy()})
+
+
+def test_a_pickled_yolo26_checkpoint_validates_and_gives_upstreams_rows(tmp_path):
+    """As ultralytics 8.4 saves yolo26n (pickled model in FP16, its yaml with end2end: True): `validate` passes
+    every layer at FP32 1e-4, and the engine's rows are upstream's selection of the checkpoint's one-to-one
+    predictions."""
+    table, module = random_yolo26()
+    path = tmp_path / "yolo26n.pt"
+    save_upstream_checkpoint(module, path, "ultralytics.nn.tasks", "DetectionModel", yaml=table,
+                             names={i: f"thing{i}" for i in range(3)})
+    assert main(YoloModel("yolo26"), ["validate", "--weights", str(path), "--input-size", "64"]) == 0
+    module = module.float()                      # the FP16 values the file holds, in FP32
+    weights = WeightMap(load_state_dict(path).tensors, str(path))
+    weights.meta = load_state_dict(path).meta
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    config, got = network_rows(YoloModel("yolo26"), weights, args(input_size=(64, 64)), x, OnnxBackend())
+    assert config["end2end"] and config["variant"] == "yolo26n" and config["max_det"] == 300
+    head = module.model[-1]
+    with torch.no_grad():
+        head.finish = lambda p: p
+        dense = module(x)
+    expected = upstream_rows(dense, 3, 300)
+    assert expected.shape == (2, 84, 6)          # 8x8 + 4x4 + 2x2 anchors at 64 px: k = min(300, 84)
+    np.testing.assert_allclose(got["model.23"], expected.numpy(), rtol=1e-4,
+                               atol=1e-4 * float(expected.abs().max()))
+
+
+def test_the_head_form_is_read_from_the_keys_and_max_det_is_recorded():
+    """A state_dict without a yaml: one2one keys beside cv2/cv3 -> end to end by default, --head one2many gives
+    the dense (B, 4 + nc, A) output for NMS; a fused file (one2one only) refuses --head one2many in one line; a
+    YOLO11 file refuses --head one2one. --max-det is the rows of the output and is in the header."""
+    _, module = random_yolo26()
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(6))
+    both = state_dict_arrays(module)
+    config, got = network_rows(YoloModel("yolo26"), WeightMap(both, "w.pt"), args(input_size=(64, 64), max_det=10),
+                               x)
+    assert config["end2end"] and config["max_det"] == 10 and got["model.23"].shape == (1, 10, 6)
+    config, got = network_rows(YoloModel("yolo26"), WeightMap(both, "w.pt"),
+                               args(input_size=(64, 64), head="one2many"), x)
+    assert not config["end2end"] and got["model.23"].shape == (1, 4 + 3, 84)
+    fused = {k: v for k, v in both.items() if not k.startswith(("model.23.cv2.", "model.23.cv3."))}
+    config, got = network_rows(YoloModel("yolo26"), WeightMap(fused, "fused.pt"), args(input_size=(64, 64)), x)
+    assert config["end2end"] and config["table"]["one2many"] is False and got["model.23"].shape == (1, 84, 6)
+    with pytest.raises(TableError, match="--head one2many: these weights hold only the one-to-one branch"):
+        YoloModel("yolo26").config_from_weights(WeightMap(fused, "fused.pt"), args(head="one2many"))
+    yolo11 = walker.build_module(walker.resolve(walker.official_table("yolo11"), "n"), Options())
+    with pytest.raises(TableError, match="--head one2one: these weights have no one-to-one"):
+        YoloModel("yolo26").config_from_weights(WeightMap(state_dict_arrays(yolo11), "y11.pt"), args(head="one2one"))
+
+
+def test_infer_thresholds_the_end_to_end_rows_without_nms(tmp_path):
+    """`infer` on the end-to-end output keeps the rows above --conf (the network already chose them): the records
+    are the network's rows above the threshold, in order, with --classes and --max-det applied."""
+    from zoo.tasks.detect import end_to_end_rows
+    rows = torch.tensor([[[0, 0, 4, 4, 0.9, 1], [1, 1, 5, 5, 0.8, 1], [2, 2, 6, 6, 0.3, 0], [0, 0, 1, 1, 0.1, 2]]],
+                        dtype=torch.float32)
+    kept = end_to_end_rows(rows, 0.25, None, 300)[0]
+    assert kept.tolist() == rows[0, :3].tolist()           # overlapping boxes of one class both stay: no NMS
+    assert end_to_end_rows(rows, 0.25, [0], 300)[0].tolist() == [rows[0, 2].tolist()]
+    assert end_to_end_rows(rows, 0.05, None, 2)[0].shape == (2, 6)

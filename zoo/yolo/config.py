@@ -78,7 +78,7 @@ class YoloConfig:
     @property
     def variant(self) -> str:
         name = self.table_name
-        if self.scale and name.startswith(("yolov8", "yolo11", "yolov5v7")):
+        if self.scale and name.startswith(("yolov8", "yolo11", "yolov5v7", "yolo26", "yolo12")):
             stem, _, suffix = name.partition("-")
             stem = "yolov5" if stem == "yolov5v7" else stem
             p6 = suffix == "p6"
@@ -206,6 +206,8 @@ def head_facts(table: dict, arrays: Mapping, kpt_flag=None, meta_kpt=None) -> di
             return None
         args[1] = extra
     elif form == "Pose":
+        if kpt_flag is None and meta_kpt is None and extra % 2 and extra % 3:
+            return None   # not a keypoint layout (an OBB head's angle): another table's head
         table["kpt_shape"] = list(keypoint_shape(extra, meta_kpt or (table.get("kpt_shape") if meta_kpt else None),
                                                  kpt_flag, p))
         args[1] = "kpt_shape"

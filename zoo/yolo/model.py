@@ -39,10 +39,14 @@ SUMMARIES = {
 }
 
 
+# a table identical to another family's (ultralytics 8.4.190): one file, or weights could not tell which it is
+SAME_TABLE = {"yolo26-cls": "yolo11-cls"}
+
+
 def family_table(family: str, task: str, scale: str) -> str:
     """The official table of random weights: `<family><suffix>` (tables with scales), else `<family><scale><suffix>`
     (YOLOv10 and YOLOv9 have a table per scale)."""
-    for name in (family + SUFFIX[task], family + scale + SUFFIX[task]):
+    for name in (family + SUFFIX[task], family + scale + SUFFIX[task], SAME_TABLE.get(family + SUFFIX[task], "")):
         if name in walker.table_names():
             return name
     raise TableError(f"--family {family} has no official {task} table at scale {scale} (tables: "
@@ -229,7 +233,8 @@ class YoloModel(ZooModel):
         if not source.startswith("random "):
             sppf = ""
             if any(layer.block.name == "SPPF" for layer in layers):
-                origin = "recorded in the checkpoint" if recorded is not None else "from --sppf-act"
+                origin = ("recorded in the checkpoint" if recorded is not None else "from --sppf-act"
+                          if flag_act is not None else f"as {match.name.partition('-')[0]} releases it")
                 sppf = f", SPPF cv1 {'SiLU' if sppf_act else 'without activation'} {origin}"
             say(f"{source}: found {config.variant} weights ({config.num_classes} classes{sppf})")
         return config
