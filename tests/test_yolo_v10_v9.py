@@ -227,10 +227,25 @@ def test_pickled_yolov9_checkpoint_with_fused_and_branch_repconvs_validates(tmp_
     module = _pickle(small_v9("yolov9t"), path, fuse_every=2)
     forms = [hasattr(m, "conv1") for m in module.modules() if hasattr(m, "fused_in")]
     assert any(forms) and not all(forms)
-    assert main(YoloModel("yolov8"), ["validate", "--weights", str(path), "--input-size", "64"]) == 0
+    assert main(YoloModel("yolov9"), ["validate", "--weights", str(path), "--input-size", "64",
+                                      "--decode", "layers"]) == 0
     out = capsys.readouterr().out
     assert "layers pass (tolerance 0.0001)" in out
     assert "model.4.cv2.0.m.0.cv1.conv1" not in out and "model.4.cv2.0.m.1.cv1.conv1" in out  # fused, branches
+
+
+def test_pickled_yolov10_checkpoint_with_fused_and_branch_repvggdw_validates(tmp_path, capsys):
+    """yolov10s narrowed: its large-kernel C2fCIB rows (8 and 22) hold one RepVGGDW each, the first fused."""
+    table = walker.official_table("yolov10s")
+    table.update(nc=3, scales={"s": [0.33, 0.125, 1024]})
+    path = tmp_path / "v10.pt"
+    module = _pickle(table, path, fuse_every=2)
+    assert not hasattr(module.model[8].m[0].cv1[2], "conv1") and hasattr(module.model[22].m[0].cv1[2], "conv1")
+    assert main(YoloModel("yolov10"), ["validate", "--weights", str(path), "--input-size", "64",
+                                       "--decode", "layers"]) == 0
+    out = capsys.readouterr().out
+    assert "layers pass (tolerance 0.0001)" in out
+    assert "model.8.m.0.cv1.2.conv1" not in out and "model.22.m.0.cv1.2.conv1" in out
 
 
 def test_a_missing_key_is_one_line_naming_row_and_key(tmp_path, capsys):
@@ -238,7 +253,7 @@ def test_a_missing_key_is_one_line_naming_row_and_key(tmp_path, capsys):
     module = _pickle(small_v9("yolov9t"), path)
     del module.model[4].cv2[0].m[0].cv1.conv2
     save_upstream_checkpoint(module, path, "ultralytics.nn.tasks", "DetectionModel", yaml=small_v9("yolov9t"))
-    assert main(YoloModel("yolov8"), ["validate", "--weights", str(path), "--input-size", "64"]) == 2
+    assert main(YoloModel("yolov9"), ["validate", "--weights", str(path), "--input-size", "64"]) == 2
     err = [line for line in capsys.readouterr().err.strip().splitlines() if "error:" in line]
     assert len(err) == 1
     assert "row 4 (RepNCSPELAN4): model.4.cv2.0.m.0.cv1.conv2.conv.weight [4, 4, 1, 1] is missing" in err[0], err
