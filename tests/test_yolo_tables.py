@@ -31,7 +31,6 @@ from zoo.yolo.model import YoloModel
 from zoo.yolo.random import randomize
 from zoo.yolo.registry import Options, make_divisible
 
-TABLES = walker.table_names()
 SMALL_WIDTH = 0.125      # for tables without scales
 TOLERANCE = 1e-4
 CALIBRATION_SIZE = 128  # BatchNorm statistics of the random weights (zoo.yolo.random) from images this size
@@ -69,6 +68,23 @@ def smooth_image(size: int) -> torch.Tensor:
     42 rows) to activations in the hundreds, where FP32 rounding alone comes near the tolerance."""
     small = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(1))
     return torch.nn.functional.interpolate(small, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def _distinct(names: list[str]) -> list[str]:
+    """Tables whose narrowed forms (below) differ: yolov10b and yolov10l differ only in depth, which narrowing
+    makes the same, and one network need not be tested twice."""
+    seen, kept = set(), []
+    for name in names:
+        table, _ = smallest(walker.official_table(name))
+        key = repr({k: v for k, v in table.items() if k != "scales"} | {"scales": list(table.get("scales", {})
+                                                                                       .values())})
+        if key not in seen:
+            seen.add(key)
+            kept.append(name)
+    return kept
+
+
+TABLES = _distinct(walker.table_names())
 
 
 def table_options(table: dict, name: str) -> Options:

@@ -21,7 +21,7 @@ from zoo.engine import validate
 from zoo.engine.backends import ReferenceBackend
 from zoo.engine.cli import main
 from zoo.engine.folding import match_reparameterized
-from zoo.engine.model import state_dict_arrays
+from zoo.engine.model import randomize_batchnorm, state_dict_arrays
 from zoo.trt_api import trt
 from zoo.yolo import walker
 from zoo.yolo.model import YoloModel
@@ -211,8 +211,9 @@ def small_v9(name: str) -> dict:
 def _pickle(table: dict, path, fuse_every: int = 0, seed: int = 0):
     """A pickled checkpoint; with fuse_every = k, every k-th re-parameterised block fused (what ultralytics'
     model.fuse() leaves, BatchNorms of the other Convs kept), so one file holds both forms."""
-    resolved = walker.resolve(table, table.get("scale"))
-    module = randomize(walker.build_module(resolved, Options()), seed).eval()
+    torch.manual_seed(seed)
+    module = walker.build_module(walker.resolve(table, table.get("scale")), Options())
+    randomize_batchnorm(module, torch.Generator().manual_seed(seed))   # cheap: no calibration passes
     if fuse_every:
         rep = [m for m in module.modules() if hasattr(m, "fused_in")]
         for m in rep[::fuse_every]:

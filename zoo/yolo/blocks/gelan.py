@@ -80,9 +80,12 @@ class RepNCSPELAN4(nn.Module):
 
 class ELAN1(RepNCSPELAN4):
     def __init__(self, c1: int, c2: int, c3: int, c4: int):
-        super().__init__(c1, c2, c3, c4)
+        nn.Module.__init__(self)  # RepNCSPELAN4's RepCSP stages would be built only to be replaced
+        self.c = c3 // 2
+        self.cv1 = Conv(c1, c3, 1, 1)
         self.cv2 = Conv(c3 // 2, c4, 3, 1)
         self.cv3 = Conv(c4, c4, 3, 1)
+        self.cv4 = Conv(c3 + 2 * c4, c2, 1, 1)
 
 
 def _elan(net, weights, prefix: str, x, c1: int, c2: int, c3: int, c4: int, stage):
