@@ -97,10 +97,22 @@ def conv_bn(net, weights: WeightMap, conv: str, bn: str, x, out_channels: int, k
         return batch_norm(net, weights, bn, y, eps)
     k = _pair(kernel)
     w = weights.take(f"{conv}.weight", (out_channels, x.shape[1] // groups, *k))
-    scale, shift = _batch_norm_affine(weights, bn, out_channels, eps)
+    scale, shift = batch_norm_affine(weights, bn, out_channels, eps)
     if bias:
         shift = (shift + scale * weights.take(f"{conv}.bias", (out_channels,))).astype(np.float32)
     return _convolution(net, weights, conv, bn, x, w * scale.reshape(-1, 1, 1, 1), shift, stride, padding, groups)
+
+
+def conv_bn_arrays(weights: WeightMap, conv: str, bn: str, out_channels: int, in_per_group: int, kernel,
+                   eps: float = 1e-5) -> tuple[np.ndarray, np.ndarray]:
+    """The FP32 (kernel, bias) of a bias-free Conv2d and its BatchNorm2d as one biased convolution, for builders
+    that merge several such branches into one (re-parameterised blocks); folded weights are taken as they are."""
+    k = _pair(kernel)
+    w = weights.take(f"{conv}.weight", (out_channels, in_per_group, *k)).astype(np.float32)
+    if is_folded(weights, conv, bn):
+        return w, weights.take(f"{conv}.bias", (out_channels,)).astype(np.float32)
+    scale, shift = batch_norm_affine(weights, bn, out_channels, eps)
+    return (w * scale.reshape(-1, 1, 1, 1)).astype(np.float32), shift
 
 
 def is_folded(weights: WeightMap, conv: str, bn: str) -> bool:
@@ -134,7 +146,7 @@ def _convolution(net, weights: WeightMap, layer_name: str, output_name: str, x, 
     return out
 
 
-def _batch_norm_affine(weights: WeightMap, prefix: str, c: int, eps: float) -> tuple[np.ndarray, np.ndarray]:
+def batch_norm_affine(weights: WeightMap, prefix: str, c: int, eps: float) -> tuple[np.ndarray, np.ndarray]:
     """BatchNorm2d in eval mode as y = x * scale + shift, computed in FP32."""
     gamma, beta = weights.take(f"{prefix}.weight", (c,)), weights.take(f"{prefix}.bias", (c,))
     mean, var = weights.take(f"{prefix}.running_mean", (c,)), weights.take(f"{prefix}.running_var", (c,))
@@ -144,7 +156,7 @@ def _batch_norm_affine(weights: WeightMap, prefix: str, c: int, eps: float) -> t
 
 def batch_norm(net, weights: WeightMap, prefix: str, x, eps: float):
     """BatchNorm2d in eval mode as a per-channel scale layer: y = x * s + (beta - mean * s), s = gamma/sqrt(var+eps)."""
-    scale, shift = _batch_norm_affine(weights, prefix, x.shape[1], eps)
+    scale, shift = batch_norm_affine(weights, prefix, x.shape[1], eps)
     dtype = weight_dtype(x)
     layer = net.add_scale(x, trt.ScaleMode.CHANNEL, shift.astype(dtype), scale.astype(dtype), None)
     return named(layer, prefix)

@@ -46,11 +46,25 @@ def fold_batchnorm(module: nn.Module, pairs: Iterable[tuple[str, str]] | None = 
 
 def match_folding(module: nn.Module, keys: Iterable[str]) -> nn.Module:
     """Fold, in place, the pairs whose weights in `keys` are folded (`<conv>.bias` present, no
-    `<bn>.running_mean`), so that the module's state_dict has the keys of those weights. The values are
-    placeholders until the weights are loaded. Returns the module."""
+    `<bn>.running_mean`), after fusing the re-parameterised blocks that `keys` hold fused, so that the module's
+    state_dict has the keys of those weights. The values are placeholders until the weights are loaded. Returns the
+    module."""
     keys = set(keys)
+    match_reparameterized(module, keys)
     folded = [(c, b) for c, b in conv_bn_pairs(module) if f"{b}.running_mean" not in keys and f"{c}.bias" in keys]
     return fold_batchnorm(module, folded) if folded else module
+
+
+def match_reparameterized(module: nn.Module, keys: Iterable[str]) -> nn.Module:
+    """Fuse, in place, each re-parameterised block whose weights in `keys` are its fused form (RepConv, RepVGGDW:
+    parallel branches saved as one convolution). Such a block says so itself: `fused_in(keys, its name)`, and
+    `fuse()` makes the form. Returns the module."""
+    keys = set(keys)
+    for name, sub in list(module.named_modules()):
+        fused_in = getattr(sub, "fused_in", None)
+        if fused_in is not None and fused_in(keys, name):
+            sub.fuse()
+    return module
 
 
 def _replace(module: nn.Module, name: str, new: nn.Module) -> None:
