@@ -1,7 +1,6 @@
-"""RepC3 and its RepConv: the CSP block of RT-DETR's neck (facts: docs/rtdetr.md, upstream `nn/modules/block.py`,
-`conv.py`). RepConv in its training form, as checkpoints store it: act(conv1 3x3 + conv2 1x1), each a Conv without
-activation, and no identity BatchNorm in RepC3's use. Its activation is SiLU whatever the table's default (RepConv
-has its own default, which a table's `activation` key does not change). RepC3(c1, c2, n, e=1.0): cv3(m(cv1(x)) +
+"""RepC3: the CSP block of RT-DETR's neck (facts: docs/rtdetr.md, upstream `nn/modules/block.py`). Its RepConv is
+the one of zoo/yolo/blocks/rep.py (training form act(conv1 3x3 + conv2 1x1) without the identity BatchNorm, or fused
+as the keys say; SiLU whatever the table's default). RepC3(c1, c2, n, e=1.0): cv3(m(cv1(x)) +
 cv2(x)), with cv3 a 1x1 Conv only when c2 * e differs from c2."""
 from __future__ import annotations
 
@@ -12,23 +11,7 @@ import layers
 from zoo.yolo.registry import Block, register
 
 from .conv import Conv, conv
-
-
-class RepConv(nn.Module):
-    def __init__(self, c1: int, c2: int):
-        super().__init__()
-        self.conv1 = Conv(c1, c2, 3, 1, p=1, act=False)
-        self.conv2 = Conv(c1, c2, 1, 1, p=0, act=False)
-        self.act = nn.SiLU()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.conv1(x) + self.conv2(x))
-
-
-def rep_conv(net, weights, prefix: str, x, c1: int, c2: int):
-    a = conv(net, weights, f"{prefix}.conv1", x, c1, c2, 3, 1, 1, act=False)
-    b = conv(net, weights, f"{prefix}.conv2", x, c1, c2, 1, 1, 0, act=False)
-    return layers.activation(net, layers.add(net, a, b, f"{prefix}/add"), "silu", prefix)
+from .rep import RepConv, rep_conv
 
 
 class RepC3(nn.Module):
