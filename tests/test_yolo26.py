@@ -256,3 +256,15 @@ def test_infer_thresholds_the_end_to_end_rows_without_nms(tmp_path):
     assert kept.tolist() == rows[0, :3].tolist()           # overlapping boxes of one class both stay: no NMS
     assert end_to_end_rows(rows, 0.25, [0], 300)[0].tolist() == [rows[0, 2].tolist()]
     assert end_to_end_rows(rows, 0.05, None, 2)[0].shape == (2, 6)
+
+
+def test_validate_faces_rows_of_equal_scores_but_hides_no_wrong_value():
+    """align_rows only permutes rows per image: rows listed in another order face their twins, a changed value
+    still differs."""
+    from zoo.yolo.blocks.end2end import align_rows
+    expected = torch.tensor([[[0, 0, 2, 2, 0.5, 1], [5, 5, 9, 9, 0.5, 2], [1, 1, 3, 3, 0.4, 0]]], dtype=torch.float32)
+    swapped = expected[:, [1, 0, 2]]
+    assert torch.equal(align_rows(swapped, expected), expected)
+    wrong = swapped.clone()
+    wrong[0, 2, 0] = 7.0
+    assert (align_rows(wrong, expected) - expected).abs().max() == 6.0
