@@ -211,7 +211,7 @@ def test_a_pickled_yolo26_checkpoint_validates_and_gives_upstreams_rows(tmp_path
     weights = WeightMap(load_state_dict(path).tensors, str(path))
     weights.meta = load_state_dict(path).meta
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(5))
-    config, got = network_rows(YoloModel("yolo26"), weights, args(input_size=(64, 64)), x, OnnxBackend())
+    config, got = network_rows(YoloModel("yolo26"), weights, args(input_size=(64, 64)), x)
     assert config["end2end"] and config["variant"] == "yolo26n" and config["max_det"] == 300
     head = module.model[-1]
     with torch.no_grad():
@@ -233,12 +233,15 @@ def test_the_head_form_is_read_from_the_keys_and_max_det_is_recorded():
     config, got = network_rows(YoloModel("yolo26"), WeightMap(both, "w.pt"), args(input_size=(64, 64), max_det=10),
                                x)
     assert config["end2end"] and config["max_det"] == 10 and got["model.23"].shape == (1, 10, 6)
-    config, got = network_rows(YoloModel("yolo26"), WeightMap(both, "w.pt"),
-                               args(input_size=(64, 64), head="one2many"), x)
-    assert not config["end2end"] and got["model.23"].shape == (1, 4 + 3, 84)
+    model = YoloModel("yolo26")
+    config = model.config_from_weights(WeightMap(both, "w.pt"), args(input_size=(64, 64), head="one2many"))
+    with torch.no_grad():
+        assert not config["end2end"] and model.reference_module(config)(x).shape == (1, 4 + 3, 84)
     fused = {k: v for k, v in both.items() if not k.startswith(("model.23.cv2.", "model.23.cv3."))}
-    config, got = network_rows(YoloModel("yolo26"), WeightMap(fused, "fused.pt"), args(input_size=(64, 64)), x)
-    assert config["end2end"] and config["table"]["one2many"] is False and got["model.23"].shape == (1, 84, 6)
+    config = model.config_from_weights(WeightMap(fused, "fused.pt"), args(input_size=(64, 64)))
+    with torch.no_grad():
+        assert config["end2end"] and config["table"]["one2many"] is False
+        assert model.reference_module(config)(x).shape == (1, 84, 6)
     with pytest.raises(TableError, match="--head one2many: these weights hold only the one-to-one branch"):
         YoloModel("yolo26").config_from_weights(WeightMap(fused, "fused.pt"), args(head="one2many"))
     yolo11 = walker.build_module(walker.resolve(walker.official_table("yolo11"), "n"), Options())
@@ -256,3 +259,15 @@ def test_infer_thresholds_the_end_to_end_rows_without_nms(tmp_path):
     assert kept.tolist() == rows[0, :3].tolist()           # overlapping boxes of one class both stay: no NMS
     assert end_to_end_rows(rows, 0.25, [0], 300)[0].tolist() == [rows[0, 2].tolist()]
     assert end_to_end_rows(rows, 0.05, None, 2)[0].shape == (2, 6)
+
+
+def test_validate_faces_rows_of_equal_scores_but_hides_no_wrong_value():
+    """align_rows only permutes rows per image: rows listed in another order face their twins, a changed value
+    still differs."""
+    from zoo.yolo.blocks.end2end import align_rows
+    expected = torch.tensor([[[0, 0, 2, 2, 0.5, 1], [5, 5, 9, 9, 0.5, 2], [1, 1, 3, 3, 0.4, 0]]], dtype=torch.float32)
+    swapped = expected[:, [1, 0, 2]]
+    assert torch.equal(align_rows(swapped, expected), expected)
+    wrong = swapped.clone()
+    wrong[0, 2, 0] = 7.0
+    assert (align_rows(wrong, expected) - expected).abs().max() == 6.0

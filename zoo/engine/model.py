@@ -73,6 +73,11 @@ class ZooModel:
         """One JSON-able record per batch item."""
         raise NotImplementedError
 
+    def aligned_output(self, config: dict, index: int, got: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:
+        """`got` (output `index` of the network) in the order of `expected` (the reference module's) where the two
+        may list the same rows differently (an end-to-end head's rows of equal scores); as it is by default."""
+        return got
+
     def sample_input(self, config: dict, batch: int, seed: int = 0) -> np.ndarray:
         """A deterministic input batch for validate and bench."""
         generator = np.random.default_rng(seed)

@@ -52,6 +52,27 @@ def select_rows(predictions: torch.Tensor, nc: int, max_det: int) -> torch.Tenso
     return torch.cat([take(boxes), best[..., None], classes[..., None].to(rows.dtype), take(extra)], -1)
 
 
+def align_rows(got: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:
+    """`got`'s rows (B, k, C) permuted, per image, to face the `expected` row each is nearest to (max abs difference
+    over the row; greedy, nearest pairs first). Two executors list rows of equal or nearly equal scores in different
+    orders; a permutation hides no wrong value."""
+    aligned = []
+    for g, e in zip(got.float(), expected.float()):
+        distance = torch.cdist(e.double(), g.double(), p=float("inf"))
+        order = torch.argsort(distance.flatten())
+        taken_e, taken_g, pick = set(), set(), [0] * len(e)
+        for flat in order.tolist():
+            i, j = divmod(flat, len(g))
+            if i in taken_e or j in taken_g:
+                continue
+            taken_e.add(i), taken_g.add(j)
+            pick[i] = j
+            if len(taken_e) == len(e):
+                break
+        aligned.append(g[pick])
+    return torch.stack(aligned) if aligned else got
+
+
 # ----------------------------------------------------------------------------------------------- the network
 
 
