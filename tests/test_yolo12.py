@@ -6,8 +6,10 @@ validated per layer at FP32 and then at FP16 with the detection agreement. The t
 by layer with every other table by tests/test_yolo_tables.py."""
 from __future__ import annotations
 
+import argparse
 import re
 
+import numpy as np
 import pytest
 import torch
 
@@ -168,3 +170,15 @@ def test_the_registry_builds_a2c2f_rows_and_the_head_is_yolo11s():
     module = walker.build_module(walker.resolve(walker.official_table("yolo12"), "n"), Options(strides=(8, 16, 32)))
     head = module.model[21]
     assert head.legacy is False and len(head.cv3[0]) == 3 and len(head.cv3[0][0]) == 2
+
+
+def test_every_yolo12_scale_is_found_again_from_its_value_counts():
+    """From flat counts alone (meta device): m and l share width and max_channels; l adds the residual gamma and
+    mlp_ratio 1.2 and twice the inner blocks, which tells them apart."""
+    table = walker.official_table("yolo12")
+    for scale in table["scales"]:
+        with torch.device("meta"):
+            module = walker.build_module(walker.resolve(table, scale), Options())
+        counts = {k: np.broadcast_to(np.float32(0), (v.numel(),)) for k, v in module.state_dict().items()}
+        config = YoloModel("yolo11")._config(WeightMap(counts, "w.wts"), argparse.Namespace(decode="layers"))
+        assert (config.table_name, config.scale) == ("yolo12", scale)
