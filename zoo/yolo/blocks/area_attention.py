@@ -71,7 +71,7 @@ def area_attention(net, weights, prefix: str, x, dim: int, num_heads: int, area:
     qkv = conv(net, weights, f"{prefix}.qkv", x, dim, 3 * c, 1, act=False)
     # channel = head * 96 + part * 32 + d and position = run * (n / area) + t, so one reshape names the five axes
     runs = shuffle(net, qkv, f"{prefix}/areas", reshape=(0, num_heads, 3 * head_dim, area, n // area),
-                          second=(0, 3, 1, 2, 4))                                 # (B, area, heads, 96, n / area)
+                   second=(0, 3, 1, 2, 4))                                        # (B, area, heads, 96, n / area)
     q, k, v = layers.split(net, runs, (head_dim,) * 3, (f"{prefix}/q", f"{prefix}/k", f"{prefix}/v"), axis=3)
     mixed = layers.attention_over_columns(net, q, k, v, head_dim ** -0.5, prefix)
 
