@@ -4,7 +4,8 @@ from .core import (activation, add, avg_pool, batch_norm, cast, channel_affine, 
                    multiply, named, prelu, rename, reshape, softmax, split, transpose, upsample_nearest, weight_dtype)
 from .pooling import adaptive_avg_pool  # noqa: F401
 from .shuffle import channel_shuffle, channel_split  # noqa: F401
-from .transformer import layer_norm, layer_norm_2d, multi_head_attention, prepend_token, token  # noqa: F401
+from .transformer import (attention_over_columns, layer_norm, layer_norm_2d, multi_head_attention,  # noqa: F401
+                          prepend_token, token)
 from .heads import vgg_head  # noqa: F401
 from .inception import basic_conv2d, mark_auxiliary_used, transform_input  # noqa: F401
 from .core import conv2d_arrays  # noqa: F401  (a convolution from arrays the builder derived)

@@ -13,7 +13,7 @@ import numpy as np
 from wts.weight_map import WeightMap
 from zoo.trt_api import trt
 
-from .core import constant, linear_from_arrays, named, rename, weight_dtype
+from .core import cast, constant, linear_from_arrays, named, rename, weight_dtype
 
 
 def layer_norm(net, weights: WeightMap, prefix: str, x, eps: float = 1e-5, name: str | None = None):
@@ -112,3 +112,25 @@ def prepend_token(net, x, token_value: np.ndarray, batch_source, name: str):
     layer = net.add_concatenation([broadcast, x])
     layer.axis = 1
     return named(layer, name)
+
+
+def attention_over_columns(net, q, k, v, scale: float, prefix: str):
+    """v softmax(scale q^T k)^T for the column-major layout of YOLO's attention blocks: q, k [..., d, L] and
+    v [..., dv, L] (tokens on the last axis, any leading batch axes): [..., dv, L], named `<prefix>/mixed`.
+
+    The logits and the softmax are computed in FP32 whatever the network's type: logits rounded to FP16 (steps of 1/128
+    between 8 and 16) move each exponential by up to 0.4 %, and TensorRT keeps a strongly typed network's casts. The weights, in [0, 1], go back to the network's type for the product with v."""
+    dtype = q.dtype
+    if dtype != trt.float32:
+        q, k = cast(net, q, trt.float32, f"{prefix}/q_fp32"), cast(net, k, trt.float32, f"{prefix}/k_fp32")
+    logits = named(net.add_matrix_multiply(q, trt.MatrixOperation.TRANSPOSE, k, trt.MatrixOperation.NONE),
+                   f"{prefix}/qk")                                                      # [..., L, L]
+    factor = constant(net, np.full((1,) * len(logits.shape), scale, np.float32), f"{prefix}/scale")
+    scaled = named(net.add_elementwise(logits, factor, trt.ElementWiseOperation.PROD), f"{prefix}/logits")
+    softmax = net.add_softmax(scaled)
+    softmax.axes = 1 << (len(scaled.shape) - 1)
+    weights = named(softmax, f"{prefix}/softmax")
+    if dtype != trt.float32:
+        weights = cast(net, weights, dtype, f"{prefix}/softmax_{'fp16' if dtype == trt.float16 else 'cast'}")
+    return named(net.add_matrix_multiply(v, trt.MatrixOperation.NONE, weights, trt.MatrixOperation.TRANSPOSE),
+                 f"{prefix}/mixed")
