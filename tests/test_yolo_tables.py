@@ -4,10 +4,11 @@ layer on the reference backend against the walker's reference module: every tens
 name, at FP32 1e-4 (relative to max(1, max|ref|)), every weight used, every module with weights before the head
 compared (the head by its outputs).
 
-Sizes are kept small so the whole file runs in seconds per table: the input is a smooth 64 px image (2 x 2 cells
-at stride 32, one at stride 64), a table with one scale (YOLOv10's) is built at no more than n's multiples, and a
-table without `scales` (the v3 and YOLOv9 tables, trained at width 1.0 only) is built at width 1/8 with its depth
-as written, which changes channel counts, not structure; tables that narrow to the same network are walked once.
+Sizes are kept small so the whole file runs in seconds per table: the input is a letterboxed 64 px synthetic
+scene (2 x 2 cells at stride 32, one at stride 64), a table with one scale (YOLOv10's) is built at no more than
+n's multiples, and a table without `scales` (the v3 and YOLOv9 tables, trained at width 1.0 only) is built at width
+1/8 with its depth as written, which changes channel counts, not structure; tables that narrow to the same network
+are walked once.
 
 The reference modules are also held to the parameter counts ultralytics 8.4.190 prints in its own tables' comments
 (cfg/models/v8, scale n, 80 classes), an independent check of the blocks' shapes."""
