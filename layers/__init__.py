@@ -9,3 +9,4 @@ from .heads import vgg_head  # noqa: F401
 from .inception import basic_conv2d, mark_auxiliary_used, transform_input  # noqa: F401
 from .core import conv2d_arrays  # noqa: F401  (a convolution from arrays the builder derived)
 from .core import conv_transpose2d  # noqa: F401  (nn.ConvTranspose2d)
+from .core import clamp, upsample_linear  # noqa: F401  (dense heads: clamp, bilinear upsampling)
