@@ -3,7 +3,8 @@
 Facts (upstream `nn/modules/block.py`): Bottleneck(c1, c2, shortcut, g, k=(3, 3), e=0.5) adds its input when shortcut
 and c1 == c2; C3's bottlenecks are (1x1, 3x3) with e=1.0 and its concatenation puts the bottleneck branch first;
 C2f splits cv1 in two halves and appends every bottleneck's output; C3k2 is C2f's layout with C3k(c, c, 2) or
-Bottleneck(c, c, e=0.5) inside.
+Bottleneck(c, c, e=0.5) inside, or (YOLO26's `attn` argument, which wins over c3k) Sequential(Bottleneck(c, c),
+PSABlock(c, 0.5, max(c // 64, 1) heads)).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import layers
 from zoo.yolo.registry import Block, register, scaled
 
 from .conv import Conv, conv
+from .psa import PSABlock, psa_block
 
 
 def _pair(k) -> tuple[int, int]:
@@ -103,12 +105,15 @@ class C2f(nn.Module):
 
 
 class C3k2(C2f):
-    def __init__(self, c1: int, c2: int, n: int = 1, c3k: bool = False, e: float = 0.5, g: int = 1,
-                 shortcut: bool = True):
-        self.c3k = c3k
+    def __init__(self, c1: int, c2: int, n: int = 1, c3k: bool = False, e: float = 0.5, attn: bool = False,
+                 g: int = 1, shortcut: bool = True):
+        self.c3k, self.attn = c3k, attn
         super().__init__(c1, c2, n, shortcut, g, e)
 
     def inner(self, shortcut: bool, g: int) -> nn.Module:
+        if self.attn:
+            return nn.Sequential(Bottleneck(self.c, self.c, shortcut, g),
+                                 PSABlock(self.c, attn_ratio=0.5, num_heads=max(self.c // 64, 1)))
         return C3k(self.c, self.c, 2, shortcut, g) if self.c3k else Bottleneck(self.c, self.c, shortcut, g)
 
 
@@ -129,9 +134,12 @@ def c2f(net, weights, prefix: str, x, c1: int, c2: int, n: int = 1, shortcut: bo
                       lambda name, y, c: bottleneck(net, weights, name, y, c, c, shortcut, g, (3, 3), 1.0))
 
 
-def c3k2(net, weights, prefix: str, x, c1: int, c2: int, n: int = 1, c3k_: bool = False, e: float = 0.5, g: int = 1,
-         shortcut: bool = True):
+def c3k2(net, weights, prefix: str, x, c1: int, c2: int, n: int = 1, c3k_: bool = False, e: float = 0.5,
+         attn: bool = False, g: int = 1, shortcut: bool = True):
     def inner(name, y, c):
+        if attn:
+            y = bottleneck(net, weights, f"{name}.0", y, c, c, shortcut, g)
+            return layers.rename(psa_block(net, weights, f"{name}.1", y, c, 0.5, max(c // 64, 1)), name)
         if c3k_:
             return c3k(net, weights, name, y, c, c, 2, shortcut, g)
         return bottleneck(net, weights, name, y, c, c, shortcut, g)

@@ -313,8 +313,10 @@ def _boxes(net, weights, prefix, raw, reg_max):
     decode = options().decode
     if decode not in DECODES:
         raise ValueError(f"decode must be one of {DECODES}, got {decode!r}")
-    return (decode_with_plugin if decode == "plugin" else decode_with_layers)(net, weights, prefix, raw,
-                                                                              options().strides, reg_max)
+    # reg_max 1 (YOLO26) has no DFL: the plugin's softmax over one bin would be a constant; plain layers then
+    with_plugin = decode == "plugin" and reg_max > 1
+    return (decode_with_plugin if with_plugin else decode_with_layers)(net, weights, prefix, raw, options().strides,
+                                                                       reg_max)
 
 
 def _levels(net, per_level: list, name: str):
