@@ -27,6 +27,7 @@ from zoo.yolo.registry import Block, TableError, register
 
 from .conv import Conv, conv
 
+CLASSES, FULL = ".classes", ".full"   # the names of the baked outputs after the head's: model.<i>.classes ...
 LOG_DEPTH_RANGE = (-4.0, 5.0)   # upstream clamps the head's log-depth (metres) to this before the calibration
 
 
@@ -69,7 +70,7 @@ def semantic_segment(net, weights, prefix: str, xs, nc: int, ch):
     y = conv(net, weights, f"{prefix}.classifier.0", xs[0], c_mid, c_mid, 3)
     logits = layers.rename(layers.conv2d(net, weights, f"{prefix}.classifier.1", y, nc, 1), prefix)
     layers.mark_auxiliary_used(weights, (f"{prefix}.aux_head.",))  # training-only deep supervision
-    return [logits, class_map(net, logits, nc, f"{prefix}.classes")]
+    return [logits, class_map(net, logits, nc, f"{prefix}{CLASSES}")]
 
 
 class Depth(nn.Module):
@@ -116,7 +117,7 @@ def depth(net, weights, prefix: str, xs, c_mid: int, ch):
     cal_a, cal_b = weights.take(f"{prefix}.cal_a", (1,)), weights.take(f"{prefix}.cal_b", (1,))
     log_depth = layers.channel_affine(net, log_depth, cal_a, cal_b, f"{prefix}/calibrated")
     quarter = layers.named(net.add_unary(log_depth, trt.UnaryOperation.EXP), prefix)
-    return [quarter, layers.upsample_linear(net, quarter, f"{prefix}.full", 4, align_corners=True)]
+    return [quarter, layers.upsample_linear(net, quarter, f"{prefix}{FULL}", 4, align_corners=True)]
 
 
 # ---------------------------------------------------------------------------------------------- table rows
@@ -155,9 +156,20 @@ def head_facts(name: str, args: list, table: dict, arrays: Mapping, prefix: str)
     return table
 
 
+_INPUT_STRIDES: dict[str, int] = {}
+
+
 def input_stride(resolved, options, size: int = 256) -> int:
     """The deepest stride of a table (upstream's rule for SemanticSegment, whose head inputs stop at P4 while the
-    encoder reaches P5): size over the smallest height any row outputs, from a pass on the meta device."""
+    encoder reaches P5): size over the smallest height any row outputs, from a pass on the meta device; remembered
+    per layout."""
+    key = repr([(layer.source, layer.block.name, layer.repeats, layer.args) for layer in resolved])
+    if key not in _INPUT_STRIDES:
+        _INPUT_STRIDES[key] = _deepest_stride(resolved, options, size)
+    return _INPUT_STRIDES[key]
+
+
+def _deepest_stride(resolved, options, size: int) -> int:
     from zoo.yolo.walker import YoloNet, using
     smallest = [size]
 
