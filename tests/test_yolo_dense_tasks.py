@@ -147,7 +147,7 @@ def test_depth_checkpoint_validates_and_infer_writes_a_16_bit_log_depth_png(tmp_
 
 def test_fp16_agreement_with_fp32(checkpoints):
     """The parts' agreement on FP16 outputs of the reference backend: most pixels keep FP32's class (all of them
-    for FP32 itself) and most depths stay within 1 % of FP32's."""
+    for FP32 itself) and the depths stay within delta-1 (a factor 1.25) of FP32's."""
     from layers.precision import Precision
     from wts.weight_map import WeightMap
     from zoo.engine.backends import ReferenceBackend
@@ -155,7 +155,7 @@ def test_fp16_agreement_with_fp32(checkpoints):
     from zoo.engine.networks import define_network
     model = YoloModel(COMMAND)
     photo = cv2.imread(str(asset_path("chelsea")))
-    for name, least in (("yolo26-sem", 0.95), ("yolo26-depth", 0.8)):
+    for name, least in (("yolo26-sem", 0.95), ("yolo26-depth", 0.99)):
         weights = WeightMap(state_dict_arrays(checkpoints[name][1]), name)
         config = model.config_from_weights(weights, argparse.Namespace(input_size=(SIZE, SIZE)))
         batch, _ = model.load_images([("chelsea", photo, None)], config)
