@@ -33,3 +33,15 @@ def test_sppf_shortcut_adds_the_input():
 def test_c3k2_attention_form(args):
     rows = check_block("C3k2", args, (1, args[0], 4, 4), 6)
     assert any(".m.0.1.attn" in r.name for r in rows)
+
+
+def test_yolo26_tables_have_upstreams_parameter_counts():
+    """ultralytics 8.4.190 cfg/models/26/<table>.yaml, scale n (nc 80, kpt 17x3 for pose): "... N parameters",
+    the model as built (both branches, training's parts)."""
+    counts = {"yolo26": 2_572_280, "yolo26-p2": 2_662_400, "yolo26-p6": 4_063_872, "yolo26-pose": 3_747_554,
+              "yolo26-obb": 2_715_614, "yolo26-seg": 3_126_280, "yolo26-cls": 2_812_104}
+    for name, count in counts.items():
+        table = walker.official_table(name)
+        with torch.device("meta"):
+            module = walker.build_module(walker.resolve(table, "n"), Options())
+        assert sum(p.numel() for p in module.parameters()) == count, name

@@ -51,6 +51,11 @@ class WeightMap:
         self._taken.add(key)
         return np.ascontiguousarray(array.reshape(shape), dtype=dtype)
 
+    def set_aside(self, prefix: str) -> None:
+        """Count every key under `prefix` as used: parts the network deliberately does not read (the branch of a
+        two-branch head that is not built, layers that only training runs)."""
+        self._taken.update(k for k in self._tensors if k.startswith(prefix))
+
     def reset_usage(self) -> None:
         """Forget which keys were taken, before defining another network from the same weights."""
         self._taken.clear()

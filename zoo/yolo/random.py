@@ -7,6 +7,10 @@ Anchored heads (YOLOv5): output biases N(0, 1), calibration on [smooth image, no
 box outputs N(0, 1); class outputs centred with unit spread on the calibration images and shifted to -4.5, so a
 few % of the cells score above 0.25 as with a trained detector; DFL's fixed bins are kept; calibration on a smooth
 image and five letterboxed synthetic scenes. Transposed convolutions and Linear layers are seeded first.
+Attention (C2PSA, C3k2's attention form): where the calibration images give logits q.k * scale beyond +-10, the
+q and k channels of `qkv`'s BatchNorm are scaled down to that bound; random weights deep in a YOLO26 table otherwise
+give logits of several hundred, a softmax that is a hard argmax whose FP32 rounding (1e-4 off FP64 in PyTorch
+itself) is no test of the layers.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from torch import nn
 from zoo.engine.model import batchnorm_statistics_from_, random_batchnorm_affine_, random_conv_
 
 from .blocks.detect import DFL, Detect
+from .blocks.psa import Attention
 from .blocks.yolov5 import Detect as AnchoredDetect
 
 
@@ -60,8 +65,10 @@ def _anchored(model: nn.Module, seed: int, calib_size: int) -> nn.Module:
 def _anchor_free(model: nn.Module, seed: int, calib_size: int) -> nn.Module:
     g = torch.Generator().manual_seed(seed)
     heads = [m for m in model.modules() if isinstance(m, Detect)]
-    head_outputs = {id(seq[-1]) for h in heads for seq in list(h.cv2) + list(h.cv3)}
-    class_outputs = {id(seq[-1]) for h in heads for seq in h.cv3}
+    boxes = [seq for h in heads for name in ("cv2", "one2one_cv2") if hasattr(h, name) for seq in getattr(h, name)]
+    classes = [seq for h in heads for name in ("cv3", "one2one_cv3") if hasattr(h, name) for seq in getattr(h, name)]
+    head_outputs = {id(seq[-1]) for seq in boxes + classes}
+    class_outputs = {id(seq[-1]) for seq in classes}
     fixed = {id(h.dfl.conv) for h in heads if isinstance(h.dfl, DFL)}
     for m in model.modules():
         if isinstance(m, nn.Conv2d) and id(m) not in fixed:
@@ -88,9 +95,101 @@ def _anchor_free(model: nn.Module, seed: int, calib_size: int) -> nn.Module:
     class_convs = [m for m in model.modules() if id(m) in class_outputs]
     batchnorm_statistics_from_(model, torch.cat((smooth, torch.from_numpy(scenes).to(torch.float64))), g,
                                [(conv, measure) for conv in class_convs])
+    images = torch.cat((smooth, torch.from_numpy(scenes).to(torch.float64)))
+    _measure_other_branch(model, heads, images, [conv for conv in class_convs if id(conv) not in spread], measure)
+    if any(hasattr(h, "one2one_cv3") for h in heads):  # end-to-end: spread also on small noise (see below)
+        half = calib_size // 2
+        _widen_spread(model, heads, torch.rand(2, 3, half, half, generator=g, dtype=torch.float64), class_convs,
+                      spread)
     for conv in class_convs:  # centred logits of unit spread on every level, whatever the depth before them
         mean, std = spread[id(conv)]
         std = max(std, 1e-6)
         conv.weight.div_(std)
         conv.bias.sub_((mean / std).to(conv.bias.dtype))
+    images = torch.cat((smooth, torch.from_numpy(scenes).to(torch.float64)))
+    half = calib_size // 2  # small inputs (2 x 2 cells at stride 32) and noise give the largest logits
+    _temper_attention(model, [images, nn.functional.interpolate(images, size=(half, half), mode="bilinear"),
+                              torch.rand(2, 3, half, half, generator=g, dtype=torch.float64)])
     return model
+
+
+def _measure_other_branch(model: nn.Module, heads: list, images: torch.Tensor, convs: list, measure) -> None:
+    """The class outputs of the branch an end-to-end head does not run (its one-to-many one, or the reverse): one
+    more pass with every two-branch head switched over, the BatchNorm statistics as they are."""
+    if not convs:
+        return
+    switched = [h for h in heads if hasattr(h, "cv3") and hasattr(h, "one2one_cv3")]
+    hooks = [conv.register_forward_hook(measure) for conv in convs]
+    dtype, training = next(model.parameters()).dtype, model.training
+    for h in switched:
+        h.one2one = not h.one2one
+    try:
+        model.to(torch.float64).eval()(images)
+    finally:
+        for h in switched:
+            h.one2one = not h.one2one
+        for hook in hooks:
+            hook.remove()
+        model.to(dtype).train(training)
+
+
+def _widen_spread(model: nn.Module, heads: list, images: torch.Tensor, convs: list, spread: dict) -> None:
+    """An end-to-end head keeps its top-k by score: logits of spread 50 on an input unlike the calibration images
+    (noise at half the size, as tests feed) saturate the sigmoid to exact ties at 1.0, whose order no two executors
+    share. Each class output's spread becomes the larger of the two, for both branches."""
+    def widen(conv: nn.Conv2d, _inputs, output: torch.Tensor) -> None:
+        std = float((output - conv.bias.view(1, -1, 1, 1)).std())
+        mean, known = spread[id(conv)]
+        spread[id(conv)] = mean, max(known, std)
+
+    switched = [h for h in heads if hasattr(h, "cv3") and hasattr(h, "one2one_cv3")]
+    hooks = [conv.register_forward_hook(widen) for conv in convs]
+    dtype, training = next(model.parameters()).dtype, model.training
+    try:
+        model.to(torch.float64).eval()
+        for _ in range(2 if switched else 1):
+            model(images)
+            for h in switched:
+                h.one2one = not h.one2one
+    finally:
+        for hook in hooks:
+            hook.remove()
+        model.to(dtype).train(training)
+
+
+MAX_ATTENTION_LOGIT = 10.0
+
+
+def _temper_attention(model: nn.Module, batches: list[torch.Tensor]) -> None:
+    attentions = [m for m in model.modules() if isinstance(m, Attention)]
+    if not attentions:
+        return
+    largest: dict[int, float] = {}
+
+    def measure(attn: Attention, inputs, _output) -> None:
+        x = inputs[0]
+        b, _, h, w = x.shape
+        qkv = attn.qkv(x).view(b, attn.num_heads, 2 * attn.key_dim + attn.head_dim, h * w)
+        q, k = qkv[:, :, :attn.key_dim], qkv[:, :, attn.key_dim:2 * attn.key_dim]
+        found = float(((q.transpose(-2, -1) @ k) * attn.scale).abs().max())
+        largest[id(attn)] = max(found, largest.get(id(attn), 0.0))
+
+    hooks = [m.register_forward_hook(measure) for m in attentions]
+    dtype, training = next(model.parameters()).dtype, model.training
+    try:
+        for images in batches:
+            model.to(torch.float64).eval()(images)
+    finally:
+        for hook in hooks:
+            hook.remove()
+        model.to(dtype).train(training)
+    for attn in attentions:
+        if largest.get(id(attn), 0.0) <= MAX_ATTENTION_LOGIT:
+            continue
+        factor = math.sqrt(MAX_ATTENTION_LOGIT / largest[id(attn)])
+        per_head = 2 * attn.key_dim + attn.head_dim
+        for head in range(attn.num_heads):
+            bn = attn.qkv.bn
+            span = slice(head * per_head, head * per_head + 2 * attn.key_dim)
+            bn.weight[span] *= factor
+            bn.bias[span] *= factor

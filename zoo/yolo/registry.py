@@ -47,11 +47,14 @@ class Options:
     """Table-wide choices that are not table rows. `activation`: what a Conv's `act=True` means (the table's
     `activation` key; SiLU when absent). `sppf_act`: SPPF cv1 with the default activation (released weights) or
     none (models built by ultralytics 8.4). `decode`: "plugin" or "layers" for the heads' box decode. `strides`:
-    the heads' input strides, set by the walker."""
+    the heads' input strides, set by the walker. `head`: which branch a two-branch (end-to-end) head runs;
+    `max_det`: the rows its top-k keeps."""
     activation: str = "silu"
     sppf_act: bool = True
     decode: str = "plugin"
     strides: tuple[int, ...] = ()
+    head: str = "auto"          # end-to-end heads: "one2one", "one2many" or "auto" (one-to-one when present)
+    max_det: int = 300          # rows of the end-to-end output
 
 
 _OPTIONS: contextvars.ContextVar[Options] = contextvars.ContextVar("yolo_options", default=Options())

@@ -442,10 +442,27 @@ def topk(g: OnnxGraph, layer, xs, ys):
 
 def gather(g: OnnxGraph, layer, xs, ys):
     a = layer._attrs
-    if a["mode"] != trt.GatherMode.DEFAULT or a["num_elementwise_dims"]:
+    if a["mode"] != trt.GatherMode.DEFAULT or a["num_elementwise_dims"] not in (0, 1):
         raise _fail(layer, f"gather mode {a['mode']} with {a['num_elementwise_dims']} elementwise dims has no ONNX "
                            f"form in the zoo's writer")
+    if a["num_elementwise_dims"]:
+        batched_gather(g, layer, xs, ys)
+        return
     g.node("Gather", xs, layer.name, outputs=ys, axis=a["axis"])
+
+
+def batched_gather(g: OnnxGraph, layer, xs, ys):
+    """One elementwise (batch) dim, indices (B, k): GatherElements on the indices unsqueezed to the data's rank and
+    expanded over its other static dims (B, ..., k at axis, ...)."""
+    data, axis = layer._inputs[0].shape, layer._attrs["axis"]
+    if len(layer._inputs[1].shape) != 2 or any(d < 0 for i, d in enumerate(data) if i not in (0, axis)):
+        raise _fail(layer, "a batched gather needs indices (B, k) and static data dims besides batch and axis")
+    name = layer.name
+    others = [i for i in range(1, len(data)) if i != axis]
+    indices = g.op("Unsqueeze", [xs[1], g.int64s(others, f"{name}/axes")], f"{name}/unsqueeze") if others else xs[1]
+    sizes = [1 if i in (0, axis) else d for i, d in enumerate(data)]
+    indices = g.op("Expand", [indices, g.int64s(sizes, f"{name}/sizes")], f"{name}/expand")
+    g.node("GatherElements", [xs[0], indices], name, outputs=ys, axis=axis)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -1025,19 +1025,30 @@ class IGatherLayer(ILayer):
     num_elementwise_dims = _setting("num_elementwise_dims", int)
 
     def _infer(self, shapes, dtypes):
-        if self._attrs["mode"] != trt.GatherMode.DEFAULT or self._attrs["num_elementwise_dims"]:
-            raise NotImplementedError("only DEFAULT gather without elementwise dims is implemented by the reference "
-                                      "backend")
+        batched = self._attrs["num_elementwise_dims"]
+        if self._attrs["mode"] != trt.GatherMode.DEFAULT or batched not in (0, 1):
+            raise NotImplementedError("only DEFAULT gather with 0 or 1 elementwise dims is implemented by the "
+                                      "reference backend")
         if dtypes[1] not in (trt.int32, trt.int64):
             raise self._fail(f"indices must be int32 or int64, got {dtypes[1]}")
         data, indices, axis = shapes[0], shapes[1], self._attrs["axis"]
-        return [(Dims((*data[:axis], *indices, *data[axis + 1:])), dtypes[0])]
+        if batched and (axis < 1 or len(indices) < 1):
+            raise self._fail(f"with one elementwise dim the axis must be >= 1 and the indices of rank >= 1, got axis "
+                             f"{axis} and indices {tuple(indices)}")
+        # TensorRT: [data[:axis], indices[num_elementwise_dims:], data[axis + 1:]]; the elementwise dim is data's 0
+        return [(Dims((*data[:axis], *indices[batched:], *data[axis + 1:])), dtypes[0])]
 
     def _run(self, xs):
         data, indices = xs
         axis = self._attrs["axis"]
+        if self._attrs["num_elementwise_dims"]:  # item b of the batch gathers from data[b] with indices[b]
+            return [torch.stack([self._gather(d, i, axis - 1) for d, i in zip(data, indices)])]
+        return [self._gather(data, indices, axis)]
+
+    @staticmethod
+    def _gather(data, indices, axis):
         flat = data.index_select(axis, indices.reshape(-1).long())
-        return [flat.reshape(*data.shape[:axis], *indices.shape, *data.shape[axis + 1:])]
+        return flat.reshape(*data.shape[:axis], *indices.shape, *data.shape[axis + 1:])
 
 
 class INormalizationLayer(ILayer):
