@@ -4,12 +4,19 @@ on the reference backend and ONNX Runtime at FP32 1e-4; the tables' parameter co
 end-to-end head against an independent PyTorch reading of upstream's eval computation."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from test_yolo_blocks_extra import check_block
+from wts.weight_map import WeightMap
+from zoo.engine.backends import ReferenceBackend
+from zoo.engine.model import randomize_batchnorm, state_dict_arrays
+from zoo.engine.onnx.backend import OnnxBackend
+from zoo.trt_api import trt
 from zoo.yolo import walker
-from zoo.yolo.registry import Options
+from zoo.yolo.blocks.end2end import select_rows
+from zoo.yolo.registry import Options, TableError, lookup, using
 
 
 @pytest.mark.parametrize("args", [[32, 32, 5, 3, True], [32, 16, 5, 2, True], [16, 16, 3, 3, False]])
@@ -45,3 +52,121 @@ def test_yolo26_tables_have_upstreams_parameter_counts():
         with torch.device("meta"):
             module = walker.build_module(walker.resolve(table, "n"), Options())
         assert sum(p.numel() for p in module.parameters()) == count, name
+
+
+# ------------------------------------------------------------------------------------------- end-to-end selection
+
+
+def upstream_rows(predictions: torch.Tensor, nc: int, max_det: int) -> torch.Tensor:
+    """ultralytics 8.4's eval postprocess, read independently: (B, 4 + nc + extra, A) -> (B, k, 6 + extra); top-k
+    anchors by their best score, then top-k of their (anchor, class) scores flattened anchor-major, class = index mod
+    nc, anchor = the first top-k's entry at index div nc."""
+    x = predictions.permute(0, 2, 1)
+    boxes, scores, extra = x[..., :4], x[..., 4:4 + nc], x[..., 4 + nc:]
+    k = min(max_det, x.shape[1])
+    first = torch.topk(scores.max(dim=-1).values, k, dim=1).indices
+    picked = torch.stack([s[i] for s, i in zip(scores, first)])                       # (B, k, nc)
+    top, index = torch.topk(picked.reshape(x.shape[0], -1), k, dim=1)
+    anchor = torch.stack([f[i] for f, i in zip(first, index // nc)])
+    rows = [torch.cat([b[a], t[:, None], (i % nc)[:, None].float(), e[a]], 1)
+            for b, e, a, t, i in zip(boxes, extra, anchor, top, index)]
+    return torch.stack(rows)
+
+
+def run_selection(predictions: torch.Tensor, nc: int, max_det: int, backend) -> np.ndarray:
+    from zoo.yolo.blocks.end2end import select_rows_network
+    net = ReferenceBackend().create_network()
+    inp = net.add_input("p", trt.float32, (-1, *predictions.shape[1:]))
+    out = select_rows_network(net, inp, nc, max_det, "rows")
+    net.mark_output(out)
+    return np.asarray(backend.runner_for(net).run({"p": predictions.numpy()})["rows"])
+
+
+@pytest.mark.parametrize("nc,extra,anchors,max_det", [(5, 0, 40, 12), (3, 4, 30, 300), (1, 1, 25, 7)])
+def test_selection_is_upstreams_on_every_executor(nc, extra, anchors, max_det):
+    """Batch 2, distinct scores: module and network rows equal upstream's reading, order included."""
+    g = torch.Generator().manual_seed(nc)
+    predictions = torch.cat([torch.randn(2, 4, anchors, generator=g) * 50,
+                             torch.rand(2, nc, anchors, generator=g),
+                             torch.randn(2, extra, anchors, generator=g)], 1)
+    expected = upstream_rows(predictions, nc, max_det)
+    assert expected.shape == (2, min(max_det, anchors), 6 + extra)
+    torch.testing.assert_close(select_rows(predictions, nc, max_det), expected, rtol=0, atol=0)
+    for backend in (ReferenceBackend(), OnnxBackend()):
+        np.testing.assert_allclose(run_selection(predictions, nc, max_det, backend), expected.numpy(), rtol=0,
+                                   atol=1e-6)
+
+
+def test_max_det_above_tensorrts_topk_limit_is_one_line():
+    with pytest.raises(TableError, match=r"--max-det 4000: the end-to-end head takes 1\.\.3840"):
+        run_selection(torch.rand(1, 6, 5000), 2, 4000, ReferenceBackend())
+
+
+# ------------------------------------------------------------------------------------------ the heads, end to end
+
+LEVELS = ((1, 16, 8, 8), (1, 32, 4, 4), (1, 64, 2, 2))
+HEADS = {"v10Detect": [3], "Detect": [3], "Segment26": [3, 4, 16], "Pose26": [2, [3, 3]], "OBB26": [2, 1],
+         "Segment": [3, 4, 16], "Pose": [2, [3, 2]], "OBB": [2, 1]}
+
+
+class Head(torch.nn.Module):
+    def __init__(self, head):
+        super().__init__()
+        self.model = torch.nn.ModuleDict({"9": head})
+
+    def forward(self, xs):
+        return self.model["9"](xs)
+
+
+def head_module(name: str, opts: Options, reg_max: int = 1, end2end: bool = True) -> tuple[torch.nn.Module, list]:
+    ch = [s[1] for s in LEVELS]
+    args = [*HEADS[name], ch, False, 16 if name == "v10Detect" else reg_max, end2end, True, True]
+    torch.manual_seed(3)
+    with using(opts):
+        head = lookup(name, "test").module(*args)
+    module = Head(head)
+    for m in module.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+            torch.nn.init.normal_(m.weight, std=(1.0 / m.weight[0].numel()) ** 0.5)
+    randomize_batchnorm(module, torch.Generator().manual_seed(1))
+    return module.eval(), args
+
+
+def head_network(name: str, args: list, module, opts: Options, backend) -> tuple[dict, list]:
+    weights = WeightMap(state_dict_arrays(module), "head")
+    net = ReferenceBackend().create_network()
+    xs = [net.add_input(f"x{i}", trt.float32, (-1, *s[1:])) for i, s in enumerate(LEVELS)]
+    with using(opts):
+        outs = lookup(name, "test").build(net, weights, "model.9", xs, *args)
+    outs = outs if isinstance(outs, list) else [outs]
+    for o in outs:
+        net.mark_output(o)
+    inputs = {f"x{i}": torch.randn(2, *s[1:], generator=torch.Generator().manual_seed(i)).numpy()
+              for i, s in enumerate(LEVELS)}
+    assert weights.unused() == []
+    return backend.runner_for(net).run(inputs), [o.name for o in outs], inputs
+
+
+@pytest.mark.parametrize("name", ["v10Detect", "Segment26", "Pose26", "OBB26", "Pose"])
+def test_each_task_head_end_to_end_is_upstreams_selection(name):
+    """The one-to-one branch's dense predictions (its decode in PyTorch), selected as upstream does, are the rows
+    of the network on both executors: boxes xyxy (OBB: rotated xywh), score, class, then the mask coefficients,
+    keypoints or angle of the same anchor."""
+    opts = Options(strides=(8, 16, 32), max_det=20)
+    module, args = head_module(name, opts)
+    head = module.model["9"]
+    assert head.one2one
+    for backend in (ReferenceBackend(), OnnxBackend()):
+        got, names, inputs = head_network(name, args, module, opts, backend)
+        xs = [torch.from_numpy(inputs[f"x{i}"]) for i in range(3)]
+        with torch.no_grad():
+            head.finish = lambda p: p           # the dense one-to-one predictions, before any selection
+            dense = module(xs)
+            del head.finish
+            out = module(xs)
+        dense, out = (dense[0], out[0]) if isinstance(out, tuple) else (dense, out)
+        expected = upstream_rows(dense, head.nc, 20)
+        assert expected.shape[1] == 20 and out.shape == expected.shape
+        torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(got[names[0]]), expected.numpy(), rtol=1e-4, atol=1e-4 * float(
+            expected.abs().max()))

@@ -36,13 +36,15 @@ class Detect:
         self.nms_defaults = nms_defaults or (YOLOV5_NMS if objectness else ULTRALYTICS_NMS)
 
     # --- flags
-    def add_infer_arguments(self, parser) -> None:
+    def add_infer_arguments(self, parser, with_max_det: bool = True) -> None:
         d = self.nms_defaults
         parser.add_argument("--conf", type=probability, default=d["conf"],
                             help=f"confidence threshold (default {d['conf']})")
-        parser.add_argument("--iou", type=probability, default=d["iou"], help=f"NMS IoU threshold (default {d['iou']})")
-        parser.add_argument("--max-det", type=bounded(int, 1, 100_000), default=d["max_det"],
-                            help=f"detections kept per image (default {d['max_det']})")
+        parser.add_argument("--iou", type=probability, default=d["iou"],
+                            help=f"NMS IoU threshold (default {d['iou']}; end-to-end heads have no NMS)")
+        if with_max_det:
+            parser.add_argument("--max-det", type=bounded(int, 1, 100_000), default=d["max_det"],
+                                help=f"detections kept per image (default {d['max_det']})")
         parser.add_argument("--agnostic", action="store_true", help="class-agnostic NMS")
         parser.add_argument("--classes", type=non_negative_int, nargs="+",
                             help="keep only these class ids (each below the model's class count)")
@@ -92,6 +94,8 @@ class Detect:
     def detections(self, outputs: dict, config, args) -> list[torch.Tensor]:
         """Per image (K, 6 + extra) [x1, y1, x2, y2, score, class, extra...] in network-input pixels."""
         prediction = self.output(outputs, config)
+        if getattr(config, "end2end", False):
+            return end_to_end_rows(prediction, args.conf, args.classes, args.max_det)
         if not self.objectness:
             prediction = prediction.transpose(1, 2)
         return batched_nms(prediction, args.conf, args.iou, args.classes, args.agnostic, args.max_det,
@@ -144,7 +148,7 @@ class Detect:
     def extra_stage(self, outputs, detections, images, config) -> None:
         """A fourth bench stage after NMS (segmentation's masks); none here."""
 
-    stages = ("preprocess", "network", "nms")
+    stages = ("preprocess", "network", "nms")     # "nms": the post-processing (a threshold end to end)
 
     def bench_stages(self, run_network, images, config, args, device) -> dict:
         """Milliseconds per image of each stage over `images` in batches of args.batch, after one warm-up batch.
@@ -171,6 +175,19 @@ class Detect:
         per_image = {stage: 1000 * seconds / len(images) for stage, seconds in totals.items()}
         per_image["total"] = sum(per_image.values())
         return per_image
+
+
+def end_to_end_rows(rows, conf: float, classes, max_det: int) -> list[torch.Tensor]:
+    """An end-to-end head's output (B, k, 6 + extra), rows already sorted by score: per image, those above `conf`
+    (and of `classes`), at most `max_det`. No NMS: the one-to-one head gives one row per object."""
+    rows = torch.as_tensor(rows)
+    kept = []
+    for image in rows:
+        keep = image[:, 4] > conf
+        if classes:
+            keep &= torch.isin(image[:, 5].long(), torch.as_tensor(classes, device=image.device))
+        kept.append(image[keep][:max_det])
+    return kept
 
 
 def batch_index(contexts, index: int) -> int:

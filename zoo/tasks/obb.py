@@ -7,7 +7,7 @@ import numpy as np
 from zoo.engine.errors import UserError
 from zoo.vision.obb import corners, obb_nms, regularize, scale_rotated
 
-from .detect import Detect
+from .detect import Detect, end_to_end_rows
 
 
 class OBB(Detect):
@@ -15,6 +15,9 @@ class OBB(Detect):
 
     def detections(self, outputs, config, args):
         """Per image (K, 7) [cx, cy, w, h, angle, score, class]."""
+        if getattr(config, "end2end", False):  # rows [cx, cy, w, h, score, class, angle]
+            rows = end_to_end_rows(self.output(outputs, config), args.conf, args.classes, args.max_det)
+            return [r[:, [0, 1, 2, 3, 6, 4, 5]] for r in rows]
         return obb_nms(self.output(outputs, config), args.conf, args.iou, args.classes, args.agnostic, args.max_det)
 
     def agreement(self, fp32_outputs, low_outputs, config):

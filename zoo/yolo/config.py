@@ -21,7 +21,9 @@ from zoo.yolo.walker import (Layer, YoloNet, build_module, head_strides, is_yolo
 from zoo.yolo.walker import _rows as walker_rows
 
 TASK_OF_HEAD = {"Detect": "detect", "Segment": "segment", "Pose": "pose", "OBB": "obb", "Classify": "classify",
+                "v10Detect": "detect", "Segment26": "segment", "Pose26": "pose", "OBB26": "obb",
                 "SemanticSegment": "semantic", "Depth": "depth"}
+HEADS = ("auto", "one2one", "one2many")
 IGNORED = ("num_batches_tracked", ".anchor_grid", ".strides")   # counters; tensorrtx's extra YOLOv5 buffers
 ACTIVATION_OF = {"SiLU": "silu", "ReLU": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Identity": None}
 
@@ -38,6 +40,8 @@ class YoloConfig:
     sppf_act: bool = True
     class_names: tuple[str, ...] | None = None
     strides: tuple[int, ...] = ()
+    head_branch: str = "auto"                # the branch an end-to-end head runs (Options.head)
+    max_det: int = 300                       # rows of the end-to-end output
 
     # --- what the table says
     @property
@@ -84,9 +88,17 @@ class YoloConfig:
         return name
 
     @property
+    def end2end(self) -> bool:
+        """The network gives the end-to-end rows (B, k, 6 + extra): a one-to-one branch that the head runs."""
+        if self.task == "classify":
+            return False
+        present = self.head.block.name == "v10Detect" or bool(self.table.get("end2end"))
+        return present and self.head_branch != "one2many"
+
+    @property
     def options(self) -> Options:
         return Options(activation=default_activation(self.table, self.table_name), sppf_act=self.sppf_act,
-                       decode=self.decode, strides=self.strides)
+                       decode=self.decode, strides=self.strides, head=self.head_branch, max_det=self.max_det)
 
     def module(self):
         return build_module(self.layers, self.options)
@@ -110,7 +122,7 @@ class YoloConfig:
         values.update(input_size=list(self.input_size), strides=list(self.strides),
                       class_names=list(self.class_names) if self.class_names else None,
                       variant=self.variant, num_classes=self.num_classes, num_masks=self.num_masks,
-                      kpt_shape=list(self.kpt_shape) if self.kpt_shape else None)
+                      kpt_shape=list(self.kpt_shape) if self.kpt_shape else None, end2end=self.end2end)
         return values
 
     @classmethod
@@ -121,7 +133,8 @@ class YoloConfig:
         return cls(table=values["table"], table_name=values["table_name"], scale=values.get("scale"),
                    task=values["task"], input_size=tuple(values["input_size"]), decode=values.get("decode", "plugin"),
                    sppf_act=bool(values.get("sppf_act", True)), class_names=tuple(names) if names else None,
-                   strides=tuple(values.get("strides") or ()))
+                   strides=tuple(values.get("strides") or ()), head_branch=values.get("head_branch", "auto"),
+                   max_det=int(values.get("max_det", 300)))
 
 
 # ------------------------------------------------------------------------------------------------ from weights
@@ -178,19 +191,28 @@ def head_facts(table: dict, arrays: Mapping, kpt_flag=None, meta_kpt=None) -> di
         if name == "Segment":
             args[2] = nm
         return table if table["nc"] >= 1 else None
-    nc = _count(arrays, f"{p}.cv3.0.2.bias")
+    one2many, one2one = f"{p}.cv3.0.2.bias" in arrays, f"{p}.one2one_cv3.0.2.bias" in arrays
+    branch = "" if one2many else "one2one_"
+    nc = _count(arrays, f"{p}.{branch}cv3.0.2.bias")
     if nc is None:
         return None
     table["nc"] = nc
-    table["reg_max"] = (_count(arrays, f"{p}.cv2.0.2.bias") or 64) // 4
-    extra = _count(arrays, f"{p}.cv4.0.2.bias")
-    if (extra is None) != (name == "Detect"):
+    table["reg_max"] = (_count(arrays, f"{p}.{branch}cv2.0.2.bias") or 64) // 4
+    if one2one != bool(name == "v10Detect" or table.get("end2end")) or not one2many:
+        table["end2end"] = one2one          # the branches the weights hold decide (a fused file has one)
+    if not one2many:
+        table["one2many"] = False
+    if name in ("Segment26", "Pose26"):     # training's parts: absent from a fused file
+        table["training_parts"] = any(k.startswith((f"{p}.proto.semseg.", f"{p}.flow_model.")) for k in arrays)
+    form = {"Segment26": "Segment", "Pose26": "Pose", "OBB26": "OBB", "v10Detect": "Detect"}.get(name, name)
+    extra = _count(arrays, f"{p}.{branch}cv4_kpts.0.bias" if name == "Pose26" else f"{p}.{branch}cv4.0.2.bias")
+    if (extra is None) != (form == "Detect"):
         return None
-    if name == "Segment":
+    if form == "Segment":
         if _conv_out(arrays, f"{p}.proto.cv3") is None:
             return None
         args[1] = extra
-    elif name == "Pose":
+    elif form == "Pose":
         table["kpt_shape"] = list(keypoint_shape(extra, meta_kpt or (table.get("kpt_shape") if meta_kpt else None),
                                                  kpt_flag, p))
         args[1] = "kpt_shape"

@@ -17,15 +17,42 @@ from zoo.tasks import part
 
 from . import walker
 from .activation import default_activation
-from .config import (TASK_OF_HEAD, YoloConfig, expected_shapes, line_tables, official_tables, problems,
-                     recorded_sppf_act, solve)
-from .registry import Options, TableError
+from .blocks.detect import uses_one2one
+from .blocks.end2end import check_max_det
+from .config import (HEADS, TASK_OF_HEAD, YoloConfig, expected_shapes, head_facts, line_tables, official_tables,
+                     problems, recorded_sppf_act, solve)
+from .registry import Options, TableError, using
 
 YOLOV5_TASKS = ("detect", "segment", "classify")
 TASKS = ("detect", "segment", "pose", "obb", "classify")
 SUFFIX = {"detect": "", "segment": "-seg", "pose": "-pose", "obb": "-obb", "classify": "-cls"}
 SCALES = ("n", "s", "m", "l", "x")
 SPPF_ACTS = {"silu": True, "none": False}
+FAMILIES = ("yolov8", "yolo11", "yolo26", "yolov10", "yolo12", "yolov9")   # the ultralytics line's commands
+SUMMARIES = {
+    "yolov8": "YOLOv8 and YOLO11: detection, segmentation, pose, oriented boxes and classification: ",
+    "yolo11": "YOLOv8 and YOLO11: detection, segmentation, pose, oriented boxes and classification: ",
+    "yolo26": "YOLO26 (end to end, no NMS; --head one2many for its NMS branch) and the whole ultralytics line: ",
+    "yolov10": "YOLOv10 (end to end, no NMS) and the whole ultralytics line: ",
+    "yolo12": "YOLO12 (area attention) and the whole ultralytics line: ",
+    "yolov9": "YOLOv9 (GELAN) and the whole ultralytics line: ",
+}
+
+
+def family_table(family: str, task: str, scale: str) -> str:
+    """The official table of random weights: `<family><suffix>` (tables with scales), else `<family><scale><suffix>`
+    (YOLOv10 and YOLOv9 have a table per scale)."""
+    for name in (family + SUFFIX[task], family + scale + SUFFIX[task]):
+        if name in walker.table_names():
+            return name
+    raise TableError(f"--family {family} has no official {task} table at scale {scale} (tables: "
+                     f"{', '.join(n for n in walker.table_names() if n.startswith(family)) or 'none'})")
+
+
+def default_sppf_act(table_name: str) -> bool:
+    """SPPF cv1's activation when nothing records it: YOLO26 was released by ultralytics 8.4 (none); the families
+    released before it have SiLU."""
+    return not table_name.startswith("yolo26")
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -55,13 +82,12 @@ class YoloModel(ZooModel):
     input_name = "images"
 
     def __init__(self, name: str = "yolov8"):
-        if name not in ("yolov5", "yolov8", "yolo11"):
+        if name != "yolov5" and name not in FAMILIES:
             raise ValueError(f"unknown YOLO command {name!r}")
         self.name = name
         self.line = "yolov5" if name == "yolov5" else "ultralytics"
         self.summary = ("YOLOv5 v7.0 detection, segmentation (-seg) and classification (-cls), P5 and P6: "
-                        if self.line == "yolov5" else
-                        "YOLOv8 and YOLO11: detection, segmentation, pose, oriented boxes and classification: ") + \
+                        if self.line == "yolov5" else SUMMARIES[name]) + \
             ("the layer table, scale, task and classes read from the weights (.pt, state_dict, .wts, folded ONNX "
              "weights; --model-yaml for a table of your own): build, infer, validate, bench.")
 
@@ -81,14 +107,22 @@ class YoloModel(ZooModel):
                                 help="random-weight variant when no --weights are given (default n); with --weights "
                                      "it must agree with them")
         else:
-            parser.add_argument("--family", choices=("yolov8", "yolo11"),
+            parser.add_argument("--family", choices=FAMILIES,
                                 help=f"family of random weights when no --weights are given (default {self.name}); "
                                      "with --weights it must agree with them")
             parser.add_argument("--scale", choices=SCALES, default="n", help="scale of random weights (default n)")
             parser.add_argument("--sppf-act", choices=sorted(SPPF_ACTS), default=None,
                                 help="activation of SPPF's cv1: silu (released weights) or none (models built by "
                                      "ultralytics 8.4). A pickled checkpoint records it; a state_dict or .wts cannot "
-                                     "(default silu; written in the engine header)")
+                                     "(default silu; none for YOLO26; written in the engine header)")
+            parser.add_argument("--head", choices=HEADS, default="auto",
+                                help="end-to-end heads (YOLO26, YOLOv10): one2one runs the NMS-free branch (top-k "
+                                     "inside the network), one2many the branch made for NMS (ultralytics' "
+                                     "end2end=False); auto: one2one when the weights have it (written in the engine "
+                                     "header)")
+            parser.add_argument("--max-det", type=bounded(int, 1, 100_000), default=300,
+                                help="detections kept per image (default 300); an end-to-end network outputs this "
+                                     "many rows (at most 3840, TensorRT's top-k limit), written in the engine header")
             parser.add_argument("--kpt-shape", type=parse_kpt_shape,
                                 help="pose: keypoints x values (e.g. 17,3) for weights that do not record it")
         parser.add_argument("--task", choices=YOLOV5_TASKS if self.line == "yolov5" else TASKS, default="detect",
@@ -108,7 +142,9 @@ class YoloModel(ZooModel):
                                  "(state_dict, .wts, ONNX)")
 
     def add_infer_arguments(self, parser):
-        part("detect", objectness=self.line == "yolov5").add_infer_arguments(parser)
+        # infer also takes the model's flags, whose --max-det (the end-to-end rows) is then the same flag
+        defined = any(action.dest == "max_det" for action in parser._actions)
+        part("detect", objectness=self.line == "yolov5").add_infer_arguments(parser, with_max_det=not defined)
 
     def check_infer_arguments(self, args, config):
         n = config["num_classes"]
@@ -124,8 +160,8 @@ class YoloModel(ZooModel):
             name = "yolov5v7" + ("-p6" if variant.endswith("6") else SUFFIX[task])
             scale = variant.rstrip("6")
         else:
-            name = (getattr(args, "family", None) or self.name) + SUFFIX[task]
             scale = getattr(args, "scale", None) or "n"
+            name = family_table(getattr(args, "family", None) or self.name, task, scale)
         table = walker.read_table(args.model_yaml) if getattr(args, "model_yaml", None) else walker.official_table(name)
         table["nc"] = getattr(args, "num_classes", None) or (1000 if task == "classify" else 80)
         if task == "pose":
@@ -135,8 +171,10 @@ class YoloModel(ZooModel):
     def random_module(self, args, seed):
         from .random import randomize
         name, table, scale = self._random_table(args)
+        sppf = getattr(args, "sppf_act", None)
         options = Options(activation=default_activation(table, name),
-                          sppf_act=SPPF_ACTS[getattr(args, "sppf_act", None) or "silu"])
+                          sppf_act=SPPF_ACTS[sppf] if sppf else default_sppf_act(name),
+                          head=getattr(args, "head", None) or "auto")
         return randomize(walker.build_module(walker.resolve(table, scale), options), seed).eval()
 
     def config_from_weights(self, weights, args):
@@ -162,7 +200,8 @@ class YoloModel(ZooModel):
         if recorded is not None and flag_act is not None and recorded != flag_act:
             raise TableError(f"{source}: --sppf-act {args.sppf_act} contradicts the checkpoint, whose SPPF cv1 has "
                              f"{'an activation' if recorded else 'no activation'}")
-        sppf_act = recorded if recorded is not None else options.sppf_act
+        sppf_act = recorded if recorded is not None else flag_act if flag_act is not None else \
+            default_sppf_act(match.name)
         head = layers[-1].block.name.rpartition(".")[2]
         task = TASK_OF_HEAD.get(head)
         if task is None:
@@ -173,7 +212,15 @@ class YoloModel(ZooModel):
         nc = int(match.table.get("nc", 80))
         config = YoloConfig(table=match.table, table_name=match.name, scale=match.scale, task=task,
                             decode=getattr(args, "decode", "plugin"), sppf_act=sppf_act, strides=strides,
-                            class_names=tuple(str(n) for n in names) if names and len(names) == nc else None)
+                            class_names=tuple(str(n) for n in names) if names and len(names) == nc else None,
+                            head_branch=getattr(args, "head", None) or "auto",
+                            max_det=getattr(args, "max_det", None) or 300)
+        if config.end2end:
+            check_max_det(config.max_det)
+        if task != "classify":  # a branch the weights lack, asked by --head: one line now, not at build
+            with using(config.options):
+                uses_one2one(bool(match.table.get("end2end")) or head == "v10Detect",
+                             bool(match.table.get("one2many", True)))
         self._check_flags(config, args, source)
         self._check_record(config, meta, source)
         part_ = self.part(config)
@@ -209,6 +256,8 @@ class YoloModel(ZooModel):
         scale = table.get("scale") if table.get("scales") else None
         if table.get("scales") and not scale:
             scale = next(iter(table["scales"]))
+        facts = head_facts(table, arrays, kpt_flag, table.get("kpt_shape"))  # which branches the file holds
+        table = facts if facts is not None else table
         layers = walker.resolve(table, scale)
         if kpt_flag is not None and table.get("kpt_shape") and tuple(kpt_flag) != tuple(table["kpt_shape"]):
             raise TableError(f"--kpt-shape {list(kpt_flag)} contradicts the checkpoint's kpt_shape "

@@ -1,0 +1,5 @@
+from zoo.engine.cli import main
+
+from . import Model
+
+raise SystemExit(main(Model()))
