@@ -35,7 +35,7 @@ from upstream_pickle import save_upstream_checkpoint  # noqa: E402
 
 SIZE = 64
 UPSTREAM_CLASS = {"yolo26-sem": "SemanticSegmentationModel", "yolo26-depth": "DepthModel"}
-COMMAND = "yolo11"   # any command of the ultralytics line reads the family from the weights
+COMMAND = "yolo26"   # (any command of the ultralytics line reads the family from the weights)
 
 
 def pickled(name: str, path: Path, nc: int | None = None) -> torch.nn.Module:
