@@ -11,3 +11,4 @@ from .inception import basic_conv2d, mark_auxiliary_used, transform_input  # noq
 from .core import conv2d_arrays  # noqa: F401  (a convolution from arrays the builder derived)
 from .core import conv_transpose2d  # noqa: F401  (nn.ConvTranspose2d)
 from .core import batch_norm_affine, conv_bn_arrays  # noqa: F401  (FP32 arrays, for re-parameterised blocks)
+from .core import clamp, upsample_linear  # noqa: F401  (dense heads: clamp, bilinear upsampling)

@@ -322,6 +322,24 @@ def upsample_nearest(net, x, name: str, factor: int = 2):
     return named(layer, name)
 
 
+def upsample_linear(net, x, name: str, factor: int, align_corners: bool):
+    """F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=...) on NCHW: TensorRT's LINEAR resize
+    with ALIGN_CORNERS or HALF_PIXEL coordinates (PyTorch's align_corners=False)."""
+    layer = net.add_resize(x)
+    layer.resize_mode = trt.InterpolationMode.LINEAR
+    layer.coordinate_transformation = (trt.ResizeCoordinateTransformation.ALIGN_CORNERS if align_corners
+                                       else trt.ResizeCoordinateTransformation.HALF_PIXEL)
+    layer.scales = (1.0, 1.0, float(factor), float(factor))
+    return named(layer, name)
+
+
+def clamp(net, x, low: float, high: float, name: str):
+    """torch.clamp(x, low, high) as TensorRT's CLIP activation."""
+    layer = net.add_activation(x, trt.ActivationType.CLIP)
+    layer.alpha, layer.beta = float(low), float(high)
+    return named(layer, name)
+
+
 def cast(net, x, to_type, name: str):
     return named(net.add_cast(x, to_type), name)
 

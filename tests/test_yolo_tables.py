@@ -126,7 +126,8 @@ def test_table_validates_layer_by_layer_through_wts(name, tmp_path):
 
     rows = [validate.compare(n, got[n], expected[n], TOLERANCE) for n in compared]
     rows += [validate.compare(f"output {i}", got[out.name], expected[f"__output__{i or ''}"], TOLERANCE)
-             for i, out in enumerate(outputs)]
+             for i, out in enumerate(outputs) if f"__output__{i or ''}" in expected]  # as `validate` does: a
+    # network output the module does not give (SemanticSegment's baked class map) is checked in its own test
     bad = [r for r in rows if not r.ok]
     assert not bad, validate.format_table(rows, f"{name}: tolerance {TOLERANCE:g}")
     assert f"__output__{len(outputs)}" not in expected, "the module has more outputs than the network"

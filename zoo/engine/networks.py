@@ -14,6 +14,9 @@ from .model import ZooModel, state_dict_arrays
 from .pipeline import Stage, is_pipeline, single_stage
 
 
+INTEGER_OUTPUTS = (trt.uint8, trt.int32)
+
+
 def load_weights(model: ZooModel, args) -> tuple[WeightMap, dict, torch.nn.Module | None]:
     """(weights, config, random module or None). Without --weights, a seeded random reference module."""
     if args.weights is None:
@@ -33,7 +36,7 @@ def load_weights(model: ZooModel, args) -> tuple[WeightMap, dict, torch.nn.Modul
 
 
 def define_network(model: ZooModel, backend, weights: WeightMap, config: dict, precision: Precision | None = None):
-    """The model's network on `backend` at `precision`; outputs are always FP32. Returns (network, output names)."""
+    """The model's network on `backend` at `precision`; float outputs are always FP32. Returns (network, output names)."""
     import layers
     precision = precision or Precision()
     weights.precision = precision
@@ -42,7 +45,8 @@ def define_network(model: ZooModel, backend, weights: WeightMap, config: dict, p
     x = net.add_input(model.input_name, precision.dtype, (-1, *model.input_shape(config)))
     outputs = []
     for tensor in model.define(net, weights, config, x):
-        if tensor.dtype != trt.float32:  # the consumer gets FP32; the FP16 tensor keeps a derived name
+        if tensor.dtype not in (trt.float32, *INTEGER_OUTPUTS):  # the consumer gets FP32; the FP16 tensor keeps
+            # a derived name. Integer outputs (a class map) stay what they are.
             name = tensor.name
             tensor.name = f"{name}/{precision.mode}"
             tensor = layers.cast(net, tensor, trt.float32, name)

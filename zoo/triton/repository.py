@@ -104,16 +104,21 @@ def outputs_of_record(kind: str, records: list[dict]) -> dict:
     return out
 
 
-def output_shapes(model, header: EngineHeader) -> dict[str, list[int]]:
-    """Each network output's dims without the batch, from the network defined on the reference backend with
-    random weights of the same configuration (shapes do not depend on weight values; no TensorRT needed)."""
+def output_shapes(model, header: EngineHeader) -> dict[str, tuple[list[int], str]]:
+    """Each network output's dims without the batch and its Triton type, from the network defined on the reference
+    backend with random weights of the same configuration (shapes do not depend on weight values; no TensorRT
+    needed). Float outputs are FP32; an integer output (a semantic class map) keeps its type."""
+    from zoo.trt_api import trt
     from wts.weight_map import WeightMap
     from zoo.engine.backends import ReferenceBackend
     from zoo.engine.model import state_dict_arrays
     from zoo.engine.networks import define_network
     weights = WeightMap(state_dict_arrays(model.reference_module(header.config)), "shape probe")
     net, names = define_network(model, ReferenceBackend(), weights, header.config)
-    shapes = {net.get_output(i).name: list(net.get_output(i).shape)[1:] for i in range(net.num_outputs)}
+    types = {trt.uint8: "TYPE_UINT8", trt.int32: "TYPE_INT32"}
+    shapes = {net.get_output(i).name: (list(net.get_output(i).shape)[1:], types.get(net.get_output(i).dtype,
+                                                                                     "TYPE_FP32"))
+              for i in range(net.num_outputs)}
     return {name: shapes[name] for name in names}
 
 
@@ -311,7 +316,7 @@ def step_config(step: str, folder: str, header: EngineHeader, shapes: dict, kind
     input_dims = header.input_shape[1:]
     network_input = _tensor(header.input_name, _dtype(header.precision) if options.network == "plan"
                             else "TYPE_FP32", input_dims)
-    network_outputs = [_tensor(name, "TYPE_FP32", dims) for name, dims in shapes.items()]
+    network_outputs = [_tensor(name, dtype, dims) for name, (dims, dtype) in shapes.items()]
     text = f"name: {quoted(folder)}\n"
     if step == "network" and options.network == "plan":
         text += 'platform: "tensorrt_plan"\n'

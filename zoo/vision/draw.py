@@ -1,5 +1,5 @@
 """Drawing what a record holds, one function per kind of thing: boxes, masks, keypoints and skeletons, rotated
-boxes, top-5 classes, faces and their landmarks (OpenCV only).
+boxes, top-5 classes, faces and their landmarks, semantic classes, depth colour maps (OpenCV only).
 
 Every function draws from `infer`'s JSON records (the same records `serve` answers), in place on a BGR uint8 image,
 and returns it; `draw_record` draws all that one record holds on a copy. So `infer --out`, the upload page of
@@ -7,6 +7,7 @@ and returns it; `draw_record` draws all that one record holds on a copy. So `inf
 """
 from __future__ import annotations
 
+import base64
 import colorsys
 from typing import Sequence
 
@@ -145,6 +146,8 @@ def draw_record(image: np.ndarray, record: dict) -> np.ndarray:
     out = image.copy()
     detections = record.get("detections") or []
     draw_masks(out, detections)
+    draw_masks(out, record.get("segments") or [])  # semantic segmentation: one mask per class present
+    draw_depth(out, record.get("depth") or {})
     draw_boxes(out, [d for d in detections if "box" in d])
     draw_rotated_boxes(out, [d for d in detections if "corners" in d])
     draw_keypoints(out, detections)
@@ -160,4 +163,18 @@ def draw_text_lines(image: np.ndarray, lines: Sequence[dict]) -> np.ndarray:
     for line in lines:
         cv2.polylines(image, [np.asarray(line["box"], np.int32).reshape(-1, 1, 2)], True, (0, 200, 0),
                       line_width(image), cv2.LINE_AA)
+    return image
+
+
+def draw_depth(image: np.ndarray, depth: dict) -> np.ndarray:
+    """A depth record's map ({"png_base64": the 16-bit log-depth PNG, zoo.vision.depth_map}) as a colour map over
+    the whole image, in place; a record without it, or of another size, leaves the image as it is."""
+    from .depth_map import colorize_log_depth, decode_log_depth
+    if "png_base64" not in depth:
+        return image
+    data = np.frombuffer(base64.b64decode(depth["png_base64"]), np.uint8)
+    values = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if values is None or values.shape != image.shape[:2]:
+        return image
+    image[:] = colorize_log_depth(decode_log_depth(values))
     return image

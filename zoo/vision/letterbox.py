@@ -98,3 +98,13 @@ def scale_boxes(boxes_xyxy, input_hw: Sequence[int], original_hw: Sequence[int],
     out[..., [1, 3]] -= pad[1]
     out[..., :4] /= gain
     return clip_boxes(out, original_hw)
+
+
+def unletterbox_map(values: np.ndarray, params: LetterboxParams, nearest: bool) -> np.ndarray:
+    """A per-pixel map of the network input (H, W) back to the original image (src_h, src_w): the padding cropped,
+    then resized (nearest for class ids, bilinear for continuous values such as depth)."""
+    inner = values[params.pad_top:params.pad_top + params.new_h, params.pad_left:params.pad_left + params.new_w]
+    if (params.new_w, params.new_h) == (params.src_w, params.src_h):
+        return np.ascontiguousarray(inner)
+    return cv2.resize(np.ascontiguousarray(inner), (params.src_w, params.src_h),
+                      interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR)

@@ -22,7 +22,8 @@ from zoo.yolo.walker import (Layer, YoloNet, build_module, head_strides, is_yolo
 from zoo.yolo.walker import _rows as walker_rows
 
 TASK_OF_HEAD = {"Detect": "detect", "Segment": "segment", "Pose": "pose", "OBB": "obb", "Classify": "classify",
-                "v10Detect": "detect", "Segment26": "segment", "Pose26": "pose", "OBB26": "obb"}
+                "v10Detect": "detect", "Segment26": "segment", "Pose26": "pose", "OBB26": "obb",
+                "SemanticSegment": "semantic", "Depth": "depth"}
 HEADS = ("auto", "one2one", "one2many")
 IGNORED = ("num_batches_tracked", ".anchor_grid", ".strides")   # counters; tensorrtx's extra YOLOv5 buffers
 ACTIVATION_OF = {"SiLU": "silu", "ReLU": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Identity": None}
@@ -109,6 +110,9 @@ class YoloConfig:
                 raise TableError(f"input size {height}x{width}: a classifier input needs at least 32 pixels a side")
             return
         stride = max(self.strides)
+        if self.task == "semantic":  # its head stops at P4, its encoder does not
+            from zoo.yolo.blocks.dense import input_stride
+            stride = input_stride(self.layers, self.options)
         if height % stride or width % stride:
             raise TableError(f"input size {height}x{width} must be positive multiples of {stride} (the largest "
                              "stride)")
@@ -161,6 +165,9 @@ def head_facts(table: dict, arrays: Mapping, kpt_flag=None, meta_kpt=None) -> di
     last = rows[-1]
     p = f"model.{len(table.get('backbone') or []) + len(table.get('head') or []) - 1}"
     name, args = last[2], last[3]
+    if name in ("SemanticSegment", "Depth"):
+        from zoo.yolo.blocks.dense import head_facts as dense_head_facts
+        return dense_head_facts(name, args, table, arrays, p)
     if name == "Classify":
         nc = _count(arrays, f"{p}.linear.bias")
         if nc is None:

@@ -24,8 +24,9 @@ from .config import (HEADS, TASK_OF_HEAD, YoloConfig, expected_shapes, head_fact
 from .registry import Options, TableError, using
 
 YOLOV5_TASKS = ("detect", "segment", "classify")
-TASKS = ("detect", "segment", "pose", "obb", "classify")
-SUFFIX = {"detect": "", "segment": "-seg", "pose": "-pose", "obb": "-obb", "classify": "-cls"}
+TASKS = ("detect", "segment", "pose", "obb", "classify", "semantic", "depth")
+SUFFIX = {"detect": "", "segment": "-seg", "pose": "-pose", "obb": "-obb", "classify": "-cls", "semantic": "-sem",
+          "depth": "-depth"}
 SCALES = ("n", "s", "m", "l", "x")
 SPPF_ACTS = {"silu": True, "none": False}
 FAMILIES = ("yolov8", "yolo11", "yolo26", "yolov10", "yolo12", "yolov9")   # the ultralytics line's commands
@@ -167,7 +168,7 @@ class YoloModel(ZooModel):
             scale = getattr(args, "scale", None) or "n"
             name = family_table(getattr(args, "family", None) or self.name, task, scale)
         table = walker.read_table(args.model_yaml) if getattr(args, "model_yaml", None) else walker.official_table(name)
-        table["nc"] = getattr(args, "num_classes", None) or (1000 if task == "classify" else 80)
+        table["nc"] = getattr(args, "num_classes", None) or {"classify": 1000, "semantic": 19, "depth": 1}.get(task, 80)
         if task == "pose":
             table["kpt_shape"] = list(getattr(args, "kpt_shape", None) or (17, 3))
         return name, table, scale if table.get("scales") else None

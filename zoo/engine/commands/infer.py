@@ -184,6 +184,13 @@ def summary(record: dict) -> str:
     if "top" in record:
         best = record["top"][0]
         return f"{name}: class {best.get('class_name', best['class_id'])} ({best['score']:.3f})"
+    if "segments" in record:  # semantic segmentation: the classes that cover most of the image
+        biggest = sorted(record["segments"], key=lambda s: -s["share"])[:3]
+        return f"{name}: {len(record['segments'])} classes, " + ", ".join(
+            f"{s['class_name']} {100 * s['share']:.0f}%" for s in biggest)
+    if "depth" in record:
+        d = record["depth"]
+        return f"{name}: depth {d['min_m']:g} to {d['max_m']:g} m (median {d['median_m']:g})"
     return f"{name}: {record}"
 
 
