@@ -153,7 +153,7 @@ def test_a_pickled_yolo12n_validates_at_fp32_and_keeps_its_detections_at_fp16(tm
     assert main(YoloModel("yolo11"), ["validate", "--weights", str(path), "--input-size", "64"]) == 0
     captured = capsys.readouterr()
     out = captured.out
-    assert "found yolo12 weights" in captured.err + out and "layers pass (tolerance 0.0001)" in out
+    assert "found yolo12n weights" in captured.err + out and "layers pass (tolerance 0.0001)" in out
     assert "model.6.m.0.0.attn " in out and "model.8.m.0.1.attn.pe " in out and "model.6.m.0.0.attn.qkv " in out
     assert main(YoloModel("yolo11"), ["validate", "--weights", str(path), "--input-size", "64", "--precision",
                                       "fp16", "--images", "tests/data/images"]) == 0
