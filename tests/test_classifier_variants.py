@@ -28,6 +28,8 @@ NO_VARIANT_FLAG = {
     "ppocr": "v5 and v4 are pipelines of three trained networks read from their files (tests/test_ppocr_*.py)",
     "yolov8": "the scale is read from the checkpoint's own table (tests/test_yolov8_config.py)",
     "yolo11": "the scale is read from the checkpoint's own table (tests/test_yolov8_config.py)",
+    **{name: "the scale (--scale for random weights) is read from the weights' value counts: tests/test_yolo_walker.py "
+             "finds every official scale again" for name in ("yolo26", "yolov10", "yolo12", "yolov9")},
 }
 
 

@@ -188,7 +188,7 @@ def test_tensorrtx_wts_validates(yolov8n, tmp_path, capsys):
     assert main(Y11, ["validate", "--weights", str(tmp_path / "yolov8n.wts"), "--input-size", "64",
                       "--decode", "layers"]) == 0
     captured = capsys.readouterr()
-    assert "layers pass" in captured.out and "found yolov8n weights (80 classes, SPPF cv1 SiLU from --sppf-act)" in \
+    assert "layers pass" in captured.out and "found yolov8n weights (80 classes, SPPF cv1 SiLU as yolov8 releases it)" in \
         captured.err
 
 

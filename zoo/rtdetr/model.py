@@ -113,7 +113,9 @@ class RtdetrModel(YoloModel):
         from zoo.yolo.random import randomize
         _, table, scale = self._random_table(args)
         options = Options(attention=getattr(args, "attention", "plugin"))
-        module = walker.build_module(walker.resolve(table, scale), options).eval()
+        with torch.random.fork_rng(devices=[]):  # what randomize leaves as built comes from the seed too
+            torch.manual_seed(seed)
+            module = walker.build_module(walker.resolve(table, scale), options).eval()
         if next(module.parameters()).is_meta:  # made on the meta device for its shapes only: nothing to draw
             return module
         module = randomize(module, seed).eval()

@@ -28,6 +28,8 @@ TASKS = ("detect", "segment", "pose", "obb", "classify", "semantic", "depth")
 SUFFIX = {"detect": "", "segment": "-seg", "pose": "-pose", "obb": "-obb", "classify": "-cls", "semantic": "-sem",
           "depth": "-depth"}
 SCALES = ("n", "s", "m", "l", "x")
+LINE_SCALES = ("n", "t", "s", "m", "b", "c", "l", "e", "x")   # YOLOv10 adds b, YOLOv9 is t/s/m/c/e
+SMALLEST_SCALE = {"yolov9": "t"}                               # random weights' default scale; n elsewhere
 SPPF_ACTS = {"silu": True, "none": False}
 FAMILIES = ("yolov8", "yolo11", "yolo26", "yolov10", "yolo12", "yolov9")   # the ultralytics line's commands
 SUMMARIES = {
@@ -115,7 +117,9 @@ class YoloModel(ZooModel):
             parser.add_argument("--family", choices=FAMILIES,
                                 help=f"family of random weights when no --weights are given (default {self.name}); "
                                      "with --weights it must agree with them")
-            parser.add_argument("--scale", choices=SCALES, default="n", help="scale of random weights (default n)")
+            parser.add_argument("--scale", choices=LINE_SCALES,
+                                help="scale of random weights (default n; t for yolov9; YOLOv10 adds b, YOLOv9 "
+                                     "has t/s/m/c/e)")
             parser.add_argument("--sppf-act", choices=sorted(SPPF_ACTS), default=None,
                                 help="activation of SPPF's cv1: silu (released weights) or none (models built by "
                                      "ultralytics 8.4). A pickled checkpoint records it; a state_dict or .wts cannot "
@@ -165,8 +169,9 @@ class YoloModel(ZooModel):
             name = "yolov5v7" + ("-p6" if variant.endswith("6") else SUFFIX[task])
             scale = variant.rstrip("6")
         else:
-            scale = getattr(args, "scale", None) or "n"
-            name = family_table(getattr(args, "family", None) or self.name, task, scale)
+            family = getattr(args, "family", None) or self.name
+            scale = getattr(args, "scale", None) or SMALLEST_SCALE.get(family, "n")
+            name = family_table(family, task, scale)
         table = walker.read_table(args.model_yaml) if getattr(args, "model_yaml", None) else walker.official_table(name)
         table["nc"] = getattr(args, "num_classes", None) or {"classify": 1000, "semantic": 19, "depth": 1}.get(task, 80)
         if task == "pose":

@@ -94,38 +94,40 @@ def _int_constant(net, value: int, name: str):
 
 def select_rows_network(net, predictions, nc: int, max_det: int, name: str):
     """The same selection on the network: predictions (B, 4 + nc + extra, A) FP32 -> (B, k, 6 + extra) named
-    `name`."""
+    `name`; the layers inside are named `<name>/select/...` (the decode before it has its own `<name>/...`
+    tensors, and a name is one tensor)."""
     channels, anchors_total = predictions.shape[1], predictions.shape[2]
+    inner = f"{name}/select"
     k = min(check_max_det(max_det), anchors_total)
-    scores = _channels(net, predictions, 4, 4 + nc, f"{name}/scores")                    # (B, nc, A)
-    best = layers.named(net.add_reduce(scores, trt.ReduceOperation.MAX, 1 << 1, False), f"{name}/best")  # (B, A)
+    scores = _channels(net, predictions, 4, 4 + nc, f"{inner}/scores")                    # (B, nc, A)
+    best = layers.named(net.add_reduce(scores, trt.ReduceOperation.MAX, 1 << 1, False), f"{inner}/best")  # (B, A)
     first = net.add_topk(best, trt.TopKOperation.MAX, k, 1 << 1)
-    layers.named(first, f"{name}/topk_anchors")
+    layers.named(first, f"{inner}/topk_anchors")
     anchors = first.get_output(1)                                                        # (B, k) int32
-    candidates = _batched_gather(net, scores, anchors, 2, f"{name}/candidates")        # (B, nc, k)
-    flat = layers.reshape(net, candidates, (0, nc * k), f"{name}/pairs")
+    candidates = _batched_gather(net, scores, anchors, 2, f"{inner}/candidates")        # (B, nc, k)
+    flat = layers.reshape(net, candidates, (0, nc * k), f"{inner}/pairs")
     second = net.add_topk(flat, trt.TopKOperation.MAX, k, 1 << 1)
-    layers.named(second, f"{name}/topk_pairs")
+    layers.named(second, f"{inner}/topk_pairs")
     score, pair = second.get_output(0), second.get_output(1)                             # (B, k)
-    classes = layers.named(net.add_elementwise(pair, _int_constant(net, k, f"{name}/k"),
-                                               trt.ElementWiseOperation.FLOOR_DIV), f"{name}/class_index")
-    taken = layers.named(net.add_elementwise(classes, _int_constant(net, k, f"{name}/k2"),
-                                             trt.ElementWiseOperation.PROD), f"{name}/class_offset")
-    picked = layers.named(net.add_elementwise(pair, taken, trt.ElementWiseOperation.SUB), f"{name}/picked")
-    anchor = _batched_gather(net, anchors, picked, 1, f"{name}/anchor")                 # (B, k)
-    parts = [_channels(net, predictions, 0, 4, f"{name}/boxes")]
+    classes = layers.named(net.add_elementwise(pair, _int_constant(net, k, f"{inner}/k"),
+                                               trt.ElementWiseOperation.FLOOR_DIV), f"{inner}/class_index")
+    taken = layers.named(net.add_elementwise(classes, _int_constant(net, k, f"{inner}/k2"),
+                                             trt.ElementWiseOperation.PROD), f"{inner}/class_offset")
+    picked = layers.named(net.add_elementwise(pair, taken, trt.ElementWiseOperation.SUB), f"{inner}/picked")
+    anchor = _batched_gather(net, anchors, picked, 1, f"{inner}/anchor")                 # (B, k)
+    parts = [_channels(net, predictions, 0, 4, f"{inner}/boxes")]
     if channels > 4 + nc:
-        parts.append(_channels(net, predictions, 4 + nc, channels, f"{name}/extra"))
-    kept = _batched_gather(net, layers.concat(net, parts, f"{name}/carried", axis=1) if len(parts) > 1 else parts[0],
-                           anchor, 2, f"{name}/gathered")                                # (B, 4 + extra, k)
-    kept = layers.transpose(net, kept, (0, 2, 1), f"{name}/rows")
-    score = layers.reshape(net, score, (0, k, 1), f"{name}/score")
-    cls = layers.reshape(net, layers.cast(net, classes, trt.float32, f"{name}/class_float"), (0, k, 1),
-                         f"{name}/class")
-    box = layers.named(net.add_gather(kept, layers.constant(net, np.arange(4, dtype=np.int32), f"{name}/box_i"), 2),
-                       f"{name}/box")
+        parts.append(_channels(net, predictions, 4 + nc, channels, f"{inner}/extra"))
+    kept = _batched_gather(net, layers.concat(net, parts, f"{inner}/carried", axis=1) if len(parts) > 1 else parts[0],
+                           anchor, 2, f"{inner}/gathered")                                # (B, 4 + extra, k)
+    kept = layers.transpose(net, kept, (0, 2, 1), f"{inner}/rows")
+    score = layers.reshape(net, score, (0, k, 1), f"{inner}/score")
+    cls = layers.reshape(net, layers.cast(net, classes, trt.float32, f"{inner}/class_float"), (0, k, 1),
+                         f"{inner}/class")
+    box = layers.named(net.add_gather(kept, layers.constant(net, np.arange(4, dtype=np.int32), f"{inner}/box_i"), 2),
+                       f"{inner}/box")
     pieces = [box, score, cls]
     if channels > 4 + nc:
         pieces.append(layers.named(net.add_gather(kept, layers.constant(
-            net, np.arange(4, channels - nc, dtype=np.int32), f"{name}/extra_i"), 2), f"{name}/extra_rows"))
+            net, np.arange(4, channels - nc, dtype=np.int32), f"{inner}/extra_i"), 2), f"{inner}/extra_rows"))
     return layers.concat(net, pieces, name, axis=2)
