@@ -3,10 +3,11 @@ whole depth (random detectors otherwise vanish or explode over 20-40 convolution
 
 Conv weights ~ N(0, 1/fan_in), biases ~ N(0, 0.1); BN gamma ~ U(0.5, 1.5), beta ~ N(0, 0.2); running statistics
 from one float64 pass over calibration images, perturbed per channel (zoo.engine.model.batchnorm_statistics_from_).
-Anchored heads (YOLOv5): output biases N(0, 1), calibration on [smooth image, noise] at 256. Anchor-free heads:
-box outputs N(0, 1); class outputs centred with unit spread on the calibration images and shifted to -4.5, so a
-few % of the cells score above 0.25 as with a trained detector; DFL's fixed bins are kept; calibration on a smooth
-image and five letterboxed synthetic scenes. Transposed convolutions and Linear layers are seeded first.
+Anchored heads (YOLOv5): output biases N(0, 1), calibration on [smooth image, noise] at 256. Anchor-free heads: box
+outputs N(0, 1) (reg_max 1's distances N(3, 0.5): positive, as trained); class outputs centred with unit spread on
+the calibration images and shifted to -4.5, so a few % of the cells score above 0.25 as with a trained detector;
+DFL's fixed bins are kept; calibration on a smooth image and five letterboxed synthetic scenes. Transposed
+convolutions and Linear layers are seeded first.
 Attention (C2PSA, C3k2's attention form): where the calibration images give logits q.k * scale beyond +-10, the
 q and k channels of `qkv`'s BatchNorm are scaled down to that bound; random weights deep in a YOLO26 table otherwise
 give logits of several hundred, a softmax that is a hard argmax whose FP32 rounding (1e-4 off FP64 in PyTorch
@@ -69,11 +70,18 @@ def _anchor_free(model: nn.Module, seed: int, calib_size: int) -> nn.Module:
     classes = [seq for h in heads for name in ("cv3", "one2one_cv3") if hasattr(h, name) for seq in getattr(h, name)]
     head_outputs = {id(seq[-1]) for seq in boxes + classes}
     class_outputs = {id(seq[-1]) for seq in classes}
+    # reg_max 1 (YOLO26): the box outputs are the distances themselves, which a trained head keeps positive; centred
+    # on 0 they would give boxes with x1 > x2 half the time, which no IoU (so no precision agreement) can match
+    distance_outputs = {id(seq[-1]) for h in heads if h.reg_max == 1
+                        for name in ("cv2", "one2one_cv2") if getattr(h, name, None) is not None
+                        for seq in getattr(h, name)}
     fixed = {id(h.dfl.conv) for h in heads if isinstance(h.dfl, DFL)}
     for m in model.modules():
         if isinstance(m, nn.Conv2d) and id(m) not in fixed:
             if id(m) in class_outputs:
                 random_conv_(m, g, bias_std=0.5, bias_mean=-4.5)
+            elif id(m) in distance_outputs:
+                random_conv_(m, g, bias_std=0.5, bias_mean=3.0)
             else:
                 random_conv_(m, g, 1.0 if id(m) in head_outputs else 0.1)
         elif isinstance(m, nn.BatchNorm2d):
