@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from layers.core import constant, named, shuffle
 from zoo.trt_api import trt
 
 from .reference import level_shapes, output_shape
@@ -21,30 +22,8 @@ from .reference import level_shapes, output_shape
 _NUMPY = {trt.float32: np.float32, trt.float16: np.float16}
 
 
-def _named(layer, name: str):
-    layer.name = name
-    out = layer.get_output(0)
-    out.name = name
-    return out
-
-
-def _shuffle(net, x, name: str, first=None, reshape=None, second=None):
-    layer = net.add_shuffle(x)
-    if first is not None:
-        layer.first_transpose = tuple(first)
-    if reshape is not None:
-        layer.reshape_dims = tuple(reshape)
-    if second is not None:
-        layer.second_transpose = tuple(second)
-    return _named(layer, name)
-
-
-def _constant(net, array: np.ndarray, name: str):
-    return _named(net.add_constant(array.shape, np.ascontiguousarray(array)), name)
-
-
 def _gather(net, x, indices: np.ndarray, axis: int, name: str):
-    return _named(net.add_gather(x, _constant(net, indices.astype(np.int32), f"{name}/indices"), axis), name)
+    return named(net.add_gather(x, constant(net, indices.astype(np.int32), f"{name}/indices"), axis), name)
 
 
 def ms_deform_attn_layers(net, value, sampling_locations, attention_weights, *, spatial_shapes, name: str):
@@ -58,32 +37,32 @@ def ms_deform_attn_layers(net, value, sampling_locations, attention_weights, *, 
     _, _, heads, channels = value.shape
     queries, points = sampling_locations.shape[1], sampling_locations.shape[4]
     ones = (1,) * 6
-    two = _constant(net, np.full(ones, 2, _NUMPY[dtype]), f"{name}/two")
-    one = _constant(net, np.full(ones, 1, _NUMPY[dtype]), f"{name}/one")
-    grid = _named(net.add_elementwise(
-        _named(net.add_elementwise(sampling_locations, two, trt.ElementWiseOperation.PROD), f"{name}/grid_2x"),
+    two = constant(net, np.full(ones, 2, _NUMPY[dtype]), f"{name}/two")
+    one = constant(net, np.full(ones, 1, _NUMPY[dtype]), f"{name}/one")
+    grid = named(net.add_elementwise(
+        named(net.add_elementwise(sampling_locations, two, trt.ElementWiseOperation.PROD), f"{name}/grid_2x"),
         one, trt.ElementWiseOperation.SUB), f"{name}/grid")
 
     samples, start = [], 0
     for level, (h, w) in enumerate(levels):
         at = f"{name}/level{level}"
         rows = _gather(net, value, np.arange(start, start + h * w), 1, f"{at}/value")           # (B, HW, M, D)
-        cells = _shuffle(net, rows, f"{at}/cells", first=(0, 2, 3, 1), reshape=(-1, channels, h, w))
+        cells = shuffle(net, rows, f"{at}/cells", first=(0, 2, 3, 1), reshape=(-1, channels, h, w))
         picked = _gather(net, grid, np.array([level]), 3, f"{at}/grid")                     # (B, Q, M, 1, P, 2)
-        level_grid = _shuffle(net, picked, f"{at}/grid_per_head", first=(0, 2, 1, 3, 4, 5),
+        level_grid = shuffle(net, picked, f"{at}/grid_per_head", first=(0, 2, 1, 3, 4, 5),
                               reshape=(-1, queries, points, 2))
         sample = net.add_grid_sample(cells, level_grid)
         sample.interpolation_mode = trt.InterpolationMode.LINEAR
         sample.align_corners = False
         sample.sample_mode = trt.SampleMode.FILL
-        samples.append(_named(sample, f"{at}/sample"))                                        # (B*M, D, Q, P)
+        samples.append(named(sample, f"{at}/sample"))                                        # (B*M, D, Q, P)
         start += h * w
 
     stacked = net.add_concatenation(samples)
     stacked.axis = 3
-    stacked = _named(stacked, f"{name}/samples")                                              # (B*M, D, Q, L*P)
-    weights = _shuffle(net, attention_weights, f"{name}/weights", first=(0, 2, 1, 3, 4),
+    stacked = named(stacked, f"{name}/samples")                                              # (B*M, D, Q, L*P)
+    weights = shuffle(net, attention_weights, f"{name}/weights", first=(0, 2, 1, 3, 4),
                        reshape=(-1, 1, queries, len(levels) * points))                       # (B*M, 1, Q, L*P)
-    weighted = _named(net.add_elementwise(stacked, weights, trt.ElementWiseOperation.PROD), f"{name}/weighted")
-    summed = _named(net.add_reduce(weighted, trt.ReduceOperation.SUM, 1 << 3, False), f"{name}/sum")  # (B*M, D, Q)
-    return _shuffle(net, summed, name, reshape=(-1, heads * channels, queries), second=(0, 2, 1))
+    weighted = named(net.add_elementwise(stacked, weights, trt.ElementWiseOperation.PROD), f"{name}/weighted")
+    summed = named(net.add_reduce(weighted, trt.ReduceOperation.SUM, 1 << 3, False), f"{name}/sum")  # (B*M, D, Q)
+    return shuffle(net, summed, name, reshape=(-1, heads * channels, queries), second=(0, 2, 1))
