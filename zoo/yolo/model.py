@@ -185,11 +185,11 @@ class YoloModel(ZooModel):
         options = Options(activation=default_activation(table, name),
                           sppf_act=SPPF_ACTS[sppf] if sppf else default_sppf_act(name),
                           head=getattr(args, "head", None) or "auto")
-        # BatchNorm statistics from calibration images about the input's size (a multiple of 64, every table's
-        # largest stride, up to 640): taken at a smaller size, a deep random network's activations grow far beyond
-        # O(1) on larger inputs and its outputs saturate
+        # anchor-free heads: BatchNorm statistics from calibration images about the input's size (a multiple of 64,
+        # every table's largest stride, up to 640): taken at 128, a deep random network's activations grow far
+        # beyond O(1) on larger inputs and its outputs saturate (YOLOv5's anchored heads keep their 256 and noise)
         size = min(max(getattr(args, "input_size", None) or (0,)), 640) // 64 * 64
-        calib = size if size > 128 else None
+        calib = size if size > 128 and self.line != "yolov5" else None
         return randomize(walker.build_module(walker.resolve(table, scale), options), seed, calib).eval()
 
     def config_from_weights(self, weights, args):
