@@ -6,6 +6,7 @@ over tolerance, 2 a user error (one line on stderr; the traceback only with --ve
 """
 from __future__ import annotations
 
+from .allocator import keep_freed_memory
 from .commands import command_modules
 from .model import ZooModel
 from .errors import cut, say
@@ -35,6 +36,7 @@ def _range_check_plain_ints(parser) -> None:
 
 def main(model: ZooModel, argv: list[str] | None = None) -> int:
     args = make_parser(model).parse_args(argv)
+    keep_freed_memory()
     try:
         return command_modules()[args.command].run(model, args)
     except KeyboardInterrupt:

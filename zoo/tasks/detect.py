@@ -196,8 +196,10 @@ def batch_index(contexts, index: int) -> int:
 
 
 def box_records(rows: np.ndarray, names) -> list[dict]:
-    return [{"box": [round(float(v), 2) for v in d[:4]], "score": round(float(d[4]), 5), "class_id": int(d[5]),
-             "class_name": names[int(d[5])] if names else str(int(d[5]))} for d in rows]
+    # tolist() once: Python floats of the same values, without a numpy scalar per number (a thousand rows an image)
+    return [{"box": [round(x1, 2), round(y1, 2), round(x2, 2), round(y2, 2)], "score": round(score, 5),
+             "class_id": int(c), "class_name": names[int(c)] if names else str(int(c))}
+            for x1, y1, x2, y2, score, c in np.asarray(rows)[:, :6].tolist()]
 
 
 def write_image(path: Path, image: np.ndarray, source: str) -> None:

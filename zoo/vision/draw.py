@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import colorsys
+from functools import lru_cache
 from typing import Sequence
 
 import cv2
@@ -23,6 +24,7 @@ LANDMARK_COLOR = (0, 255, 255)
 MASK_ALPHA = 0.45
 
 
+@lru_cache(maxsize=4096)
 def class_color(cls: int) -> tuple[int, int, int]:
     """A deterministic, well-spread BGR colour for a class index (golden-ratio hue steps)."""
     h = (cls * 0.618033988749895) % 1.0
@@ -39,21 +41,28 @@ def label(d: dict) -> str:
     return f"{d.get('class_name', d.get('class_id', ''))} {d['score']:.2f}"
 
 
-def draw_label(image: np.ndarray, text: str, x: int, y: int, color) -> None:
+@lru_cache(maxsize=16384)
+def _text_size(text: str, scale: float, thickness: int):
+    return cv2.getTextSize(text, FONT, scale, thickness)
+
+
+def draw_label(image: np.ndarray, text: str, x: int, y: int, color, lw: int | None = None) -> None:
     """`text` on a filled box of `color`, above (x, y) when there is room, else below it."""
-    lw = line_width(image)
+    lw = lw or line_width(image)
     scale, thickness = lw / 3, max(lw - 1, 1)
-    (tw, th), base = cv2.getTextSize(text, FONT, scale, thickness)
+    (tw, th), base = _text_size(text, scale, thickness)
     top = y - th - base - 3 if y - th - base - 3 >= 0 else y
-    cv2.rectangle(image, (x, top), (x + tw + 2, top + th + base + 3), color, -1, cv2.LINE_AA)
+    # an axis-aligned filled box has no edge to smooth: anti-aliasing would only cost time (a thousand boxes of
+    # random weights per image)
+    cv2.rectangle(image, (x, top), (x + tw + 2, top + th + base + 3), color, -1)
     luminance = 0.114 * color[0] + 0.587 * color[1] + 0.299 * color[2]
     cv2.putText(image, text, (x + 1, top + th + 1), FONT, scale, (0, 0, 0) if luminance > 150 else (255, 255, 255),
                 thickness, cv2.LINE_AA)
 
 
 def _corner(image: np.ndarray, x: float, y: float) -> tuple[int, int]:
-    h, w = image.shape[:2]
-    return int(np.clip(x, 0, w - 1)), int(np.clip(y, 0, h - 1))
+    h, w = image.shape[:2]  # plain min/max: np.clip on one number costs several microseconds
+    return int(min(max(x, 0), w - 1)), int(min(max(y, 0), h - 1))
 
 
 def draw_boxes(image: np.ndarray, detections: Sequence[dict]) -> np.ndarray:
@@ -62,8 +71,9 @@ def draw_boxes(image: np.ndarray, detections: Sequence[dict]) -> np.ndarray:
     for d in detections:
         color = class_color(int(d["class_id"]))
         p1, p2 = _corner(image, *d["box"][:2]), _corner(image, *d["box"][2:4])
-        cv2.rectangle(image, p1, p2, color, lw, cv2.LINE_AA)
-        draw_label(image, label(d), p1[0], p1[1], color)
+        # axis-aligned: anti-aliasing would only round the corners, at 2.8x the time (measured over 1000 boxes)
+        cv2.rectangle(image, p1, p2, color, lw)
+        draw_label(image, label(d), p1[0], p1[1], color, lw)
     return image
 
 

@@ -211,10 +211,13 @@ def _forward_strides(resolved: list[Layer], options: Options, size: int) -> tupl
         for name, child in parent.named_children():
             if isinstance(child, nn.BatchNorm2d):
                 setattr(parent, name, nn.Identity())
+    # Run on the CPU with uninitialised weights: a forward pass on the meta device loads torch's compiler stack
+    # (its meta kernels are Python), which cost every command about 1.5 s at start; shapes are all that is read.
+    module = module._apply(lambda t: torch.empty(t.shape, dtype=t.dtype))  # to_empty, without meta kernels
     module.model[-1].register_forward_pre_hook(capture)
     try:
         with torch.no_grad():
-            module(torch.empty(1, 3, size, size, device="meta"))
+            module(torch.zeros(1, 3, size, size))
     except _Stop:
         pass
     return tuple(size // h for h in shapes)

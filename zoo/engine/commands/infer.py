@@ -200,7 +200,10 @@ def write_jsonl(path: Path, records: list[dict]) -> None:
 
 def json_line(record) -> str:
     """Strict JSON: a NaN or infinite score (NaN inputs give them) becomes null, never the invalid token NaN."""
-    return json.dumps(_finite(record), allow_nan=False)
+    try:  # the usual record has none: only a refused one is walked value by value
+        return json.dumps(record, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(record), allow_nan=False)
 
 
 def _finite(value):

@@ -39,9 +39,12 @@ class Detect(nn.Module):
         super().__init__()
         anchors_px = _anchors_px(anchors, len(ch))
         self.nc, self.no, self.nl, self.na = nc, nc + 5, len(anchors_px), len(anchors_px[0])
-        stride = torch.tensor([float(s) for s in (options().strides or (8, 16, 32, 64)[:len(ch)])])
-        self.register_buffer("anchors", torch.tensor(anchors_px).view(self.nl, self.na, 2) / stride.view(-1, 1, 1))
-        self.register_buffer("stride", stride, persistent=False)
+        strides = [float(s) for s in (options().strides or (8, 16, 32, 64)[:len(ch)])]
+        # divided in Python, not as tensors: under the meta device of the stride probe a tensor division would load
+        # torch's compiler stack (about 1.7 s of every command's start)
+        self.register_buffer("anchors", torch.tensor([[(w / s, h / s) for w, h in level]
+                                                      for level, s in zip(anchors_px, strides)]))
+        self.register_buffer("stride", torch.tensor(strides), persistent=False)
         self.m = nn.ModuleList(nn.Conv2d(c, self.no * self.na, 1) for c in ch)
 
     def _grids(self, i: int, ny: int, nx: int, dtype):
