@@ -212,6 +212,20 @@ def test_threads_follow_the_cgroup_quota(tmp_path):
     assert 1 <= ort_runner.available_cores() <= len(__import__("os").sched_getaffinity(0))
 
 
+def test_processes_sharing_the_cores_split_the_threads(monkeypatch):
+    """serve's workers each run a session: four cores and two workers give two threads each, never zero."""
+    monkeypatch.setattr(ort_runner, "available_cores", lambda: 4)
+    monkeypatch.setattr(ort_runner, "_PROCESSES_SHARING", 1)
+    assert ort_runner.session_threads() == 4
+    ort_runner.share_cores(2)
+    assert ort_runner.session_threads() == 2
+    ort_runner.share_cores(8)
+    assert ort_runner.session_threads() == 1
+    ort_runner.share_cores(2)
+    runner = OnnxBackend().runner_for(_lenet_network(0)[0])
+    assert runner.threads == 2 and runner.session.get_session_options().intra_op_num_threads == 2
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # the overlapped infer loop
 

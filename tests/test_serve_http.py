@@ -88,7 +88,7 @@ def multipart(field: str, filename: str, data: bytes) -> tuple[bytes, dict]:
 def engine(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("serve")
     run_cli("yolov5", "build", "--input-size", "128", "--batch", "1:4:8", "-o", tmp / "y5n.engine")
-    return tmp / "y5n.engine", infer_records("yolov5", tmp / "y5n.engine", tmp / "infer", "reference")
+    return tmp / "y5n.engine", infer_records("yolov5", tmp / "y5n.engine", tmp / "infer")
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,7 @@ def test_threads_times_images_equal_infer(server, engine):
 def test_multipart_upload_with_thresholds_equals_infer_with_them(server, engine, tmp_path):
     name = "street.jpg"
     run_cli("yolov5", "infer", "--engine", engine[0], "--source", IMAGES / name, "--out", tmp_path, "--conf", 0.9,
-            "--iou", 0.3, "--no-draw", "--backend", "reference")  # serve runs the reference backend on a CPU
+            "--iou", 0.3, "--no-draw")  # auto, as the server: ONNX Runtime on a CPU
     want = json.loads((tmp_path / "predictions.jsonl").read_text())
     body, headers = multipart("image", name, (IMAGES / name).read_bytes())
     status, _, raw = request(f"{server.url}/v1/predict?conf=0.9&iou=0.3", body, headers)

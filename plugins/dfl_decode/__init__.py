@@ -20,7 +20,6 @@ Three implementations, held equal by tests/test_dfl_decode.py:
 """
 from __future__ import annotations
 
-from zoo.trt_api import is_tensorrt_network
 from zoo.trt_api import plugins as trt_plugins
 
 from .reference import OP_ID, check_attrs, decode_reference, decode_shapes
@@ -42,16 +41,5 @@ def add_dfl_decode(net, box, cls, *, stride, reg_max, name: str):
     """Add one level's decode to `net` (TensorRT's or the reference backend's) as the AOT plugin op named `name`.
     Returns its (B, 4 + nc, H*W) FP32 output."""
     stride, reg_max = check_attrs(stride, reg_max)  # TensorRT checks attribute types exactly (int, not np.int64)
-    if not is_tensorrt_network(net):
-        request = trt_plugins.op.zoo.dfl_decode(box, cls, stride=stride, reg_max=reg_max)
-    else:
-        import tensorrt.plugin as trtp
-
-        from . import trt_plugin  # noqa: F401  registers the QDP op with TensorRT, once
-
-        request = trtp.op.zoo.dfl_decode(box, cls, stride=stride, reg_max=reg_max)
-    layer = net.add_plugin(request, aot=True)
-    layer.name = name
-    out = layer.get_output(0)
-    out.name = name
-    return out
+    return trt_plugins.add_plugin_op(net, OP_ID, [box, cls], {"stride": stride, "reg_max": reg_max}, name=name,
+                                     qdp_module=f"{__name__}.trt_plugin")

@@ -21,7 +21,6 @@ Implementations, held equal by tests/test_ms_deform_attn.py:
 """
 from __future__ import annotations
 
-from zoo.trt_api import is_tensorrt_network
 from zoo.trt_api import plugins as trt_plugins
 
 from .layers_form import ms_deform_attn_layers
@@ -52,18 +51,6 @@ def add_ms_deform_attn(net, value, sampling_locations, attention_weights, *, spa
                                      spatial_shapes=spatial_shapes, name=name)
     if form != "plugin":
         raise ValueError(f"ms_deform_attn {name!r}: form must be one of {FORMS}, got {form!r}")
-    shapes = shapes_attribute(spatial_shapes)
-    if not is_tensorrt_network(net):
-        request = trt_plugins.op.zoo.ms_deform_attn(value, sampling_locations, attention_weights,
-                                                    spatial_shapes=shapes)
-    else:
-        import tensorrt.plugin as trtp
-
-        from . import trt_plugin  # noqa: F401  registers the QDP op with TensorRT, once
-
-        request = trtp.op.zoo.ms_deform_attn(value, sampling_locations, attention_weights, spatial_shapes=shapes)
-    layer = net.add_plugin(request, aot=True)
-    layer.name = name
-    out = layer.get_output(0)
-    out.name = name
-    return out
+    return trt_plugins.add_plugin_op(net, OP_ID, [value, sampling_locations, attention_weights],
+                                     {"spatial_shapes": shapes_attribute(spatial_shapes)}, name=name,
+                                     qdp_module=f"{__name__}.trt_plugin")

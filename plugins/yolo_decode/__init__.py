@@ -27,7 +27,6 @@ Four implementations of the same op, held equal by tests/test_yolo_decode.py and
 """
 from __future__ import annotations
 
-from zoo.trt_api import is_tensorrt_network
 from zoo.trt_api import plugins as trt_plugins
 
 from .reference import OP_ID, check_attrs, decode_reference, decode_shapes
@@ -50,14 +49,6 @@ def add_decode(net, feat, *, stride, anchors, num_outputs, name: str):
     plugin op; the layer is named `name` (e.g. "model.24.decode.0"). Returns its (B, na*H*W, no) FP32 output."""
     # TensorRT checks attribute types exactly (int is not np.int64) and keyword order against the registration.
     stride, anchors, num_outputs = check_attrs(stride, anchors, num_outputs)
-    if not is_tensorrt_network(net):
-        request = trt_plugins.op.zoo.yolo_decode(feat, stride=stride, anchors=anchors, num_outputs=num_outputs)
-    else:
-        import tensorrt.plugin as trtp
-
-        from . import trt_plugin  # noqa: F401  registers the QDP op with TensorRT, once
-
-        request = trtp.op.zoo.yolo_decode(feat, stride=stride, anchors=anchors, num_outputs=num_outputs)
-    layer = net.add_plugin(request, aot=True)
-    layer.name = name
-    return layer.get_output(0)
+    attrs = {"stride": stride, "anchors": anchors, "num_outputs": num_outputs}
+    return trt_plugins.add_plugin_op(net, OP_ID, [feat], attrs, name=name, qdp_module=f"{__name__}.trt_plugin",
+                                     name_output=False)

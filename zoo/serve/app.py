@@ -95,7 +95,7 @@ def create_app(predictor: Predictor, metrics: Metrics, max_upload_bytes: int, ma
             response = jsonify(error=f"server busy: {e}; retry later")
             response.headers["Retry-After"] = str(RETRY_AFTER_S)
             return response, 503
-        answer = future.result(timeout=request_timeout_s)
+        answer = predictor.finish(future.result(timeout=request_timeout_s))
         if request.args.get("annotate", "").lower() not in ("1", "true", "yes"):
             return jsonify(answer.record)
         # the page's request: the annotated image and the time of each stage, in milliseconds

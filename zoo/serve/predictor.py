@@ -3,14 +3,17 @@ from __future__ import annotations
 
 import argparse
 import base64
+import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
 
 from zoo.engine.quantization import as_input
 from zoo.engine.errors import UserError, cut
+from zoo.engine.onnx.runner import session_threads
 from zoo.vision.draw import draw_record
 
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
@@ -22,6 +25,16 @@ class Answer:
     """One item's record, and the seconds of each stage of the batch it ran in (shared by that batch)."""
     record: dict
     timings: dict = field(default_factory=dict)
+
+
+@dataclass
+class Ran:
+    """One item after its batch's network: its slice of the outputs, its context and options; `finish` makes its
+    record."""
+    outputs: dict
+    context: Any
+    options: argparse.Namespace
+    timings: dict
 
 
 class Predictor:
@@ -37,6 +50,7 @@ class Predictor:
         self.defaults = argparse.Namespace(**{**vars(serve_args or argparse.Namespace()),
                                               **vars(infer_parser.parse_args([]))})
         self.max_batch = header.batch[2]
+        self.finishing = threading.BoundedSemaphore(session_threads())
 
     def options(self, query: dict) -> argparse.Namespace:
         """The request's thresholds: infer's flags (conf, iou, max_det, agnostic, classes) from the query string,
@@ -59,9 +73,10 @@ class Predictor:
             raise ValueError(f"query parameter {str(e).removeprefix('--')}") from None
         return args
 
-    def run_batch(self, items: list[tuple[str, np.ndarray, argparse.Namespace]]) -> list[Answer | Exception]:
-        """items: (name, BGR image, options). One engine call for all; then each item's own post-processing,
-        whose error (if any) is that item's answer alone."""
+    def run_batch(self, items: list[tuple[str, np.ndarray, argparse.Namespace]]) -> list[Ran]:
+        """items: (name, BGR image, options). Pre-processing and one engine call for all. The batcher's thread
+        runs this, so it holds nothing else: each item's post-processing (`finish`) runs in its own request's
+        thread, beside the next batch's network."""
         clock = time.perf_counter
         started = clock()
         batch, contexts = self.model.load_images([(name, image, None) for name, image, _ in items],
@@ -69,19 +84,17 @@ class Predictor:
         preprocessed = clock()
         outputs = self.runner.run({self.header.input_name: as_input(batch, self.header.precision)})
         ran = clock()
-        answers: list[Answer | Exception] = []
-        for i, (context, (_, _, options)) in enumerate(zip(contexts, items)):
-            one = {name: value[i:i + 1] for name, value in outputs.items()}
-            start = clock()
-            try:
-                record = self.model.records(one, [context], self.header.config, options)[0]
-            except Exception as e:  # noqa: BLE001 - this request's failure, not its neighbours'
-                answers.append(e)
-                continue
-            answers.append(Answer(record, {"started": started, "batch_size": len(items),
-                                           "preprocess": preprocessed - started, "network": ran - preprocessed,
-                                           "postprocess": clock() - start}))
-        return answers
+        timings = {"started": started, "batch_size": len(items), "preprocess": preprocessed - started,
+                   "network": ran - preprocessed}
+        return [Ran({name: value[i:i + 1] for name, value in outputs.items()}, context, options, timings)
+                for i, (context, (_, _, options)) in enumerate(zip(contexts, items))]
+
+    def finish(self, ran: Ran) -> Answer:
+        """The item's record (NMS, masks, ...), at most one item per core at a time: more would only contend."""
+        with self.finishing:
+            start = time.perf_counter()
+            record = self.model.records(ran.outputs, [ran.context], self.header.config, ran.options)[0]
+            return Answer(record, {**ran.timings, "postprocess": time.perf_counter() - start})
 
 
 def _parse(action: argparse.Action, text: str):

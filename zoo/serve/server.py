@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from dataclasses import dataclass
 
 import torch
@@ -10,6 +9,7 @@ import torch
 from gunicorn.app.base import BaseApplication
 
 from zoo.engine.engines import engine_runner
+from zoo.engine.onnx.runner import session_threads, share_cores
 
 from zoo.vision.images import DEFAULT_MAX_PIXELS
 
@@ -62,8 +62,10 @@ class ZooServer(BaseApplication):
     def load(self):
         from .app import create_app
         s = self.settings
-        # each worker gets its share of the cores: OpenMP threads beyond them spin against each other
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // s.workers))
+        # each worker gets its share of the cores, for torch and ONNX Runtime alike: threads beyond them only wait
+        # on each other
+        share_cores(s.workers)
+        torch.set_num_threads(session_threads())
         return create_app(self.make_predictor(), self.metrics, int(s.max_upload_mb * (1 << 20)), s.max_batch,
                           s.max_delay_ms, s.max_queue, max_pixels=s.max_pixels)
 

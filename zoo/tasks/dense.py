@@ -5,13 +5,12 @@ A subclass says which output is its map, how it is resized back, what a record s
 writes."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from zoo.engine.errors import UserError
+from zoo.engine.timing import ms_per_image
 from zoo.vision.letterbox import unletterbox_map
 
 from .detect import Detect, batch_index, write_image
@@ -95,22 +94,14 @@ class DensePart:
     def bench_stages(self, run_network, images, config, args, device) -> dict:
         """Milliseconds per image of each stage over `images` in batches of args.batch, after one warm-up batch:
         letterbox, network, and the maps back in each image's pixels."""
-        totals = dict.fromkeys(self.stages, 0.0)
-        batches = [images[i:i + args.batch] for i in range(0, len(images), args.batch)]
-        sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-        for index, chunk in enumerate([batches[0]] + batches):  # the first pass warms up and is not counted
-            clock = [time.perf_counter()]
+        def run_batch(chunk, mark):
             batch, params = self.preprocess(chunk, config, device, with_params=True)
-            sync(), clock.append(time.perf_counter())
+            mark()
             outputs = run_network(batch)
-            sync(), clock.append(time.perf_counter())
+            mark()
             maps = self.network_maps(outputs, config)
             for b, p in enumerate(params):
                 unletterbox_map(maps[b], p, self.nearest)
-            clock.append(time.perf_counter())
-            if index:
-                for stage, start, end in zip(self.stages, clock, clock[1:]):
-                    totals[stage] += end - start
-        per_image = {stage: 1000 * seconds / len(images) for stage, seconds in totals.items()}
-        per_image["total"] = sum(per_image.values())
-        return per_image
+            mark()
+
+        return ms_per_image(images, args.batch, self.stages, run_batch, device)

@@ -89,6 +89,33 @@ class _Namespace:
 op = _Namespace()
 
 
+def add_plugin_op(net, op_id: str, inputs: list, attrs: dict, *, name: str, qdp_module: str,
+                  name_output: bool = True):
+    """Add plugin op `op_id` ("namespace::name") on `inputs` with `attrs` to `net` as one AOT plugin layer named
+    `name`; returns its first output (named `name` too unless `name_output` is False). On TensorRT's own network
+    the request is `tensorrt.plugin`'s, after `qdp_module` (the package's `trt_plugin`, which declares the QDP op
+    to TensorRT) is imported; on the zoo's recorders it is this module's `op`. TensorRT checks the attributes'
+    types and order against the QDP declaration, so `attrs` must already be plain ints, floats and tuples."""
+    from . import is_tensorrt_network
+    namespace, _, op_name = op_id.partition("::")
+    if is_tensorrt_network(net):
+        if not qdp_module.startswith(_TRUSTED_PREFIX):
+            raise ValueError(f"plugin {op_id!r}: QDP module {qdp_module!r} is outside the zoo's plugins package")
+        import tensorrt.plugin as trtp
+
+        importlib.import_module(qdp_module)  # registers the QDP op with TensorRT, once
+        ops = trtp.op
+    else:
+        ops = op
+    request = getattr(getattr(ops, namespace), op_name)(*inputs, **attrs)
+    layer = net.add_plugin(request, aot=True)
+    layer.name = name
+    out = layer.get_output(0)
+    if name_output:
+        out.name = name
+    return out
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # ONNX forms: a plugin without one is an error naming it when a network using it is written as ONNX
 

@@ -179,17 +179,13 @@ class YoloModel(ZooModel):
         return name, table, scale if table.get("scales") else None
 
     def random_module(self, args, seed):
-        from .random import randomize
+        from .random import calibration_size, randomize
         name, table, scale = self._random_table(args)
         sppf = getattr(args, "sppf_act", None)
         options = Options(activation=default_activation(table, name),
                           sppf_act=SPPF_ACTS[sppf] if sppf else default_sppf_act(name),
                           head=getattr(args, "head", None) or "auto")
-        # anchor-free heads: BatchNorm statistics from calibration images about the input's size (a multiple of 64,
-        # every table's largest stride, up to 640): taken at 128, a deep random network's activations grow far
-        # beyond O(1) on larger inputs and its outputs saturate (YOLOv5's anchored heads keep their 256 and noise)
-        size = min(max(getattr(args, "input_size", None) or (0,)), 640) // 64 * 64
-        calib = size if size > 128 and self.line != "yolov5" else None
+        calib = calibration_size(getattr(args, "input_size", None), anchored=self.line == "yolov5")
         return randomize(walker.build_module(walker.resolve(table, scale), options), seed, calib).eval()
 
     def config_from_weights(self, weights, args):

@@ -16,6 +16,7 @@ itself) is no test of the layers.
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -25,6 +26,15 @@ from zoo.engine.model import batchnorm_statistics_from_, random_batchnorm_affine
 from .blocks.detect import DFL, Detect
 from .blocks.psa import Attention
 from .blocks.yolov5 import Detect as AnchoredDetect
+
+
+def calibration_size(input_size: Sequence[int] | None, anchored: bool) -> int | None:
+    """The calibration images' side for random weights that will run at `input_size` (None: randomize's default).
+    Anchor-free heads: about the input's size (a multiple of 64, every table's largest stride, up to 640), since
+    with statistics taken at 128 a deep random network's activations grow far beyond O(1) on larger inputs and its
+    outputs saturate. YOLOv5's anchored heads keep their 256 and noise (at 640 they saturated)."""
+    size = min(max(input_size or (0,)), 640) // 64 * 64
+    return size if size > 128 and not anchored else None
 
 
 @torch.no_grad()

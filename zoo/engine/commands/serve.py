@@ -42,12 +42,6 @@ def add_arguments(parser, model) -> None:
 
 def run(model, args) -> int:
     from zoo.serve.server import ServeSettings, ZooServer, engine_predictor
-    from ..gpu import gpu_status
-    if args.backend == "auto" and not gpu_status()[0]:
-        # Serving is bound by pre/post-processing in torch, next to which ONNX Runtime's threads only contend for
-        # the cores: measured slower than the reference backend (tools/bench_serve.py --backends reference auto).
-        say("serve: auto keeps the reference backend on a CPU (--backend onnx runs ONNX Runtime)")
-        args.backend = "reference"
     for flag in ("port", "workers", "threads", "max_batch", "max_queue"):
         if getattr(args, flag) < (0 if flag == "port" else 1):
             raise UserError(f"--{flag.replace('_', '-')} {getattr(args, flag)} must be at least 1")

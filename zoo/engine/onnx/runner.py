@@ -5,7 +5,8 @@ operator libraries) and keep every tensor inside the file (external data would m
 
 Tuned for the CPU it runs on:
 - intra-op threads = the cores this process may really use (affinity mask and cgroup CPU quota, not the machine's
-  count, which oversubscribes a container and makes ONNX Runtime's spinning threads wait on each other);
+  count, which oversubscribes a container and makes ONNX Runtime's spinning threads wait on each other), divided
+  among the processes that share them (`share_cores`: serve's workers);
 - the model is prepared for the CPU once (`cpu_plan`: INT8 convolutions and matrix multiplies on integer kernels)
   and, with `cache_beside`, the graph ONNX Runtime optimised is kept beside the engine, so the next load skips the
   translation and the optimisation. The cache's name and contents carry a key (the engine payload's hash, ONNX
@@ -99,6 +100,20 @@ def _cgroup_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
         return None
 
 
+_PROCESSES_SHARING = 1  # processes running sessions side by side on these cores (serve's workers)
+
+
+def share_cores(processes: int) -> None:
+    """Each session made after this gets 1/processes of the available cores as its threads (at least one):
+    serve's workers each run their own session, and more threads than cores only wait on each other."""
+    global _PROCESSES_SHARING
+    _PROCESSES_SHARING = max(1, processes)
+
+
+def session_threads() -> int:
+    return max(1, available_cores() // _PROCESSES_SHARING)
+
+
 def cache_path(engine: Path, key: str) -> Path:
     """The optimised graph's file beside `engine`; the key is in the name, so engines never share one."""
     return engine.with_name(f"{engine.name}.ort-{key[:16]}.onnx")
@@ -113,7 +128,7 @@ class OnnxRunner:
         """`data`: an ONNX model, or with `translate` an engine payload that translate(data) turns into one (done only
         when no valid cache exists). `cache_beside`: the engine file next to which the optimised graph is kept."""
         import onnxruntime as ort
-        self.threads = threads or available_cores()
+        self.threads = threads or session_threads()
         self.cache_file, self.cache_state = None, "off"
         session = None
         if cache_beside is not None:
