@@ -278,3 +278,35 @@ def test_pose_visibility_is_the_sigmoid_of_its_raw_channel():
     # raw values that a missing sigmoid would leave visibly different (sigmoid has a fixed point near 0.659)
     assert (torch.sigmoid(raw[:, 2::3]) - raw[:, 2::3]).abs().max() > 0.1
     torch.testing.assert_close(visibility, torch.sigmoid(raw[:, 2::3]), rtol=0, atol=1e-6)
+
+
+RACE = """
+import threading
+from zoo.yolo import registry
+barrier, failures = threading.Barrier(8), []
+def look_up():
+    barrier.wait()
+    try:
+        registry.lookup("C3", "row 2 (C3)")
+    except Exception as e:  # noqa: BLE001
+        failures.append(repr(e))
+threads = [threading.Thread(target=look_up) for _ in range(8)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(failures)
+"""
+
+
+def test_the_block_registry_fills_once_for_threads_asking_at_once():
+    """serve's request threads look blocks up at once in a fresh worker: none may see the registry half filled
+    (before the lock, 7 of these 8 threads got 'unknown block C3')."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run([sys.executable, "-c", RACE], cwd=root, capture_output=True, text=True, timeout=120,
+                            env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]", result.stdout

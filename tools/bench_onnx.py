@@ -57,8 +57,9 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     return torch.nn.functional.cosine_similarity(a.flatten().double(), b.flatten().double(), dim=0).item()
 
 
-def int8_runner(model, weights, config, x, max_batch: int):
-    """INT8 on ONNX Runtime, scales from the max of the FP32 activations on `x` (speed only)."""
+def int8_runner(model, weights, config, x, max_batch: int, threads: int):
+    """INT8 on ONNX Runtime, scales from the max of the FP32 activations on `x` (speed only), on `threads` threads
+    like the FP32 session it is compared with."""
     from zoo.engine import quantization
     from zoo.engine.onnx.backend import OnnxBackend
     from zoo.engine.onnx.writer import to_onnx
@@ -72,7 +73,7 @@ def int8_runner(model, weights, config, x, max_batch: int):
     scales, _ = quantization.calibrate(define, OnnxBackend(), lambda: [x], model.input_name, "max", 99.99, len(x),
                                        log=lambda m: None)
     net, outputs = define(OnnxBackend(), Precision("int8", scales))
-    return OnnxRunner(to_onnx(net, batch=(1, max_batch, max_batch)).SerializeToString()), outputs[0]
+    return OnnxRunner(to_onnx(net, batch=(1, max_batch, max_batch)).SerializeToString(), threads), outputs[0]
 
 
 def bench_model(name: str, batches: list[int], iterations: int, warmup: int, threads: int) -> list[dict]:
@@ -96,7 +97,7 @@ def bench_model(name: str, batches: list[int], iterations: int, warmup: int, thr
     reference = ReferenceBackend().runner_for(net)
     try:
         int8, int8_output = int8_runner(model, weights, config, model.sample_input(config, max(batches), 1),
-                                        max(batches))
+                                        max(batches), threads)
     except Exception as e:  # noqa: BLE001 - a family the INT8 path cannot take yet is a row without INT8
         print(f"{name}: no INT8 ({type(e).__name__}: {str(e)[:120]})", file=sys.stderr)
         int8 = None

@@ -4,6 +4,7 @@ on vs off, measured in one run so the ratios compare like with like.
     python tools/bench_serve.py                       # built-in service and Triton, yolov5n at 160 px
     python tools/bench_serve.py --routes builtin --input-size 320 --requests 64
     python tools/bench_serve.py --routes builtin --backends reference auto --concurrency 32 --requests 32
+    python tools/bench_serve.py --routes builtin --baseline /path/to/older/checkout   # before/after, one run
 
 The images are the project's own (tests/data/images), sent round-robin; every request is one encoded image. Each
 configuration starts its own server on a free loopback port, and the server is stopped at the end. Random YOLOv5n
@@ -68,12 +69,15 @@ def load(send, concurrency: int, requests: int) -> dict:
     return result
 
 
-def builtin_route(engine: Path, batching: bool, concurrencies, requests: int, backend: str = "auto") -> dict:
+def builtin_route(engine: Path, batching: bool, concurrencies, requests: int, backend: str | None = "auto",
+                  checkout: Path = ROOT) -> dict:
+    """`backend` None: the checkout's own default (a baseline checkout may predate --backend's choices)."""
     port = free_port()
     flags = ["--max-batch", 8, "--max-delay-ms", 5] if batching else ["--max-batch", 1]
     command = ["serve", "--engine", engine, "--port", port, "--workers", 1, "--threads", 64, "--max-queue", 256,
-               "--backend", backend, *flags]
-    server = subprocess.Popen([sys.executable, "-m", "zoo.yolov5", *map(str, command)], cwd=ROOT,
+               *(["--backend", backend] if backend else []), *flags]
+    server = subprocess.Popen([sys.executable, "-m", "zoo.yolov5", *map(str, command)], cwd=checkout,
+                              env={**os.environ, "PYTHONPATH": str(checkout)},
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -137,6 +141,8 @@ def main() -> int:
     parser.add_argument("--input-size", type=int, default=160, help="YOLOv5n input size (default 160)")
     parser.add_argument("--backends", nargs="+", choices=("auto", "reference", "onnx"), default=["auto"],
                         help="executors of the built-in service, each a row (default auto)")
+    parser.add_argument("--baseline", type=Path,
+                        help="another checkout whose built-in service, at its defaults, is a row too (before/after)")
     args = parser.parse_args()
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
@@ -144,26 +150,32 @@ def main() -> int:
         engine = work / "y5n.engine"
         zoo("build", "--input-size", args.input_size, "--batch", "1:8:8", "-o", engine)
         load_before = os.getloadavg()[0]
-        for route in args.routes:
-            for backend in (args.backends if route == "builtin" else ["auto"]):
-                row = f"{route} ({backend})"
-                results[row] = {}
-                for batching in (False, True):
-                    print(f"{row}, batching {'on' if batching else 'off'} ...", file=sys.stderr, flush=True)
-                    results[row][batching] = (
-                        builtin_route(engine, batching, args.concurrency, args.requests, backend)
-                        if route == "builtin" else
-                        triton_route(engine, batching, args.concurrency, args.requests, work))
+        rows = [(route, backend) for route in args.routes
+                for backend in (args.backends if route == "builtin" else ["auto"])]
+        if args.baseline:
+            rows.insert(0, ("builtin", None))
+        for route, backend in rows:
+            row = f"{route} ({backend or 'baseline checkout'})"
+            results[row] = {}
+            for batching in (False, True):
+                print(f"{row}, batching {'on' if batching else 'off'} ...", file=sys.stderr, flush=True)
+                results[row][batching] = (
+                    builtin_route(engine, batching, args.concurrency, args.requests, backend,
+                                  args.baseline.resolve() if backend is None else ROOT)
+                    if route == "builtin" else
+                    triton_route(engine, batching, args.concurrency, args.requests, work))
     print(f"yolov5n (random weights) at {args.input_size} px on {os.cpu_count()} CPU cores, {args.requests} requests "
           f"per level over the project's {len(IMAGES)} images; load average {load_before:.1f} before, "
           f"{os.getloadavg()[0]:.1f} after")
     print(table(results, args.concurrency))
-    if "builtin (reference)" in results and len(args.backends) > 1:
-        base = results["builtin (reference)"][True]
+    for base_row in ("builtin (reference)", "builtin (baseline checkout)"):
+        if base_row not in results:
+            continue
+        base = results[base_row][True]
         for backend in args.backends:
-            if backend != "reference":
+            if f"builtin ({backend})" != base_row and f"builtin ({backend})" in results:
                 mine = results[f"builtin ({backend})"][True]
-                print(f"builtin, batching on, {backend} / reference requests/s: " +
+                print(f"builtin, batching on, {backend} / {base_row[9:-1]} requests/s: " +
                       ", ".join(f"concurrency {c} **{mine[c]['rps'] / base[c]['rps']:.2f}x**"
                                 for c in args.concurrency))
     return 0

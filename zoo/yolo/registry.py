@@ -27,6 +27,7 @@ import contextvars
 import importlib
 import math
 import pkgutil
+import threading
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
@@ -134,7 +135,8 @@ class Block:
 
 
 REGISTRY: dict[str, Block] = {}
-_LOADED = False
+_STATE = "unloaded"            # -> "loading" -> "loaded"
+_LOADING = threading.RLock()   # other threads wait for the loading one; its own nested lookups pass through
 
 
 def register(*blocks: Block) -> None:
@@ -145,14 +147,23 @@ def register(*blocks: Block) -> None:
 
 
 def _load_blocks() -> None:
-    """Import every file of zoo/yolo/blocks: each registers its blocks (adding a block is adding a file)."""
-    global _LOADED
-    if _LOADED:
+    """Import every file of zoo/yolo/blocks: each registers its blocks (adding a block is adding a file). Thread
+    safe: serve's request threads look blocks up at once, and none may see the registry half filled."""
+    global _STATE
+    if _STATE == "loaded":
         return
-    _LOADED = True
-    from . import blocks
-    for info in pkgutil.iter_modules(blocks.__path__):
-        importlib.import_module(f"{blocks.__name__}.{info.name}")
+    with _LOADING:
+        if _STATE != "unloaded":  # loaded meanwhile, or this thread is loading (a block module looking one up)
+            return
+        _STATE = "loading"
+        try:
+            from . import blocks
+            for info in pkgutil.iter_modules(blocks.__path__):
+                importlib.import_module(f"{blocks.__name__}.{info.name}")
+        except BaseException:
+            _STATE = "unloaded"
+            raise
+        _STATE = "loaded"
 
 
 def has(name: str) -> bool:
