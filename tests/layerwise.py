@@ -1,4 +1,5 @@
-"""Layer-by-layer checks of a classifier family on the reference backend, shared by tests/test_classifiers_*.py.
+"""Layer-by-layer checks on the reference backend: a classifier family (`check_family`, shared by
+tests/test_classifiers_*.py) and a YOLO table walked from weights (`walk_table`, shared by the YOLO table tests).
 
 `check_family` takes a reference module with random weights (BatchNorm statistics randomized), defines the network
 from its state_dict as a checkpoint gives it (shapes checked key by key), then hands the state_dict to the family as
@@ -20,6 +21,8 @@ from zoo.engine import validate
 from zoo.engine.backends import ReferenceBackend
 from zoo.engine.model import state_dict_arrays
 from zoo.engine.networks import define_network
+from zoo.trt_api import trt
+from zoo.yolo import walker
 
 
 def flat_weights(module: torch.nn.Module, source: str = "random.wts") -> WeightMap:
@@ -54,15 +57,39 @@ def check_family(model, module: torch.nn.Module, cli_args: argparse.Namespace, x
     weighted = {name for name, sub in module.named_modules()
                 if name in expected and any(True for _ in sub.parameters(recurse=False))}
     missing = sorted(n for n in weighted - set(compared)
-                     if not n.startswith(skip_coverage) and not _covered_by_ancestor(n, compared, expected))
+                     if not n.startswith(skip_coverage) and not covered_by_ancestor(n, compared, expected))
     assert not missing, f"modules with weights whose outputs no network tensor is named after: {missing[:10]}"
     return config
 
 
-def _covered_by_ancestor(name: str, compared: list[str], expected: dict) -> bool:
+def covered_by_ancestor(name: str, compared: list[str], expected: dict) -> bool:
     """A module whose output is its enclosing module's output (the last layer of a Sequential) is compared under
     the outermost name, as the naming contract says."""
     return any(name.startswith(f"{a}.") and torch.equal(expected[name], expected[a]) for a in compared)
+
+
+def walk_table(module: torch.nn.Module, weights: WeightMap, resolved: list, options, x: torch.Tensor,
+               tolerance: float = 1e-4, label: str = "") -> tuple[list[str], dict]:
+    """The walker's network of `resolved` defined from `weights` and run on the reference backend, against `module`
+    on `x`: every tensor named after a module and every output the module gives, at `tolerance` (asserted).
+    Returns (the names compared, the module's outputs by name) for coverage checks."""
+    expected = validate.reference_outputs(module, x)
+    backend = ReferenceBackend()
+    net = backend.create_network()
+    inp = net.add_input("images", trt.float32, (-1, 3, *x.shape[2:]))
+    outputs = walker.define(net, weights, resolved, options, inp)
+    compared = validate.mark_comparable(net, set(expected))
+    for out in outputs:
+        net.mark_output(out)
+    got = backend.runner_for(net).run({"images": x.numpy()})
+    rows = [validate.compare(n, got[n], expected[n], tolerance) for n in compared]
+    rows += [validate.compare(f"output {i}", got[out.name], expected[f"__output__{i or ''}"], tolerance)
+             for i, out in enumerate(outputs) if f"__output__{i or ''}" in expected]  # as `validate` does: a
+    # network output the module does not give (SemanticSegment's baked class map) is checked in its own test
+    bad = [r for r in rows if not r.ok]
+    assert not bad, validate.format_table(rows, f"{label}{': ' if label else ''}tolerance {tolerance:g}")
+    assert f"__output__{len(outputs)}" not in expected, "the module has more outputs than the network"
+    return compared, expected
 
 
 def parameter_count(module_class, *args, **kwargs) -> int:

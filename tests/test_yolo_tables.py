@@ -22,10 +22,8 @@ import pytest
 import torch
 
 import wts.format
+from layerwise import covered_by_ancestor, walk_table
 from wts.weight_map import WeightMap
-from zoo.engine import validate
-from zoo.trt_api import trt
-from zoo.engine.backends import ReferenceBackend
 from zoo.engine.model import state_dict_arrays
 from zoo.yolo import walker
 from zoo.yolo.activation import default_activation
@@ -87,11 +85,6 @@ def table_options(table: dict, name: str) -> Options:
     return Options(activation=default_activation(table, name))
 
 
-def covered_by_ancestor(name: str, compared: list[str], expected: dict) -> bool:
-    """A module whose output is its parent's (the last layer of a Sequential) is compared under the parent's name."""
-    return any(name.startswith(f"{a}.") and torch.equal(expected[name], expected[a]) for a in compared)
-
-
 def scene(size: int) -> torch.Tensor:
     """A letterboxed synthetic scene: an input like the calibration images of the random weights. Uniform noise
     drives them far outside it (activations of 20-60 sigma, attention logits spread over 100: a hard argmax), where
@@ -113,24 +106,7 @@ def test_table_validates_layer_by_layer_through_wts(name, tmp_path):
     wts.format.save(path, module.state_dict())
     weights = WeightMap(wts.format.load(path), str(path))
 
-    x = scene(size)
-    expected = validate.reference_outputs(module, x)
-    backend = ReferenceBackend()
-    net = backend.create_network()
-    inp = net.add_input("images", trt.float32, (-1, 3, size, size))
-    outputs = walker.define(net, weights, resolved, options, inp)
-    compared = validate.mark_comparable(net, set(expected))
-    for out in outputs:
-        net.mark_output(out)
-    got = backend.runner_for(net).run({"images": x.numpy()})
-
-    rows = [validate.compare(n, got[n], expected[n], TOLERANCE) for n in compared]
-    rows += [validate.compare(f"output {i}", got[out.name], expected[f"__output__{i or ''}"], TOLERANCE)
-             for i, out in enumerate(outputs) if f"__output__{i or ''}" in expected]  # as `validate` does: a
-    # network output the module does not give (SemanticSegment's baked class map) is checked in its own test
-    bad = [r for r in rows if not r.ok]
-    assert not bad, validate.format_table(rows, f"{name}: tolerance {TOLERANCE:g}")
-    assert f"__output__{len(outputs)}" not in expected, "the module has more outputs than the network"
+    compared, expected = walk_table(module, weights, resolved, options, scene(size), TOLERANCE, name)
     assert weights.unused() == [], f"{name}: weights no layer read"
     head = f"model.{resolved[-1].index}."  # the head is held by its outputs (YOLOv5's splits its output convs)
     weighted = {n for n, sub in module.named_modules()

@@ -13,6 +13,7 @@ import copy
 import pytest
 import torch
 
+from layerwise import walk_table
 from test_yolo_blocks_extra import PREFIX, check_block, random_module
 from upstream_pickle import save_upstream_checkpoint
 from wts.weight_map import WeightMap
@@ -130,28 +131,18 @@ def test_fp16_network_folds_the_branches(name, args, shape):
 
 # ------------------------------------------------------------------------------------- tables
 
-def validate_table(table: dict, scale, size: int = 64, seed: int = 0) -> list:
-    """The table's network from its random module's weights against the module, every named tensor at 1e-4."""
+def validate_table(table: dict, scale, size: int = 64, seed: int = 0) -> list[str]:
+    """The table's network from its random module's weights against the module, every named tensor at 1e-4; the
+    names compared."""
     resolved = walker.resolve(table, scale)
     options = Options(strides=walker.head_strides(resolved, Options()))
     module = randomize(walker.build_module(resolved, options), seed=seed)
     weights = WeightMap(state_dict_arrays(module), "table")
     small = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(1))
     x = torch.nn.functional.interpolate(small, size=(size, size), mode="bilinear", align_corners=False)
-    expected = validate.reference_outputs(module, x)
-    backend = ReferenceBackend()
-    net = backend.create_network()
-    inp = net.add_input("images", trt.float32, (-1, 3, size, size))
-    outputs = walker.define(net, weights, resolved, options, inp)
-    names = validate.mark_comparable(net, set(expected))
-    for out in outputs:
-        net.mark_output(out)
-    got = backend.runner_for(net).run({"images": x.numpy()})
-    rows = [validate.compare(n, got[n], expected[n], 1e-4) for n in names]
-    rows.append(validate.compare("output", got[outputs[0].name], expected["__output__"], 1e-4))
-    assert all(r.ok for r in rows), validate.format_table(rows, "tolerance 1e-4")
+    compared, _ = walk_table(module, weights, resolved, options, x)
     assert weights.unused() == []
-    return rows
+    return compared
 
 
 def cb_table() -> dict:
@@ -175,8 +166,7 @@ def cb_table() -> dict:
 
 
 def test_cblinear_and_cbfuse_in_a_table():
-    rows = validate_table(cb_table(), None, size=32)
-    names = {r.name for r in rows}
+    names = set(validate_table(cb_table(), None, size=32))
     assert {"model.4", "model.5", "model.6.conv", "model.8", "model.10", "model.12"} <= names
 
 
