@@ -10,6 +10,7 @@ import argparse
 import base64
 import copy
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -87,6 +88,12 @@ def test_semantic_checkpoint_validates_and_infer_writes_its_class_map(tmp_path, 
     weights, reference = checkpoints["yolo26-sem"]
     assert main(YoloModel(COMMAND), ["validate", "--weights", str(weights), "--input-size", str(SIZE)]) == 0
     assert "layers pass (tolerance 0.0001)" in capsys.readouterr().out
+    # --images counts what a semantic network gives: the input's pixels (one photo), not detections
+    assert main(YoloModel(COMMAND), ["validate", "--weights", str(weights), "--input-size", str(SIZE),
+                                     "--precision", "fp16", "--images", str(photo_folder)]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    matched, total = map(int, re.search(r"fp16 reproduces (\d+) of (\d+) FP32 pixel classes", line).groups())
+    assert total == SIZE * SIZE and matched > 0.95 * total, line
 
     out = tmp_path / "out"
     record, = run_infer(weights, photo_folder, out, capsys)

@@ -94,6 +94,10 @@ class ZooModel:
         None when the model has no such metric."""
         return None
 
+    def agreement_terms(self, config: dict) -> tuple[str, str]:
+        """What `agreement` counts and when one counts as reproduced, for `validate --images`' line."""
+        return "detections", "IoU >= 0.5, same class"
+
     def bench_stages(self, run_network, images: list[np.ndarray], config: dict, args: argparse.Namespace,
                      device: str) -> dict | None:
         """`bench --source`: milliseconds per image of each stage (pre-processing, network, post-processing ...,

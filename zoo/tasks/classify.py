@@ -66,6 +66,8 @@ class Classify:
     def records(self, outputs, contexts, config, args) -> list[dict]:
         return self.crop.records(outputs, contexts, self._plain(config), args)
 
+    agreement_terms = ("top-1 classes", "the same class for the image")
+
     def agreement(self, fp32_outputs, low_outputs, config) -> tuple[int, int]:
         """(images whose top-1 class agrees, images)."""
         ref, low = fp32_outputs[config.output_name], low_outputs[config.output_name]

@@ -46,6 +46,8 @@ class Depth(DensePart):
             self.write_picture(out / Path(context["file"]).name,
                                colorize_log_depth(decode_log_depth(encoded)), context)
 
+    agreement_terms = ("pixel depths", "within a factor 1.25 of FP32's: delta-1, at the head's resolution")
+
     def agreement(self, fp32_outputs, low_outputs, config) -> tuple[int, int]:
         """(pixels whose depth is within a factor 1.25 of FP32's, pixels), at the head's resolution (output 0):
         the delta-1 accuracy of depth evaluation, with FP32 as the ground truth."""

@@ -139,6 +139,8 @@ class Detect:
         return np.concatenate([boxes, dets[:, 4:6].float().cpu().numpy()], 1)
 
     # --- validate --precision --images, bench --source
+    agreement_terms = ("detections", "IoU >= 0.5, same class")   # what `agreement` counts, for validate's line
+
     def agreement(self, fp32_outputs: dict, low_outputs: dict, config) -> tuple[int, int]:
         """(FP32 detections reproduced by the low-precision outputs (IoU >= 0.5, same class), FP32 detections)."""
         args = argparse.Namespace(classes=None, agnostic=False, **{**self.nms_defaults, "max_det": 300})

@@ -43,6 +43,8 @@ class Semantic(DensePart):
             self.write_picture(out / Path(context["file"]).name, draw_record(context["image"], record),
                                context)
 
+    agreement_terms = ("pixel classes", "the same class at the pixel, network input's pixels")
+
     def agreement(self, fp32_outputs, low_outputs, config) -> tuple[int, int]:
         """(pixels of the input whose class agrees with FP32's, pixels), from the logits (output 0)."""
         reference, other = self.class_maps(fp32_outputs, config), self.class_maps(low_outputs, config)

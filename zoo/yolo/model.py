@@ -361,6 +361,9 @@ class YoloModel(ZooModel):
         typed = self.typed(config)
         return self.part(typed).agreement(fp32_outputs, low_outputs, typed)
 
+    def agreement_terms(self, config):
+        return self.part(self.typed(config)).agreement_terms
+
     def bench_stages(self, run_network, images, config, args, device):
         typed = self.typed(config)
         return self.part(typed).bench_stages(run_network, images, typed, args, device)

@@ -106,7 +106,8 @@ def format_sensitivity(ranking) -> str:
 
 
 def agreement(model, backend, weights: WeightMap, config: dict, precision: Precision, args) -> str:
-    """How many FP32 detections the low-precision network reproduces over a folder (IoU >= 0.5, same class)."""
+    """How many FP32 results (detections, top-1 classes, pixel classes or depths: the model's `agreement_terms`)
+    the low-precision network reproduces over a folder."""
     from zoo.vision.images import list_images
     if precision.mode == "fp32":
         raise UserError("--images compares fp16/int8 detections with FP32; it needs a detector and --precision")
@@ -128,5 +129,6 @@ def agreement(model, backend, weights: WeightMap, config: dict, precision: Preci
         m, t = counts
         matched, total = matched + m, total + t
     share = f"{100 * matched / total:.1f}%" if total else "n/a"
-    return (f"detection agreement over {len(paths)} images: {precision.mode} reproduces {matched} of {total} FP32 "
-            f"detections ({share}; IoU >= 0.5, same class)")
+    counted, criterion = model.agreement_terms(config)
+    return (f"agreement over {len(paths)} images: {precision.mode} reproduces {matched} of {total} FP32 "
+            f"{counted} ({share}; {criterion})")
