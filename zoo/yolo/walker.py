@@ -184,8 +184,8 @@ _STRIDES: dict[str, tuple[int, ...]] = {}
 
 
 def head_strides(resolved: list[Layer], options: Options, size: int = 256) -> tuple[int, ...]:
-    """The strides of the last row's inputs, from a forward pass on the meta device at size x size (what upstream
-    does at 256, so no memory is spent); () when the last row takes one input (Classify). Remembered per layout
+    """The strides of the last row's inputs, from a forward pass at size x size (what upstream does at 256) with
+    uninitialised weights; () when the last row takes one input (Classify). Remembered per layout
     (sources, blocks, repeats and the arguments after the channels), which is all they depend on."""
     last = resolved[-1]
     if not isinstance(last.source, list):
