@@ -19,6 +19,7 @@ import ast
 import copy
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -176,8 +177,29 @@ class YoloNet(nn.Module):
         return x
 
 
-class _Stop(Exception):
-    pass
+class StopProbe(Exception):
+    """Raised by a `shape_probe` hook that has seen what it needed: the pass ends there."""
+
+
+def shape_probe(resolved: list[Layer], options: Options, size: int, watch: Callable[[YoloNet], object]) -> None:
+    """One forward pass of the table's network on a size x size input, for shapes only. `watch(module)` registers
+    the hooks that record them (a hook may raise StopProbe). The module is built on the meta device (nothing
+    allocated or initialised), BatchNorm is dropped (it changes no shape), and the pass runs on the CPU with
+    uninitialised weights: a forward pass on the meta device loads torch's compiler stack (its meta kernels are
+    Python), which cost every command about 1.5 s at start."""
+    with using(options), torch.device("meta"):
+        module = YoloNet(resolved).eval()
+    for parent in list(module.modules()):
+        for name, child in parent.named_children():
+            if isinstance(child, nn.BatchNorm2d):
+                setattr(parent, name, nn.Identity())
+    module = module._apply(lambda t: torch.empty(t.shape, dtype=t.dtype))  # to_empty, without meta kernels
+    watch(module)
+    try:
+        with torch.no_grad():
+            module(torch.zeros(1, 3, size, size))
+    except StopProbe:
+        pass
 
 
 _STRIDES: dict[str, tuple[int, ...]] = {}
@@ -203,23 +225,9 @@ def _forward_strides(resolved: list[Layer], options: Options, size: int) -> tupl
 
     def capture(_module, inputs):
         shapes.extend(t.shape[2] for t in inputs[0])
-        raise _Stop
+        raise StopProbe
 
-    with using(options), torch.device("meta"):
-        module = YoloNet(resolved).eval()
-    for parent in list(module.modules()):  # shapes only: BatchNorm on the meta device is slow and changes none
-        for name, child in parent.named_children():
-            if isinstance(child, nn.BatchNorm2d):
-                setattr(parent, name, nn.Identity())
-    # Run on the CPU with uninitialised weights: a forward pass on the meta device loads torch's compiler stack
-    # (its meta kernels are Python), which cost every command about 1.5 s at start; shapes are all that is read.
-    module = module._apply(lambda t: torch.empty(t.shape, dtype=t.dtype))  # to_empty, without meta kernels
-    module.model[-1].register_forward_pre_hook(capture)
-    try:
-        with torch.no_grad():
-            module(torch.zeros(1, 3, size, size))
-    except _Stop:
-        pass
+    shape_probe(resolved, options, size, lambda module: module.model[-1].register_forward_pre_hook(capture))
     return tuple(size // h for h in shapes)
 
 

@@ -161,8 +161,8 @@ _INPUT_STRIDES: dict[str, int] = {}
 
 def input_stride(resolved, options, size: int = 256) -> int:
     """The deepest stride of a table (upstream's rule for SemanticSegment, whose head inputs stop at P4 while the
-    encoder reaches P5): size over the smallest height any row outputs, from a pass on the meta device; remembered
-    per layout."""
+    encoder reaches P5): size over the smallest height any row outputs, from walker.shape_probe; remembered per
+    layout."""
     key = repr([(layer.source, layer.block.name, layer.repeats, layer.args) for layer in resolved])
     if key not in _INPUT_STRIDES:
         _INPUT_STRIDES[key] = _deepest_stride(resolved, options, size)
@@ -170,7 +170,7 @@ def input_stride(resolved, options, size: int = 256) -> int:
 
 
 def _deepest_stride(resolved, options, size: int) -> int:
-    from zoo.yolo.walker import YoloNet, using
+    from zoo.yolo.walker import shape_probe
     smallest = [size]
 
     def record(_m, _inputs, output):
@@ -178,12 +178,7 @@ def _deepest_stride(resolved, options, size: int) -> int:
             if isinstance(t, torch.Tensor) and t.dim() == 4:
                 smallest[0] = min(smallest[0], t.shape[-2])
 
-    with using(options), torch.device("meta"):
-        module = YoloNet(resolved).eval()
-    for row in module.model:
-        row.register_forward_hook(record)
-    with torch.no_grad():
-        module(torch.empty(1, 3, size, size, device="meta"))
+    shape_probe(resolved, options, size, lambda module: [row.register_forward_hook(record) for row in module.model])
     return size // smallest[0]
 
 
