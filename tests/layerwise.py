@@ -68,6 +68,18 @@ def covered_by_ancestor(name: str, compared: list[str], expected: dict) -> bool:
     return any(name.startswith(f"{a}.") and torch.equal(expected[name], expected[a]) for a in compared)
 
 
+class AsRow(torch.nn.Module):
+    """A block under `model.<index>`, as a table's row puts it, so that its modules are named as in a network."""
+
+    def __init__(self, block: torch.nn.Module, index: int = 3):
+        super().__init__()
+        self.index = str(index)
+        self.model = torch.nn.ModuleDict({self.index: block})
+
+    def forward(self, x):
+        return self.model[self.index](x)
+
+
 def walk_table(module: torch.nn.Module, weights: WeightMap, resolved: list, options, x: torch.Tensor,
                tolerance: float = 1e-4, label: str = "") -> tuple[list[str], dict]:
     """The walker's network of `resolved` defined from `weights` and run on the reference backend, against `module`

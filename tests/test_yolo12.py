@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from layerwise import AsRow
 from upstream_pickle import save_upstream_checkpoint
 from wts.weight_map import WeightMap
 from zoo.engine import validate
@@ -39,18 +40,11 @@ BLOCKS = {
 }
 
 
-class Wrapped(torch.nn.Module):
-    def __init__(self, block):
-        super().__init__()
-        self.model = torch.nn.ModuleDict({"6": block})
-
-    def forward(self, x):
-        return self.model["6"](x)
 
 
 def random_block(cls, args) -> torch.nn.Module:
     torch.manual_seed(0)
-    module = Wrapped(cls(*args))
+    module = AsRow(cls(*args), 6)
     for m in module.modules():
         if isinstance(m, torch.nn.Conv2d):
             torch.nn.init.normal_(m.weight, std=(1.0 / m.weight[0].numel()) ** 0.5)

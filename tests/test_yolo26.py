@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from layerwise import args
+from layerwise import AsRow, args
 from test_yolo_blocks_extra import check_block
 from upstream_pickle import save_upstream_checkpoint
 from wts.weight_map import WeightMap
@@ -117,13 +117,6 @@ HEADS = {"v10Detect": [3], "Detect": [3], "Segment26": [3, 4, 16], "Pose26": [2,
          "Segment": [3, 4, 16], "Pose": [2, [3, 2]], "OBB": [2, 1]}
 
 
-class Head(torch.nn.Module):
-    def __init__(self, head):
-        super().__init__()
-        self.model = torch.nn.ModuleDict({"9": head})
-
-    def forward(self, xs):
-        return self.model["9"](xs)
 
 
 def head_module(name: str, opts: Options, reg_max: int = 1, end2end: bool = True) -> tuple[torch.nn.Module, list]:
@@ -132,7 +125,7 @@ def head_module(name: str, opts: Options, reg_max: int = 1, end2end: bool = True
     torch.manual_seed(3)
     with using(opts):
         head = lookup(name, "test").module(*args)
-    module = Head(head)
+    module = AsRow(head, 9)
     for m in module.modules():
         if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
             torch.nn.init.normal_(m.weight, std=(1.0 / m.weight[0].numel()) ** 0.5)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from layerwise import AsRow
 from wts.weight_map import WeightMap
 from zoo.engine import validate
 from zoo.trt_api import trt
@@ -19,20 +20,11 @@ from zoo.yolo.registry import Options, TableError, lookup, using
 PREFIX = "model.3"
 
 
-class Wrapped(torch.nn.Module):
-    """Puts a block under the prefix `model.3`, as a table row would."""
-
-    def __init__(self, block):
-        super().__init__()
-        self.model = torch.nn.ModuleDict({"3": block})
-
-    def forward(self, x):
-        return self.model["3"](x)
 
 
 def random_module(name: str, args: list) -> torch.nn.Module:
     torch.manual_seed(0)
-    module = Wrapped(lookup(name, "test").module(*args))
+    module = AsRow(lookup(name, "test").module(*args))
     for m in module.modules():
         if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
             torch.nn.init.normal_(m.weight, std=(1.0 / m.weight[0].numel()) ** 0.5)

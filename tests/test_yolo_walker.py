@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from layerwise import AsRow
 import reference_yolov5 as ref5
 import reference_yolov5_tasks as ref5_tasks
 import reference_yolov8 as ref8
@@ -60,15 +61,6 @@ BLOCKS = [
 ]
 
 
-class Wrapped(torch.nn.Module):
-    """A block under the prefix `model.3`, as in a network."""
-
-    def __init__(self, block):
-        super().__init__()
-        self.model = torch.nn.ModuleDict({"3": block})
-
-    def forward(self, x):
-        return self.model["3"](x)
 
 
 CASES = [(*b, "layers") for b in BLOCKS] + [(*b, "plugin") for b in BLOCKS if b[3] and "OBB" not in b[0]]
@@ -80,7 +72,7 @@ def test_every_block_against_its_reference_module(name, args, shapes, strides, d
     block = lookup(name, "test")
     options = Options(strides=strides, decode=decode)
     with using(options):
-        module = Wrapped(block.module(*args))
+        module = AsRow(block.module(*args))
     generator = torch.Generator().manual_seed(3)
     for m in module.modules():  # N(0, 1/fan_in) weights; DFL's fixed bins (no grad) stay
         if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)) and m.weight.requires_grad:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from layerwise import AsRow
 from wts.weight_map import WeightMap
 from zoo.engine import validate
 from zoo.trt_api import trt
@@ -23,20 +24,11 @@ def sppf_with(act, net, weights, prefix, x):
         return sppf(net, weights, prefix, x, 32, 16, 5)
 
 
-class Wrapped(torch.nn.Module):
-    """Puts a block under the prefix `model.3`, as in the detector."""
-
-    def __init__(self, block):
-        super().__init__()
-        self.model = torch.nn.ModuleDict({"3": block})
-
-    def forward(self, x):
-        return self.model["3"](x)
 
 
 def check_block(block, define, shape, min_rows):
     torch.manual_seed(0)
-    module = Wrapped(block)
+    module = AsRow(block)
     for m in module.modules():
         if isinstance(m, torch.nn.Conv2d):
             torch.nn.init.normal_(m.weight, std=(1.0 / (m.weight[0].numel())) ** 0.5)
