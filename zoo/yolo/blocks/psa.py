@@ -71,12 +71,24 @@ class PSABlock(nn.Module):
 
 
 def psa_block(net, weights, prefix: str, x, c: int, attn_ratio: float = 0.5, num_heads: int = 4,
-              shortcut: bool = True):
+              shortcut: bool = True, out_name: str | None = None):
+    """attention then feed-forward, each with its shortcut; the output is named `out_name` (default `prefix`,
+    the block's own name; YOLOv10's PSA, whose attention and ffn sit in the module itself, names it apart)."""
     a = attention(net, weights, f"{prefix}.attn", x, c, num_heads, attn_ratio)
     x = layers.add(net, x, a, f"{prefix}/add_attn") if shortcut else a
     y = conv(net, weights, f"{prefix}.ffn.0", x, c, 2 * c, 1)
     y = layers.rename(conv(net, weights, f"{prefix}.ffn.1", y, 2 * c, c, 1, act=False), f"{prefix}.ffn")
-    return layers.add(net, x, y, prefix) if shortcut else layers.rename(y, prefix)
+    out_name = out_name or prefix
+    return layers.add(net, x, y, out_name) if shortcut else layers.rename(y, out_name)
+
+
+def split_attend_merge(net, weights, prefix: str, x, c1: int, c: int, middle):
+    """The frame C2PSA and YOLOv10's PSA share: cv1 to 2c channels, split in halves, `middle` on the second half,
+    concat, cv2 back to c1 channels (named `prefix`)."""
+    y = conv(net, weights, f"{prefix}.cv1", x, c1, 2 * c, 1)
+    a, b = layers.split(net, y, (c, c), (f"{prefix}/split0", f"{prefix}/split1"))
+    cat = layers.concat(net, [a, middle(b)], f"{prefix}/concat")
+    return layers.rename(conv(net, weights, f"{prefix}.cv2", cat, 2 * c, c1, 1), prefix)
 
 
 class C2PSA(nn.Module):
@@ -94,14 +106,13 @@ class C2PSA(nn.Module):
 
 def c2psa(net, weights, prefix: str, x, c1: int, c2: int, n: int = 1, e: float = 0.5):
     c = int(c1 * e)
-    y = conv(net, weights, f"{prefix}.cv1", x, c1, 2 * c, 1)
-    a, b = layers.split(net, y, (c, c), (f"{prefix}/split0", f"{prefix}/split1"))
-    for i in range(n):
-        b = psa_block(net, weights, f"{prefix}.m.{i}", b, c, 0.5, c // 64)
-    if n:
-        layers.rename(b, f"{prefix}.m")
-    cat = layers.concat(net, [a, b], f"{prefix}/concat")
-    return layers.rename(conv(net, weights, f"{prefix}.cv2", cat, 2 * c, c1, 1), prefix)
+
+    def blocks(b):
+        for i in range(n):
+            b = psa_block(net, weights, f"{prefix}.m.{i}", b, c, 0.5, c // 64)
+        return layers.rename(b, f"{prefix}.m") if n else b
+
+    return split_attend_merge(net, weights, prefix, x, c1, c, blocks)
 
 
 def c2psa_resolve(row):

@@ -18,7 +18,7 @@ from zoo.yolo.registry import Block, TableError, register, scaled
 
 from .conv import Conv, conv
 from .csp import C2f, c2f_layout
-from .psa import Attention, attention
+from .psa import Attention, psa_block, split_attend_merge
 from .rep import RepVGGDW, rep_vgg_dw
 
 
@@ -102,14 +102,8 @@ class PSA(nn.Module):
 
 def psa(net, weights, prefix: str, x, c1: int, c2: int, e: float = 0.5):
     c = int(c1 * e)
-    y = conv(net, weights, f"{prefix}.cv1", x, c1, 2 * c, 1, 1)
-    a, b = layers.split(net, y, (c, c), (f"{prefix}/split0", f"{prefix}/split1"))
-    b = layers.add(net, b, attention(net, weights, f"{prefix}.attn", b, c, max(c // 64, 1), 0.5), f"{prefix}/add_attn")
-    f = conv(net, weights, f"{prefix}.ffn.0", b, c, 2 * c, 1)
-    f = layers.rename(conv(net, weights, f"{prefix}.ffn.1", f, 2 * c, c, 1, act=False), f"{prefix}.ffn")
-    b = layers.add(net, b, f, f"{prefix}/add_ffn")
-    cat = layers.concat(net, [a, b], f"{prefix}/concat")
-    return layers.rename(conv(net, weights, f"{prefix}.cv2", cat, 2 * c, c1, 1), prefix)
+    return split_attend_merge(net, weights, prefix, x, c1, c, lambda b: psa_block(
+        net, weights, prefix, b, c, 0.5, max(c // 64, 1), out_name=f"{prefix}/add_ffn"))
 
 
 def psa_resolve(row):
